@@ -1,1 +1,16 @@
+//! pgwarden: a node-local agent that turns a few hosts running PostgreSQL
+//! into a replicated, self-healing cluster.
+//!
+//! # Layout
+//!
+//! - [`config`]: the node's TOML configuration, loaded, validated, printed.
+//! - [`pg`]: everything about the local PostgreSQL and nothing else:
+//!   binaries, rendered configuration, `initdb` & co, the postmaster, the probe.
+//! - [`ha`]: the decision loop. [`ha::decide`] is pure; the executor acts.
+//! - [`api`]: the HTTP API (status, Patroni-compatible health checks).
+//! - [`state`]: the agent's own state file in the data directory.
+//! - [`view`]: the snapshot the HA loop publishes and the API reads.
+//! - [`daemon`]: `pgwarden run`: wires the loop, the API, signals and systemd.
+//! - [`client`]: the CLI's side of the API (`status`, ...).
 
+pub mod config;

@@ -1,0 +1,1 @@
+//! Cross-field rules of the configuration (placeholder, filled by the config work).
