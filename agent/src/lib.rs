@@ -14,3 +14,4 @@
 //! - [`client`]: the CLI's side of the API (`status`, ...).
 
 pub mod config;
+pub mod pg;
