@@ -15,3 +15,7 @@
 
 pub mod config;
 pub mod pg;
+pub mod ha;
+pub mod notify;
+pub mod state;
+pub mod view;

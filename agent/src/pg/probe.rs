@@ -147,6 +147,15 @@ impl Probe {
         Ok(self.client.insert(client))
     }
 
+    /// Reconnects to another port when the server moved (a port change
+    /// applied by a restart).
+    pub fn reset_port_if_changed(&mut self, port: u16) {
+        if port != self.port {
+            self.port = port;
+            self.client = None;
+        }
+    }
+
     /// Runs statements (no results) with the probe's timeout.
     pub async fn execute(&mut self, sql: &str) -> Result<(), ProbeError> {
         let timeout = self.timeout;

@@ -1,0 +1,299 @@
+//! The decision: a pure function from what the node sees to the one thing
+//! it should do now. No I/O, no clock: every branch is a row in the tables
+//! of tests below (the house rule "decide purely, act separately").
+
+use crate::pg::files::DataDirState;
+
+/// The local PostgreSQL, as the loop found it this iteration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Postgres {
+    /// No postmaster runs.
+    NotRunning {
+        /// It exited without being asked to, and a restart is not due yet.
+        crash_backoff: bool,
+    },
+    /// A postmaster runs but does not accept connections (yet).
+    Starting,
+    /// It answers queries.
+    Running {
+        /// `pg_is_in_recovery()`.
+        in_recovery: bool,
+    },
+}
+
+/// Everything a decision depends on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Situation {
+    /// This node runs no PostgreSQL.
+    pub witness: bool,
+    /// The operator paused automatic actions.
+    pub paused: bool,
+    /// What the data directory holds.
+    pub data: DataDirState,
+    /// `standby.signal` exists.
+    pub standby_signal: bool,
+    /// The postmaster.
+    pub postgres: Postgres,
+    /// This node holds the leader lease.
+    pub lease_mine: bool,
+    /// Who does, when someone does.
+    pub lease_holder: Option<String>,
+    /// A new cluster may be created here (every data member reachable and
+    /// empty; trivially true for a one-member cluster).
+    pub bootstrap_allowed: bool,
+    /// The replication role was ensured since PostgreSQL last started as primary.
+    pub role_ensured: bool,
+}
+
+/// What to do now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Nothing: all is as it should be.
+    Healthy,
+    /// Nothing can be done yet; the reason is shown in `/status` and logged.
+    Wait {
+        /// Why.
+        reason: String,
+    },
+    /// The data directory holds something that is not a cluster: rename it
+    /// aside (never delete) before anything is made there.
+    RenameAside,
+    /// Create a new cluster here: `initdb`, managed files, start as primary.
+    Bootstrap,
+    /// Start the postmaster.
+    Start {
+        /// With `standby.signal`.
+        as_standby: bool,
+    },
+    /// Create or repair the replication role.
+    EnsureReplicationRole,
+    /// Promote the standby: this node holds the lease.
+    Promote,
+    /// Stop PostgreSQL: it runs as primary without the lease.
+    Fence {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Whether this node should ask for (or renew) the lease this iteration.
+pub fn wants_lease(s: &Situation) -> bool {
+    if s.witness || s.paused {
+        return false;
+    }
+    match s.data {
+        DataDirState::Empty | DataDirState::Foreign => s.bootstrap_allowed,
+        DataDirState::Initialized => true,
+    }
+}
+
+/// The one thing to do now.
+pub fn decide(s: &Situation) -> Action {
+    if s.witness {
+        return Action::Healthy;
+    }
+    if s.paused {
+        return Action::Wait {
+            reason: "paused: the agent changes nothing until `pgwarden resume`".into(),
+        };
+    }
+    match s.data {
+        DataDirState::Foreign => return Action::RenameAside,
+        DataDirState::Empty => return decide_empty(s),
+        DataDirState::Initialized => {}
+    }
+    match &s.postgres {
+        Postgres::NotRunning { crash_backoff: true } => Action::Wait {
+            reason: "PostgreSQL exited unexpectedly; restarting after a backoff".into(),
+        },
+        Postgres::NotRunning { crash_backoff: false } => Action::Start {
+            // Never start as primary without the lease; a primary's data
+            // directory starts as a standby and is promoted once the lease is held.
+            as_standby: s.standby_signal || !s.lease_mine,
+        },
+        Postgres::Starting => Action::Wait {
+            reason: "PostgreSQL is starting and does not accept connections yet".into(),
+        },
+        Postgres::Running { in_recovery: false } if s.lease_mine => {
+            if s.role_ensured {
+                Action::Healthy
+            } else {
+                Action::EnsureReplicationRole
+            }
+        }
+        Postgres::Running { in_recovery: false } => Action::Fence {
+            reason: match &s.lease_holder {
+                Some(h) => format!("running as primary, but {h} holds the leader lease"),
+                None => "running as primary without the leader lease".into(),
+            },
+        },
+        Postgres::Running { in_recovery: true } if s.lease_mine => Action::Promote,
+        Postgres::Running { in_recovery: true } => match &s.lease_holder {
+            Some(_) => Action::Healthy,
+            None => Action::Wait {
+                reason: "standby without a leader: no member holds the leader lease".into(),
+            },
+        },
+    }
+}
+
+fn decide_empty(s: &Situation) -> Action {
+    if !s.bootstrap_allowed {
+        return Action::Wait {
+            reason: "empty data directory: waiting until every data member is reachable and empty before a new cluster is made".into(),
+        };
+    }
+    if s.lease_mine {
+        Action::Bootstrap
+    } else {
+        Action::Wait {
+            reason: match &s.lease_holder {
+                Some(h) => format!("empty data directory: {h} holds the leader lease and bootstraps the cluster"),
+                None => "empty data directory: waiting for the leader lease to bootstrap".into(),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn running_primary_with_lease() -> Situation {
+        Situation {
+            witness: false,
+            paused: false,
+            data: DataDirState::Initialized,
+            standby_signal: false,
+            postgres: Postgres::Running { in_recovery: false },
+            lease_mine: true,
+            lease_holder: Some("pg1".into()),
+            bootstrap_allowed: true,
+            role_ensured: true,
+        }
+    }
+
+    /// Each row: a change to the healthy primary's situation, and the action.
+    fn table() -> Vec<(&'static str, Situation, Action)> {
+        let base = running_primary_with_lease();
+        let empty = Situation {
+            data: DataDirState::Empty,
+            postgres: Postgres::NotRunning { crash_backoff: false },
+            ..base.clone()
+        };
+        vec![
+            ("healthy primary holding the lease", base.clone(), Action::Healthy),
+            ("witness does nothing", Situation { witness: true, ..base.clone() }, Action::Healthy),
+            (
+                "fresh primary gets its replication role",
+                Situation { role_ensured: false, ..base.clone() },
+                Action::EnsureReplicationRole,
+            ),
+            ("empty dir with the lease bootstraps", empty.clone(), Action::Bootstrap),
+            (
+                "empty dir without the lease waits",
+                Situation { lease_mine: false, lease_holder: Some("pg2".into()), ..empty.clone() },
+                Action::Wait {
+                    reason: "empty data directory: pg2 holds the leader lease and bootstraps the cluster".into(),
+                },
+            ),
+            (
+                "empty dir while a member is missing waits",
+                Situation { bootstrap_allowed: false, ..empty.clone() },
+                Action::Wait {
+                    reason: "empty data directory: waiting until every data member is reachable and empty before a new cluster is made".into(),
+                },
+            ),
+            (
+                "foreign files are renamed aside",
+                Situation { data: DataDirState::Foreign, ..empty.clone() },
+                Action::RenameAside,
+            ),
+            (
+                "stopped primary with the lease starts as standby first when standby.signal exists",
+                Situation {
+                    postgres: Postgres::NotRunning { crash_backoff: false },
+                    standby_signal: true,
+                    ..base.clone()
+                },
+                Action::Start { as_standby: true },
+            ),
+            (
+                "stopped primary with the lease starts as primary",
+                Situation { postgres: Postgres::NotRunning { crash_backoff: false }, ..base.clone() },
+                Action::Start { as_standby: false },
+            ),
+            (
+                "stopped node without the lease never starts as primary",
+                Situation {
+                    postgres: Postgres::NotRunning { crash_backoff: false },
+                    lease_mine: false,
+                    lease_holder: None,
+                    ..base.clone()
+                },
+                Action::Start { as_standby: true },
+            ),
+            (
+                "crashed postgres waits for its backoff",
+                Situation { postgres: Postgres::NotRunning { crash_backoff: true }, ..base.clone() },
+                Action::Wait {
+                    reason: "PostgreSQL exited unexpectedly; restarting after a backoff".into(),
+                },
+            ),
+            (
+                "starting postgres is waited for",
+                Situation { postgres: Postgres::Starting, ..base.clone() },
+                Action::Wait {
+                    reason: "PostgreSQL is starting and does not accept connections yet".into(),
+                },
+            ),
+            (
+                "primary without the lease is fenced",
+                Situation { lease_mine: false, lease_holder: Some("pg2".into()), ..base.clone() },
+                Action::Fence {
+                    reason: "running as primary, but pg2 holds the leader lease".into(),
+                },
+            ),
+            (
+                "standby holding the lease is promoted",
+                Situation { postgres: Postgres::Running { in_recovery: true }, ..base.clone() },
+                Action::Promote,
+            ),
+            (
+                "standby following a leader is healthy",
+                Situation {
+                    postgres: Postgres::Running { in_recovery: true },
+                    lease_mine: false,
+                    lease_holder: Some("pg2".into()),
+                    ..base.clone()
+                },
+                Action::Healthy,
+            ),
+            (
+                "paused agent changes nothing",
+                Situation { paused: true, lease_mine: false, ..base.clone() },
+                Action::Wait {
+                    reason: "paused: the agent changes nothing until `pgwarden resume`".into(),
+                },
+            ),
+        ]
+    }
+
+    #[test]
+    fn every_situation_in_the_table_gets_its_action() {
+        for (name, situation, expected) in table() {
+            assert_eq!(decide(&situation), expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn who_asks_for_the_lease() {
+        let base = running_primary_with_lease();
+        assert!(wants_lease(&base));
+        assert!(!wants_lease(&Situation { witness: true, ..base.clone() }));
+        assert!(!wants_lease(&Situation { paused: true, ..base.clone() }));
+        let empty = Situation { data: DataDirState::Empty, ..base.clone() };
+        assert!(wants_lease(&empty));
+        assert!(!wants_lease(&Situation { bootstrap_allowed: false, ..empty }));
+    }
+}

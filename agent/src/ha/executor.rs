@@ -1,0 +1,500 @@
+//! The executor: the local PostgreSQL as the HA loop drives it. It
+//! observes (data directory, postmaster, probe) and carries out one
+//! [`Action`] at a time; every choice was made by [`super::decide`].
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::config::{read_secret, Config, ParamValue, SecretError};
+use crate::pg::binaries::Binaries;
+use crate::pg::ctl::{self, CtlError, InitdbOptions};
+use crate::pg::files::{self, DataDirState, FileError, ManagedFiles};
+use crate::pg::postmaster::{AdoptRefusal, Postmaster, PostmasterError, StopMode};
+use crate::pg::probe::{Observation, Probe, ProbeError};
+use crate::pg::roles;
+use crate::pg::runas::{RunAs, RunAsError};
+use crate::state::{AgentState, StateError};
+
+use super::decide::{Action, Postgres};
+
+/// How long a fast shutdown may take before it escalates to immediate.
+const FAST_STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the executor waits for a freshly started postmaster to accept
+/// connections before it hands control back to the loop.
+const START_WAIT: Duration = Duration::from_secs(5);
+/// First restart delay after a crash; doubles with every crash in a row.
+const CRASH_BACKOFF_FIRST: Duration = Duration::from_millis(500);
+/// Longest restart delay.
+const CRASH_BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Running this long without a crash forgets earlier crashes.
+const CRASH_FORGET_AFTER: Duration = Duration::from_secs(60);
+
+/// An action could not be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// A secret file could not be read.
+    #[error("{key}: {source}")]
+    Secret {
+        /// The configuration key naming the file.
+        key: &'static str,
+        /// What went wrong.
+        source: SecretError,
+    },
+    /// A required secret file is not configured.
+    #[error("{0} is not set: a data member needs it (see docs/configuration.md)")]
+    MissingSecret(&'static str),
+    /// Preparing directories or ownership failed.
+    #[error(transparent)]
+    RunAs(#[from] RunAsError),
+    /// A tool failed.
+    #[error(transparent)]
+    Ctl(#[from] CtlError),
+    /// A managed file could not be written.
+    #[error(transparent)]
+    File(#[from] FileError),
+    /// The postmaster could not be started or stopped.
+    #[error(transparent)]
+    Postmaster(#[from] PostmasterError),
+    /// A query failed.
+    #[error(transparent)]
+    Probe(#[from] ProbeError),
+    /// The state file failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// A running postmaster could not be adopted.
+    #[error("will not start PostgreSQL: {0}")]
+    Adopt(#[from] AdoptRefusal),
+}
+
+/// What the executor found this iteration.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    /// The data directory.
+    pub data: DataDirState,
+    /// `standby.signal` exists.
+    pub standby_signal: bool,
+    /// The postmaster, for the decision.
+    pub postgres: Postgres,
+    /// The probe's answer, when PostgreSQL answered.
+    pub observation: Option<Observation>,
+}
+
+/// Crashes in a row and when the next start is due.
+#[derive(Debug, Default)]
+struct CrashTracker {
+    in_a_row: u32,
+    restart_at: Option<Instant>,
+}
+
+impl CrashTracker {
+    fn crashed(&mut self, now: Instant) -> Duration {
+        self.in_a_row += 1;
+        let shift = self.in_a_row.saturating_sub(1).min(10);
+        let delay = (CRASH_BACKOFF_FIRST * 2u32.pow(shift)).min(CRASH_BACKOFF_MAX);
+        self.restart_at = Some(now + delay);
+        delay
+    }
+
+    fn in_backoff(&self, now: Instant) -> bool {
+        self.restart_at.is_some_and(|t| now < t)
+    }
+}
+
+/// The local PostgreSQL under the agent's care.
+pub struct LocalPostgres {
+    cfg: Config,
+    bins: Binaries,
+    runas: RunAs,
+    postmaster: Option<Postmaster>,
+    probe: Probe,
+    crashes: CrashTracker,
+    role_ensured: bool,
+    fenced: Option<String>,
+    adopted_logged: bool,
+}
+
+impl LocalPostgres {
+    /// Takes charge of the data directory of `cfg`.
+    pub fn new(cfg: Config, bins: Binaries, runas: RunAs) -> LocalPostgres {
+        let probe = Probe::new(&cfg.postgresql.socket_dir, cfg.postgresql.port, Duration::from_secs(3));
+        LocalPostgres {
+            cfg,
+            bins,
+            runas,
+            postmaster: None,
+            probe,
+            crashes: CrashTracker::default(),
+            role_ensured: false,
+            fenced: None,
+            adopted_logged: false,
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The postmaster's pid, when one runs.
+    pub fn pid(&self) -> Option<i32> {
+        self.postmaster.as_ref().map(Postmaster::pid)
+    }
+
+    /// Why PostgreSQL was fenced, while it stays down for that reason.
+    pub fn fenced(&self) -> Option<&str> {
+        self.fenced.as_deref()
+    }
+
+    /// Whether a crash restart is pending.
+    pub fn in_crash_backoff(&self) -> bool {
+        self.crashes.in_backoff(Instant::now())
+    }
+
+    /// The replication role was ensured since the last start as primary.
+    pub fn role_ensured(&self) -> bool {
+        self.role_ensured
+    }
+
+    /// Looks at the data directory, the postmaster and the server.
+    pub async fn observe(&mut self) -> Observed {
+        let data_dir = self.cfg.node.data_dir.clone();
+        let data = files::data_dir_state(&data_dir);
+        let standby_signal = data_dir.join("standby.signal").exists();
+        let now = Instant::now();
+        if let Some(pm) = &mut self.postmaster {
+            if let Some(exit) = pm.poll_exit() {
+                let pid = pm.pid();
+                self.postmaster = None;
+                self.role_ensured = false;
+                self.probe.reset(&self.cfg.postgresql.socket_dir, self.cfg.postgresql.port);
+                let delay = self.crashes.crashed(now);
+                tracing::error!(
+                    pid,
+                    exit = %exit.how,
+                    crashes_in_a_row = self.crashes.in_a_row,
+                    "PostgreSQL exited unexpectedly ({}); restarting in {:?}",
+                    exit.how,
+                    delay
+                );
+            }
+        }
+        if self.postmaster.is_none() && data == DataDirState::Initialized {
+            // A postmaster the agent did not start (an agent restart, an
+            // operator's pg_ctl): take it over rather than start a second one.
+            match Postmaster::adopt(&data_dir) {
+                Ok(Some(pm)) => {
+                    tracing::info!(pid = pm.pid(), "adopted the running postmaster {} (postmaster.pid checked: live postgres in {})", pm.pid(), data_dir.display());
+                    self.postmaster = Some(pm);
+                    self.adopted_logged = false;
+                }
+                Ok(None) => {}
+                Err(refusal) => {
+                    if !self.adopted_logged {
+                        tracing::error!("{refusal}");
+                        self.adopted_logged = true;
+                    }
+                }
+            }
+        }
+        let mut observation = None;
+        let postgres = match &self.postmaster {
+            None => Postgres::NotRunning {
+                crash_backoff: self.crashes.in_backoff(now),
+            },
+            Some(_) => {
+                let port = files_port(&data_dir).unwrap_or(self.cfg.postgresql.port);
+                self.probe.reset_port_if_changed(port);
+                match self.probe.observe().await {
+                    Ok(obs) => {
+                        let in_recovery = obs.in_recovery;
+                        observation = Some(obs);
+                        if self
+                            .postmaster
+                            .as_ref()
+                            .is_some_and(|p| p.age() > CRASH_FORGET_AFTER)
+                        {
+                            self.crashes = CrashTracker::default();
+                        }
+                        Postgres::Running { in_recovery }
+                    }
+                    Err(e) => {
+                        tracing::debug!("probe: {e}");
+                        Postgres::Starting
+                    }
+                }
+            }
+        };
+        Observed {
+            data,
+            standby_signal,
+            postgres,
+            observation,
+        }
+    }
+
+    /// Carries out one action.
+    pub async fn execute(&mut self, action: &Action) -> Result<(), ExecError> {
+        match action {
+            Action::Healthy | Action::Wait { .. } => Ok(()),
+            Action::RenameAside => {
+                let moved = files::rename_aside(&self.cfg.node.data_dir, "foreign")?;
+                tracing::warn!(
+                    "{} held files but no PostgreSQL cluster (an interrupted initdb?): renamed it to {} (nothing deleted)",
+                    self.cfg.node.data_dir.display(),
+                    moved.display()
+                );
+                Ok(())
+            }
+            Action::Bootstrap => self.bootstrap().await,
+            Action::Start { as_standby } => self.start(*as_standby).await,
+            Action::EnsureReplicationRole => self.ensure_replication_role().await,
+            Action::Promote => {
+                tracing::info!("promoting: this member holds the leader lease");
+                self.probe
+                    .execute("SELECT pg_promote(wait => true, wait_seconds => 60)")
+                    .await?;
+                self.role_ensured = false;
+                Ok(())
+            }
+            Action::Fence { reason } => {
+                tracing::error!("fencing: {reason}; stopping PostgreSQL (fast, then immediate)");
+                self.fenced = Some(reason.clone());
+                self.stop(StopMode::Fast, Duration::from_secs(3)).await
+            }
+        }
+    }
+
+    /// `initdb`, managed files, start as primary, the replication role.
+    async fn bootstrap(&mut self) -> Result<(), ExecError> {
+        let data_dir = self.cfg.node.data_dir.clone();
+        let superuser_password = self.secret(
+            "replication.superuser_password_file",
+            self.cfg.replication.superuser_password_file.clone(),
+        )?;
+        if self.runas.ensure_dir(&data_dir, 0o700)? {
+            tracing::info!("created {} (mode 0700, owner {})", data_dir.display(), self.runas.user);
+        }
+        if self.runas.switch {
+            tracing::info!(
+                "running as root: initdb, postgres and every PostgreSQL tool run as {} (uid {}), the owner of {}",
+                self.runas.user,
+                self.runas.uid,
+                data_dir.display()
+            );
+        }
+        tracing::info!("bootstrapping a new cluster in {} with initdb (data checksums, SCRAM)", data_dir.display());
+        let no_sync = self.no_sync();
+        let bins = self.bins.clone();
+        let runas = self.runas.clone();
+        let result = {
+            let data_dir = data_dir.clone();
+            let password = superuser_password;
+            tokio::task::spawn_blocking(move || {
+                ctl::initdb(
+                    &bins,
+                    &runas,
+                    &InitdbOptions {
+                        data_dir: &data_dir,
+                        superuser_password: &password,
+                        no_sync,
+                    },
+                )
+            })
+            .await
+            .unwrap_or_else(|e| {
+                Err(CtlError::Temp {
+                    what: "initdb",
+                    source: std::io::Error::other(e.to_string()),
+                })
+            })
+        };
+        if let Err(e) = result {
+            if files::data_dir_state(&data_dir) != DataDirState::Empty {
+                let moved = files::rename_aside(&data_dir, "failed-initdb")?;
+                tracing::error!("initdb failed; its partial directory was renamed to {} (nothing deleted)", moved.display());
+            }
+            return Err(e.into());
+        }
+        self.write_managed_files(None)?;
+        self.start(false).await?;
+        if self.postmaster.is_some() {
+            self.wait_until_accepting(Duration::from_secs(60)).await;
+            self.ensure_replication_role().await?;
+            let obs = self.probe.observe().await?;
+            let state = AgentState {
+                system_identifier: Some(obs.system_identifier.clone()),
+                initialized_by: Some(self.cfg.node.name.clone()),
+                initialized_at: Some(now_rfc3339()),
+            };
+            state.save(&data_dir, &self.runas)?;
+            tracing::info!(
+                system_identifier = %obs.system_identifier,
+                "bootstrap done: new cluster {} is primary on timeline {}",
+                self.cfg.cluster.name,
+                obs.timeline.unwrap_or(1)
+            );
+        }
+        Ok(())
+    }
+
+    /// Writes the managed files and starts the postmaster.
+    async fn start(&mut self, as_standby: bool) -> Result<(), ExecError> {
+        let data_dir = self.cfg.node.data_dir.clone();
+        self.runas.ensure_dir(&self.cfg.postgresql.socket_dir, 0o2775)?;
+        self.write_managed_files(None)?;
+        let signal = data_dir.join("standby.signal");
+        if as_standby && !signal.exists() {
+            files::write_atomic(&signal, b"", 0o600, &self.runas)?;
+        } else if !as_standby && signal.exists() {
+            std::fs::remove_file(&signal).map_err(|source| FileError {
+                path: signal.clone(),
+                source,
+            })?;
+        }
+        let pm = Postmaster::spawn(&self.bins, &self.runas, &data_dir)?;
+        tracing::info!(
+            pid = pm.pid(),
+            "started PostgreSQL {} as {} (pid {}){}",
+            self.bins.major,
+            if as_standby { "a standby" } else { "primary" },
+            pm.pid(),
+            if self.runas.switch { format!(", running as {}", self.runas.user) } else { String::new() }
+        );
+        self.postmaster = Some(pm);
+        self.role_ensured = false;
+        self.fenced = None;
+        self.probe.reset(&self.cfg.postgresql.socket_dir, self.cfg.postgresql.port);
+        self.wait_until_accepting(START_WAIT).await;
+        Ok(())
+    }
+
+    async fn wait_until_accepting(&mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if self.postmaster.as_mut().is_none_or(|p| p.poll_exit().is_some()) {
+                return;
+            }
+            if self.probe.observe().await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn ensure_replication_role(&mut self) -> Result<(), ExecError> {
+        let password = self.secret("replication.password_file", self.cfg.replication.password_file.clone())?;
+        roles::ensure_replication_role(&mut self.probe, &self.cfg.replication.user, &password).await?;
+        tracing::info!(
+            "replication role {} ensured: REPLICATION LOGIN, not superuser",
+            self.cfg.replication.user
+        );
+        self.role_ensured = true;
+        Ok(())
+    }
+
+    /// Stops PostgreSQL in `mode`, escalating after `timeout`.
+    pub async fn stop(&mut self, mode: StopMode, timeout: Duration) -> Result<(), ExecError> {
+        if let Some(mut pm) = self.postmaster.take() {
+            let pid = pm.pid();
+            let exit = pm.stop(mode, timeout).await?;
+            tracing::info!(pid, "PostgreSQL stopped ({mode:?}): {}", exit.how);
+        }
+        self.role_ensured = false;
+        Ok(())
+    }
+
+    /// Stops PostgreSQL for the agent's own shutdown: fast, escalating to
+    /// immediate after [`FAST_STOP_TIMEOUT`].
+    pub async fn shutdown(&mut self) -> Result<(), ExecError> {
+        self.stop(StopMode::Fast, FAST_STOP_TIMEOUT).await
+    }
+
+    /// Applies a new configuration: re-renders the managed files and asks
+    /// a running PostgreSQL to reload them. Returns what needs a restart
+    /// of the agent to apply.
+    pub async fn reload(&mut self, new: Config) -> Result<Vec<String>, ExecError> {
+        let mut restart_needed = Vec::new();
+        if new.node != self.cfg.node {
+            restart_needed.push("[node]".to_string());
+        }
+        if new.api.listen != self.cfg.api.listen {
+            restart_needed.push("api.listen".to_string());
+        }
+        if new.postgresql.socket_dir != self.cfg.postgresql.socket_dir {
+            restart_needed.push("postgresql.socket_dir".to_string());
+        }
+        // Keep what cannot change under a running agent; take the rest.
+        let mut applied = new;
+        applied.node = self.cfg.node.clone();
+        applied.api.listen = self.cfg.api.listen;
+        applied.postgresql.socket_dir = self.cfg.postgresql.socket_dir.clone();
+        self.cfg = applied;
+        self.role_ensured = false;
+        if files::data_dir_state(&self.cfg.node.data_dir) == DataDirState::Initialized {
+            let changed = self.write_managed_files(None)?;
+            if self.postmaster.is_some() {
+                self.probe.execute("SELECT pg_reload_conf()").await?;
+                tracing::info!(
+                    "configuration reloaded{}; PostgreSQL asked to reload (pending_restart in /status tells what needs a restart)",
+                    if changed { ", managed files rewritten" } else { "" }
+                );
+            }
+        }
+        Ok(restart_needed)
+    }
+
+    fn write_managed_files(&self, standby: Option<&std::collections::BTreeMap<String, ParamValue>>) -> Result<bool, ExecError> {
+        let files = ManagedFiles::render(&self.cfg, self.bins.major, &self.runas, standby);
+        Ok(files.write(&self.cfg.node.data_dir, &self.runas)?)
+    }
+
+    fn secret(&self, key: &'static str, path: Option<PathBuf>) -> Result<String, ExecError> {
+        let path = path.ok_or(ExecError::MissingSecret(key))?;
+        read_secret(&path).map_err(|source| ExecError::Secret { key, source })
+    }
+
+    /// Durability was switched off for PostgreSQL (`fsync = off`): the tools
+    /// may skip their syncs too.
+    fn no_sync(&self) -> bool {
+        matches!(
+            self.cfg.postgresql.parameters.get("fsync"),
+            Some(ParamValue::Bool(false))
+        ) || matches!(
+            self.cfg.postgresql.parameters.get("fsync"),
+            Some(ParamValue::Text(t)) if matches!(t.as_str(), "off" | "false" | "0" | "no")
+        )
+    }
+}
+
+/// The port the running postmaster listens on, from `postmaster.pid`
+/// (after a port change it differs from the configuration until a restart).
+fn files_port(data_dir: &std::path::Path) -> Option<u16> {
+    crate::pg::postmaster::read_pid_file(data_dir)
+        .map(|p| p.port)
+        .filter(|p| *p != 0)
+}
+
+/// Now as RFC 3339 UTC, to the second.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crash_restarts_back_off_exponentially_up_to_a_limit() {
+        let mut t = CrashTracker::default();
+        let now = Instant::now();
+        assert_eq!(t.crashed(now), Duration::from_millis(500));
+        assert_eq!(t.crashed(now), Duration::from_secs(1));
+        assert_eq!(t.crashed(now), Duration::from_secs(2));
+        assert!(t.in_backoff(now));
+        assert!(!t.in_backoff(now + Duration::from_secs(3)));
+        for _ in 0..20 {
+            t.crashed(now);
+        }
+        assert_eq!(t.crashed(now), CRASH_BACKOFF_MAX);
+    }
+}

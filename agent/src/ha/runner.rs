@@ -1,0 +1,280 @@
+//! The HA loop: every `loop_wait`, observe, update the lease, decide, act,
+//! publish the view. It is the only writer of the node's view.
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::config::Config;
+use crate::notify::Notifier;
+use crate::view::{LeaderView, NodeView, PgState, PostgresView, Role};
+
+use super::decide::{decide, wants_lease, Action, Postgres, Situation};
+use super::executor::{LocalPostgres, Observed};
+use super::lease::{LeaseClient, LeaseStatus};
+
+/// Messages from the rest of the agent to the loop.
+#[derive(Debug)]
+pub enum Control {
+    /// SIGHUP: a new, validated configuration.
+    Reload(Box<Config>),
+    /// SIGTERM: release the lease, stop PostgreSQL, then answer.
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// The loop's parts.
+pub struct Runner<L: LeaseClient> {
+    cfg: Config,
+    local: Option<LocalPostgres>,
+    lease: L,
+    view: watch::Sender<NodeView>,
+    notifier: Notifier,
+    last_action: Option<Action>,
+    last_error: Option<String>,
+}
+
+impl<L: LeaseClient> Runner<L> {
+    /// A loop for this node; `local` is `None` on a witness.
+    pub fn new(cfg: Config, local: Option<LocalPostgres>, lease: L, view: watch::Sender<NodeView>, notifier: Notifier) -> Self {
+        Runner {
+            cfg,
+            local,
+            lease,
+            view,
+            notifier,
+            last_action: None,
+            last_error: None,
+        }
+    }
+
+    /// Runs until a shutdown request has been carried out.
+    pub async fn run(mut self, mut control: mpsc::Receiver<Control>) {
+        loop {
+            self.iterate().await;
+            let sleep = tokio::time::sleep(self.cfg.cluster.loop_wait);
+            tokio::pin!(sleep);
+            tokio::select! {
+                _ = &mut sleep => {}
+                msg = control.recv() => match msg {
+                    Some(Control::Reload(cfg)) => self.reload(*cfg).await,
+                    Some(Control::Shutdown(done)) => {
+                        self.shutdown().await;
+                        let _ = done.send(());
+                        return;
+                    }
+                    None => {
+                        self.shutdown().await;
+                        return;
+                    }
+                },
+            }
+        }
+    }
+
+    /// One iteration: observe, lease, decide, act, publish.
+    pub async fn iterate(&mut self) {
+        let observed = match &mut self.local {
+            Some(local) => Some(local.observe().await),
+            None => None,
+        };
+        let mut situation = self.situation(observed.as_ref(), &LeaseStatus::default());
+        let lease = self.lease.update(wants_lease(&situation)).await;
+        situation.lease_mine = lease.mine;
+        situation.lease_holder = lease.holder.clone();
+        let action = decide(&situation);
+        self.log_decision(&action);
+        if matches!(action, Action::Bootstrap) {
+            let mut view = self.build_view(observed.as_ref(), &lease, &action);
+            view.state = PgState::Bootstrapping;
+            self.view.send_replace(view);
+        }
+        if let Some(local) = &mut self.local {
+            match local.execute(&action).await {
+                Ok(()) => self.last_error = None,
+                Err(e) => {
+                    let text = e.to_string();
+                    if self.last_error.as_deref() != Some(&text) {
+                        tracing::error!("{action:?} failed: {text}");
+                    }
+                    self.last_error = Some(text);
+                }
+            }
+        }
+        let view = self.build_view(observed.as_ref(), &lease, &action);
+        if view.state == PgState::Running || view.role == Role::Witness {
+            self.notifier.ready();
+        }
+        self.notifier.status(&status_line(&view));
+        self.notifier.watchdog();
+        self.view.send_replace(view);
+    }
+
+    fn situation(&self, observed: Option<&Observed>, lease: &LeaseStatus) -> Situation {
+        let solo = self.cfg.cluster.members.len() == 1;
+        match (observed, &self.local) {
+            (Some(o), Some(local)) => Situation {
+                witness: false,
+                paused: false,
+                data: o.data,
+                standby_signal: o.standby_signal,
+                postgres: o.postgres.clone(),
+                lease_mine: lease.mine,
+                lease_holder: lease.holder.clone(),
+                bootstrap_allowed: solo,
+                role_ensured: local.role_ensured(),
+            },
+            _ => Situation {
+                witness: true,
+                paused: false,
+                data: crate::pg::files::DataDirState::Empty,
+                standby_signal: false,
+                postgres: Postgres::NotRunning { crash_backoff: false },
+                lease_mine: lease.mine,
+                lease_holder: lease.holder.clone(),
+                bootstrap_allowed: false,
+                role_ensured: false,
+            },
+        }
+    }
+
+    fn log_decision(&mut self, action: &Action) {
+        if self.last_action.as_ref() == Some(action) {
+            return;
+        }
+        match action {
+            Action::Healthy => tracing::info!("healthy: nothing to do"),
+            Action::Wait { reason } => tracing::info!("waiting: {reason}"),
+            other => tracing::info!("decided: {other:?}"),
+        }
+        self.last_action = Some(action.clone());
+    }
+
+    fn build_view(&self, observed: Option<&Observed>, lease: &LeaseStatus, action: &Action) -> NodeView {
+        let cfg = &self.cfg;
+        let mut view = NodeView::initial(
+            &cfg.node.name,
+            &cfg.cluster.name,
+            self.local.is_none(),
+            cfg.cluster.ttl,
+            cfg.replication.max_lag_on_failover.bytes(),
+        );
+        if let Some(previous) = Some(self.view.borrow().agent_started) {
+            view.agent_started = previous;
+        }
+        view.loop_last = Some(Instant::now());
+        view.holds_lease = lease.mine;
+        view.leader = match (&lease.holder, lease.expires_at) {
+            (Some(name), Some(expires_at)) => Some(LeaderView {
+                name: name.clone(),
+                term: lease.term,
+                expires_at,
+            }),
+            _ => None,
+        };
+        view.reason = match action {
+            Action::Wait { reason } | Action::Fence { reason } => Some(reason.clone()),
+            _ => None,
+        };
+        if let Some(e) = &self.last_error {
+            view.reason = Some(e.clone());
+        }
+        let (Some(o), Some(local)) = (observed, &self.local) else {
+            view.state = PgState::Running;
+            view.reason = None;
+            return view;
+        };
+        let observation = o.observation.clone();
+        view.role = match (&observation, o.data) {
+            (Some(obs), _) => {
+                if obs.in_recovery {
+                    Role::Replica
+                } else {
+                    Role::Primary
+                }
+            }
+            (None, crate::pg::files::DataDirState::Initialized) => {
+                if o.standby_signal {
+                    Role::Replica
+                } else {
+                    Role::Primary
+                }
+            }
+            (None, _) => Role::Uninitialized,
+        };
+        view.state = if observation.is_some() {
+            PgState::Running
+        } else if local.fenced().is_some() {
+            PgState::Fenced
+        } else if local.in_crash_backoff() {
+            PgState::Crashed
+        } else if local.pid().is_some() {
+            PgState::Starting
+        } else {
+            PgState::Stopped
+        };
+        if view.state == PgState::Fenced {
+            view.reason = local.fenced().map(str::to_string);
+        }
+        view.postgres = Some(PostgresView {
+            pid: local.pid(),
+            host: cfg.pg_advertise_host(),
+            port: cfg.postgresql.port,
+            observation,
+        });
+        view
+    }
+
+    async fn reload(&mut self, cfg: Config) {
+        tracing::info!("SIGHUP: applying the new configuration");
+        let mut restart = Vec::new();
+        if let Some(local) = &mut self.local {
+            match local.reload(cfg.clone()).await {
+                Ok(r) => restart = r,
+                Err(e) => tracing::error!("reload failed: {e}"),
+            }
+        }
+        if cfg.cluster.members != self.cfg.cluster.members {
+            restart.push("cluster.members (lease membership)".into());
+        }
+        if !restart.is_empty() {
+            tracing::warn!(
+                "these changes need an agent restart to take effect: {}",
+                restart.join(", ")
+            );
+        }
+        let node = self.cfg.node.clone();
+        let listen = self.cfg.api.listen;
+        let members = self.cfg.cluster.members.clone();
+        self.cfg = cfg;
+        self.cfg.node = node;
+        self.cfg.api.listen = listen;
+        self.cfg.cluster.members = members;
+        self.iterate().await;
+    }
+
+    async fn shutdown(&mut self) {
+        tracing::info!("shutting down: releasing the leader lease, stopping PostgreSQL (fast)");
+        self.notifier.stopping();
+        self.lease.release().await;
+        if let Some(local) = &mut self.local {
+            if let Err(e) = local.shutdown().await {
+                tracing::error!("stopping PostgreSQL failed: {e}");
+            }
+        }
+    }
+}
+
+/// The one-line `STATUS=` for systemd.
+fn status_line(view: &NodeView) -> String {
+    let role = serde_json::to_value(view.role).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+    let state = serde_json::to_value(view.state).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+    match &view.reason {
+        Some(r) => format!("{role}, {state}: {r}"),
+        None => format!("{role}, {state}"),
+    }
+}
+
+/// How long ago the loop last ran, for `/liveness`.
+pub fn loop_age(view: &NodeView, now: Instant) -> Option<Duration> {
+    view.loop_last.map(|t| now.saturating_duration_since(t))
+}

@@ -1,0 +1,132 @@
+//! The node's view: the one snapshot the HA loop publishes after every
+//! iteration (through a `tokio::sync::watch`) and the API reads. The loop
+//! is its only writer, so a slow PostgreSQL never blocks a health check
+//! and health checks never reach PostgreSQL.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::pg::probe::Observation;
+
+/// The node's role, as `/status` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Runs PostgreSQL read-write.
+    Primary,
+    /// Runs PostgreSQL in recovery.
+    Replica,
+    /// Runs no PostgreSQL; votes only.
+    Witness,
+    /// Has no data yet.
+    Uninitialized,
+}
+
+/// What the node's PostgreSQL is doing, as `/status` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PgState {
+    /// Started, not yet accepting connections.
+    Starting,
+    /// Accepting connections.
+    Running,
+    /// Not running, on purpose or waiting.
+    Stopped,
+    /// Exited unexpectedly; a restart is scheduled.
+    Crashed,
+    /// `initdb` is running.
+    Bootstrapping,
+    /// `pg_basebackup` is running.
+    Cloning,
+    /// `pg_rewind` is running.
+    Rewinding,
+    /// Stopped because this node may not be primary.
+    Fenced,
+    /// The agent is paused: it observes, and changes nothing.
+    Paused,
+}
+
+/// Who holds the leader lease, as this node knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderView {
+    /// The holder.
+    pub name: String,
+    /// The lease's term (ballot counter).
+    pub term: u64,
+    /// When it ends, on this node's monotonic clock.
+    pub expires_at: Instant,
+}
+
+/// The local PostgreSQL, as last seen.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PostgresView {
+    /// The postmaster's pid, when one runs.
+    pub pid: Option<i32>,
+    /// The host other members reach it on.
+    pub host: String,
+    /// Its port.
+    pub port: u16,
+    /// The last successful probe, when PostgreSQL answered this loop.
+    pub observation: Option<Observation>,
+}
+
+/// Everything the API serves, as of the end of one HA loop iteration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeView {
+    /// Member name.
+    pub name: String,
+    /// Cluster name.
+    pub cluster: String,
+    /// Role.
+    pub role: Role,
+    /// State.
+    pub state: PgState,
+    /// Why the node is in this state, in words, when it is not plainly healthy.
+    pub reason: Option<String>,
+    /// When the agent started.
+    pub agent_started: Instant,
+    /// When the HA loop last completed an iteration.
+    pub loop_last: Option<Instant>,
+    /// Paused: no automatic action.
+    pub paused: bool,
+    /// The local PostgreSQL (absent on a witness).
+    pub postgres: Option<PostgresView>,
+    /// The lease holder, when known.
+    pub leader: Option<LeaderView>,
+    /// This node holds the lease now.
+    pub holds_lease: bool,
+    /// Lease length (`cluster.ttl`), for `/liveness`.
+    pub ttl: Duration,
+    /// `replication.max_lag_on_failover` in bytes, for `/readiness`.
+    pub max_lag_bytes: u64,
+    /// Progress of a clone, percent.
+    pub progress_pct: Option<u8>,
+}
+
+impl NodeView {
+    /// A view before the first loop iteration.
+    pub fn initial(name: &str, cluster: &str, witness: bool, ttl: Duration, max_lag_bytes: u64) -> NodeView {
+        NodeView {
+            name: name.to_string(),
+            cluster: cluster.to_string(),
+            role: if witness { Role::Witness } else { Role::Uninitialized },
+            state: PgState::Starting,
+            reason: Some("the agent is starting".into()),
+            agent_started: Instant::now(),
+            loop_last: None,
+            paused: false,
+            postgres: None,
+            leader: None,
+            holds_lease: false,
+            ttl,
+            max_lag_bytes,
+            progress_pct: None,
+        }
+    }
+
+    /// The last observation of PostgreSQL, when it answered.
+    pub fn observation(&self) -> Option<&Observation> {
+        self.postgres.as_ref().and_then(|p| p.observation.as_ref())
+    }
+}
