@@ -19,3 +19,7 @@ pub mod ha;
 pub mod notify;
 pub mod state;
 pub mod view;
+pub mod api;
+pub mod daemon;
+pub mod client;
+pub mod demo;

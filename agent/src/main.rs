@@ -1,1 +1,120 @@
-fn main() {}
+//! The `pgwarden` command: parses the command line and hands over to the
+//! library; it prints and chooses the exit code, nothing more.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use pgwarden::{client, config, daemon, demo};
+
+/// A node-local agent that keeps a few PostgreSQL servers a replicated,
+/// self-healing cluster.
+#[derive(Parser)]
+#[command(name = "pgwarden", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the agent (foreground; logs to stderr; sd_notify when NOTIFY_SOCKET is set).
+    Run {
+        /// The node's configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a configuration and print the effective one (secrets masked); exit 2 on problems.
+    CheckConfig {
+        /// The configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// This node's status.
+    Status {
+        /// Read the agent's address from this configuration.
+        #[arg(long, short, conflicts_with = "url")]
+        config: Option<PathBuf>,
+        /// The agent's URL, e.g. http://10.0.0.1:8008.
+        #[arg(long)]
+        url: Option<String>,
+        /// Print the raw status document.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start a local cluster on loopback until Ctrl-C, then remove it.
+    Demo {
+        /// Number of nodes.
+        #[arg(long, default_value_t = 1)]
+        nodes: u32,
+        /// Where to build it (default: a new temporary directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PGWARDEN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // One crypto provider for every TLS user in the process (reqwest, rustls).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let code = match real_main(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("pgwarden: {e:#}");
+            daemon::EXIT_RUNTIME
+        }
+    };
+    ExitCode::from(code as u8)
+}
+
+fn real_main(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Cmd::Run { config } => {
+            init_logging();
+            Ok(runtime()?.block_on(daemon::run(&config)))
+        }
+        Cmd::CheckConfig { config } => match config::load(&config) {
+            Ok(cfg) => {
+                print!("{}", config::effective_toml(&cfg));
+                Ok(0)
+            }
+            Err(e) => {
+                eprint!("{e}");
+                Ok(daemon::EXIT_CONFIG)
+            }
+        },
+        Cmd::Status { config, url, json } => {
+            let base = match client::base_url(config.as_deref(), url.as_deref()) {
+                Ok(b) => b,
+                Err(e) => {
+                    eprintln!("pgwarden: {e}");
+                    return Ok(daemon::EXIT_CONFIG);
+                }
+            };
+            let (_, doc) = runtime()?.block_on(client::get_json(&format!("{base}/status")))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&doc)?);
+            } else {
+                print!("{}", client::render_status(&doc));
+            }
+            Ok(0)
+        }
+        Cmd::Demo { nodes, dir } => Ok(runtime()?.block_on(demo::run(nodes, dir))?),
+    }
+}

@@ -100,6 +100,14 @@ impl<L: LeaseClient> Runner<L> {
                 }
             }
         }
+        // After an action that changed things, look again so that the view
+        // shows the result rather than the situation before it.
+        let observed = match (&mut self.local, &action) {
+            (Some(local), Action::Bootstrap | Action::Start { .. } | Action::Promote | Action::Fence { .. } | Action::RenameAside) => {
+                Some(local.observe().await)
+            }
+            _ => observed,
+        };
         let view = self.build_view(observed.as_ref(), &lease, &action);
         if view.state == PgState::Running || view.role == Role::Witness {
             self.notifier.ready();

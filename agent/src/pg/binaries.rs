@@ -81,8 +81,15 @@ impl Binaries {
 fn discover() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("PATH") {
         for dir in std::env::split_paths(&path) {
-            if dir.join("postgres").is_file() && dir.join("initdb").is_file() {
-                return Some(dir);
+            // Follow symlinks (/usr/local/bin/postgres -> .../15/bin/postgres):
+            // every tool must come from the same installation.
+            let Ok(real) = std::fs::canonicalize(dir.join("postgres")) else {
+                continue;
+            };
+            if let Some(real_dir) = real.parent() {
+                if REQUIRED.iter().all(|p| real_dir.join(p).is_file()) {
+                    return Some(real_dir.to_path_buf());
+                }
             }
         }
     }

@@ -131,14 +131,18 @@ impl RunAs {
             .env_remove("PGDATA");
         if self.switch {
             let groups: Vec<Gid> = self.groups.iter().map(|g| Gid::from_raw(*g)).collect();
-            // SAFETY: setgroups is a plain system call, async-signal-safe, and
-            // touches no memory of the parent; the list was built before fork.
+            let (uid, gid) = (Uid::from_raw(self.uid), Gid::from_raw(self.gid));
+            // Groups first, while still root; then gid, then uid (std's own
+            // uid/gid switch runs before pre_exec hooks and would make
+            // setgroups fail). SAFETY: these are plain system calls,
+            // async-signal-safe, on values built before fork.
             unsafe {
                 cmd.pre_exec(move || {
-                    nix::unistd::setgroups(&groups).map_err(std::io::Error::from)
+                    nix::unistd::setgroups(&groups).map_err(std::io::Error::from)?;
+                    nix::unistd::setgid(gid).map_err(std::io::Error::from)?;
+                    nix::unistd::setuid(uid).map_err(std::io::Error::from)
                 });
             }
-            cmd.uid(self.uid).gid(self.gid);
         }
     }
 

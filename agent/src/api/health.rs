@@ -1,0 +1,218 @@
+//! The Patroni-compatible health checks: which endpoint answers 200 for
+//! which view. Pure: the HTTP layer only turns `true` into 200.
+
+use std::time::Instant;
+
+use crate::config::ByteSize;
+use crate::view::{NodeView, PgState, Role};
+
+use super::status::{lag_bytes, receiver_status};
+
+/// Filters a load balancer may add to `/replica` (and `/read-only`, `/async`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplicaFilter {
+    /// `?lag=16MB`: at most this far behind.
+    pub max_lag: Option<ByteSize>,
+    /// `?replication_state=streaming`: the receiver's status.
+    pub replication_state: Option<String>,
+}
+
+/// A health endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// `/`, `/primary`, `/read-write`.
+    Primary,
+    /// `/leader`.
+    Leader,
+    /// `/replica`.
+    Replica,
+    /// `/read-only`.
+    ReadOnly,
+    /// `/sync`.
+    Sync,
+    /// `/async`.
+    Async,
+    /// `/health`.
+    Health,
+    /// `/liveness`.
+    Liveness,
+    /// `/readiness`.
+    Readiness,
+}
+
+fn running(view: &NodeView) -> bool {
+    view.state == PgState::Running && view.observation().is_some()
+}
+
+/// A read-write primary this node may be: running, not in recovery, holding the lease.
+pub fn is_primary(view: &NodeView) -> bool {
+    running(view) && view.role == Role::Primary && view.holds_lease
+}
+
+/// A replica that streams, within the filter.
+pub fn is_replica(view: &NodeView, filter: &ReplicaFilter) -> bool {
+    if !running(view) || view.role != Role::Replica {
+        return false;
+    }
+    let status = receiver_status(view);
+    let wanted = filter.replication_state.as_deref().unwrap_or("streaming");
+    if status != Some(wanted) {
+        return false;
+    }
+    match filter.max_lag {
+        Some(max) => lag_bytes(view).is_some_and(|lag| lag <= max.bytes()),
+        None => true,
+    }
+}
+
+/// Whether `check` passes for `view` at `now`.
+pub fn passes(check: Check, view: &NodeView, filter: &ReplicaFilter, now: Instant) -> bool {
+    match check {
+        Check::Primary => is_primary(view),
+        Check::Leader => view.holds_lease,
+        Check::Replica => is_replica(view, filter),
+        Check::ReadOnly => is_primary(view) || is_replica(view, filter),
+        // Which standbys the primary counts as synchronous is known from
+        // quorum mode only; until then no standby claims to be one.
+        Check::Sync => false,
+        Check::Async => is_replica(view, filter),
+        Check::Health => running(view),
+        Check::Liveness => view
+            .loop_last
+            .is_some_and(|t| now.saturating_duration_since(t) <= view.ttl),
+        Check::Readiness => {
+            is_primary(view)
+                || is_replica(
+                    view,
+                    &ReplicaFilter {
+                        max_lag: Some(ByteSize(view.max_lag_bytes)),
+                        replication_state: None,
+                    },
+                )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pg::probe::Observation;
+    use crate::pg::Lsn;
+    use crate::view::{LeaderView, PostgresView};
+    use std::time::Duration;
+
+    fn observation(in_recovery: bool, receiver: Option<&str>) -> Observation {
+        Observation {
+            in_recovery,
+            version_num: 150018,
+            system_identifier: "7311".into(),
+            timeline: Some(1),
+            current_lsn: (!in_recovery).then_some(Lsn(0x5000000)),
+            received_lsn: in_recovery.then_some(Lsn(0x5000000)),
+            replayed_lsn: in_recovery.then_some(Lsn(0x4F00000)),
+            replay_paused: false,
+            start_time: "2026-11-26T12:00:00Z".into(),
+            pending_restart: false,
+            wal_senders: vec![],
+            wal_receiver: receiver.map(|s| {
+                let mut m = serde_json::Map::new();
+                m.insert("status".into(), s.into());
+                m
+            }),
+        }
+    }
+
+    fn view(role: Role, state: PgState, obs: Option<Observation>, lease: bool) -> NodeView {
+        let mut v = NodeView::initial("pg1", "main", false, Duration::from_secs(10), 1 << 20);
+        v.role = role;
+        v.state = state;
+        v.holds_lease = lease;
+        v.loop_last = Some(Instant::now());
+        v.leader = lease.then(|| LeaderView {
+            name: "pg1".into(),
+            term: 1,
+            expires_at: Instant::now() + Duration::from_secs(10),
+        });
+        v.postgres = Some(PostgresView {
+            pid: Some(1),
+            host: "127.0.0.1".into(),
+            port: 5432,
+            observation: obs,
+        });
+        v
+    }
+
+    fn codes(v: &NodeView) -> Vec<(Check, bool)> {
+        let f = ReplicaFilter::default();
+        [
+            Check::Primary,
+            Check::Leader,
+            Check::Replica,
+            Check::ReadOnly,
+            Check::Sync,
+            Check::Async,
+            Check::Health,
+            Check::Liveness,
+            Check::Readiness,
+        ]
+        .into_iter()
+        .map(|c| (c, passes(c, v, &f, Instant::now())))
+        .collect()
+    }
+
+    #[test]
+    fn a_primary_holding_the_lease_passes_primary_leader_read_only_health_liveness_readiness() {
+        let v = view(Role::Primary, PgState::Running, Some(observation(false, None)), true);
+        let passed: Vec<Check> = codes(&v).into_iter().filter(|(_, ok)| *ok).map(|(c, _)| c).collect();
+        assert_eq!(
+            passed,
+            vec![Check::Primary, Check::Leader, Check::ReadOnly, Check::Health, Check::Liveness, Check::Readiness]
+        );
+    }
+
+    #[test]
+    fn a_primary_without_the_lease_is_not_primary() {
+        let v = view(Role::Primary, PgState::Running, Some(observation(false, None)), false);
+        assert!(!passes(Check::Primary, &v, &ReplicaFilter::default(), Instant::now()));
+        assert!(!passes(Check::Leader, &v, &ReplicaFilter::default(), Instant::now()));
+        assert!(passes(Check::Health, &v, &ReplicaFilter::default(), Instant::now()));
+    }
+
+    #[test]
+    fn stopped_postgres_fails_everything_but_liveness() {
+        let v = view(Role::Primary, PgState::Stopped, None, true);
+        let passed: Vec<Check> = codes(&v).into_iter().filter(|(_, ok)| *ok).map(|(c, _)| c).collect();
+        assert_eq!(passed, vec![Check::Leader, Check::Liveness]);
+    }
+
+    #[test]
+    fn a_streaming_replica_passes_replica_within_lag_and_state_filters() {
+        let v = view(Role::Replica, PgState::Running, Some(observation(true, Some("streaming"))), false);
+        let f = ReplicaFilter::default();
+        let now = Instant::now();
+        assert!(passes(Check::Replica, &v, &f, now));
+        assert!(passes(Check::ReadOnly, &v, &f, now));
+        assert!(passes(Check::Async, &v, &f, now));
+        assert!(passes(Check::Readiness, &v, &f, now), "1 MB lag is within max_lag_on_failover");
+        let tight = ReplicaFilter { max_lag: Some(ByteSize(1024)), ..Default::default() };
+        assert!(!passes(Check::Replica, &v, &tight, now), "lag 1 MB > 1 kB");
+        let state = ReplicaFilter { replication_state: Some("catchup".into()), ..Default::default() };
+        assert!(!passes(Check::Replica, &v, &state, now));
+    }
+
+    #[test]
+    fn a_replica_that_does_not_stream_is_not_a_replica() {
+        let v = view(Role::Replica, PgState::Running, Some(observation(true, None)), false);
+        assert!(!passes(Check::Replica, &v, &ReplicaFilter::default(), Instant::now()));
+        assert!(passes(Check::Health, &v, &ReplicaFilter::default(), Instant::now()));
+    }
+
+    #[test]
+    fn liveness_fails_when_the_loop_stalled_longer_than_ttl() {
+        let mut v = view(Role::Primary, PgState::Running, Some(observation(false, None)), true);
+        let later = Instant::now() + Duration::from_secs(11);
+        assert!(!passes(Check::Liveness, &v, &ReplicaFilter::default(), later));
+        v.loop_last = None;
+        assert!(!passes(Check::Liveness, &v, &ReplicaFilter::default(), Instant::now()));
+    }
+}

@@ -1,0 +1,153 @@
+//! The HTTP API: the status document, the Patroni-compatible health
+//! checks, and JSON errors for anything else. Every answer comes from the
+//! node's view (a `watch` receiver); nothing here queries PostgreSQL.
+//!
+//! - `status.rs`: the status document.
+//! - `health.rs`: which check passes for which view.
+//! - `error.rs`: JSON errors.
+
+pub mod error;
+pub mod health;
+pub mod status;
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use axum::extract::{Query, State};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use tokio::sync::watch;
+
+use crate::config::ByteSize;
+use crate::view::NodeView;
+use error::ApiError;
+use health::{Check, ReplicaFilter};
+
+/// What every handler can read.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The node's view, published by the HA loop.
+    pub view: watch::Receiver<NodeView>,
+}
+
+/// The largest request body accepted (operator actions are tiny).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The router with every endpoint.
+pub fn router(state: ApiState) -> Router {
+    let mut r = Router::new().route("/status", get(status_handler).options(status_handler));
+    for (path, check) in [
+        ("/", Check::Primary),
+        ("/primary", Check::Primary),
+        ("/master", Check::Primary),
+        ("/read-write", Check::Primary),
+        ("/leader", Check::Leader),
+        ("/replica", Check::Replica),
+        ("/read-only", Check::ReadOnly),
+        ("/sync", Check::Sync),
+        ("/synchronous", Check::Sync),
+        ("/async", Check::Async),
+        ("/asynchronous", Check::Async),
+        ("/health", Check::Health),
+        ("/liveness", Check::Liveness),
+        ("/readiness", Check::Readiness),
+    ] {
+        let handler = move |state: State<ApiState>, method: Method, query: Query<HashMap<String, String>>| {
+            health_handler(state, method, query, check)
+        };
+        r = r.route(path, get(handler.clone()).options(handler));
+    }
+    r.fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+async fn status_handler(State(state): State<ApiState>, method: Method) -> Response {
+    let doc = status::status_document(&state.view.borrow(), Instant::now());
+    if method == Method::OPTIONS {
+        return StatusCode::OK.into_response();
+    }
+    Json(doc).into_response()
+}
+
+async fn health_handler(
+    State(state): State<ApiState>,
+    method: Method,
+    Query(query): Query<HashMap<String, String>>,
+    check: Check,
+) -> Response {
+    let filter = match replica_filter(&query) {
+        Ok(f) => f,
+        Err(e) => return e.into_response(),
+    };
+    let now = Instant::now();
+    let (ok, doc) = {
+        let view = state.view.borrow();
+        (health::passes(check, &view, &filter, now), status::status_document(&view, now))
+    };
+    let code = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    if method == Method::OPTIONS {
+        return code.into_response();
+    }
+    (code, Json(doc)).into_response()
+}
+
+/// Reads `?lag=` (a size, `16MB`, or plain bytes as Patroni takes it) and
+/// `?replication_state=`.
+fn replica_filter(query: &HashMap<String, String>) -> Result<ReplicaFilter, ApiError> {
+    let max_lag = match query.get("lag") {
+        None => None,
+        Some(raw) => Some(
+            raw.parse::<u64>()
+                .map(ByteSize)
+                .or_else(|_| raw.parse::<ByteSize>())
+                .map_err(|e| ApiError::bad_request(format!("query parameter lag: {e}")))?,
+        ),
+    };
+    let replication_state = query.get("replication_state").cloned();
+    if let Some(s) = &replication_state {
+        const STATES: &[&str] = &["streaming", "catchup", "starting", "stopping", "waiting", "stopped", "backup"];
+        if !STATES.contains(&s.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "query parameter replication_state: unknown state {s:?} (one of {})",
+                STATES.join(", ")
+            )));
+        }
+    }
+    Ok(ReplicaFilter {
+        max_lag,
+        replication_state,
+    })
+}
+
+async fn fallback(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("no endpoint {method} {}: see docs/api.md for the endpoints", uri.path()),
+    )
+}
+
+async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{} does not accept {method}", uri.path()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_filters_accept_sizes_and_bytes_and_refuse_garbage() {
+        let q = |k: &str, v: &str| HashMap::from([(k.to_string(), v.to_string())]);
+        assert_eq!(replica_filter(&q("lag", "16MB")).unwrap().max_lag, Some(ByteSize(16 << 20)));
+        assert_eq!(replica_filter(&q("lag", "1024")).unwrap().max_lag, Some(ByteSize(1024)));
+        assert!(replica_filter(&q("lag", "lots")).is_err());
+        assert!(replica_filter(&q("replication_state", "dancing")).is_err());
+        assert!(replica_filter(&q("replication_state", "streaming")).is_ok());
+    }
+}

@@ -1,0 +1,184 @@
+//! `pgwarden run`: loads the configuration, binds the API, starts the HA
+//! loop, and turns signals into its controls (SIGTERM/SIGINT: stop;
+//! SIGHUP: reload). Returns the process exit code.
+
+use std::path::Path;
+
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::api::{self, ApiState};
+use crate::config::{self, Config};
+use crate::ha::executor::LocalPostgres;
+use crate::ha::lease::{LeaseClient, NoLease, SoloLease};
+use crate::ha::runner::{Control, Runner};
+use crate::notify::Notifier;
+use crate::pg::binaries::{data_dir_major, Binaries};
+use crate::pg::runas::RunAs;
+use crate::view::NodeView;
+
+/// Exit codes (SPEC): runtime failure.
+pub const EXIT_RUNTIME: i32 = 1;
+/// Exit codes (SPEC): bad usage or invalid configuration.
+pub const EXIT_CONFIG: i32 = 2;
+
+/// Runs the agent until SIGTERM/SIGINT; returns the exit code.
+pub async fn run(config_path: &Path) -> i32 {
+    let cfg = match config::load(config_path) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprint!("{e}");
+            return EXIT_CONFIG;
+        }
+    };
+    if cfg.api.tls_cert_file.is_some() || cfg.api.tls_key_file.is_some() || cfg.api.tls_client_ca_file.is_some() {
+        eprintln!(
+            "{}: api.tls_cert_file / tls_key_file / tls_client_ca_file: TLS for the API is not available in this version; remove them and terminate TLS in front of the agent",
+            config_path.display()
+        );
+        return EXIT_CONFIG;
+    }
+    let local = if cfg.node.witness {
+        tracing::info!("{} is a witness: it votes for the leader lease and runs no PostgreSQL", cfg.node.name);
+        None
+    } else {
+        match prepare_local(&cfg) {
+            Ok(local) => Some(local),
+            Err(message) => {
+                tracing::error!("{message}");
+                eprintln!("pgwarden: {message}");
+                return EXIT_RUNTIME;
+            }
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(cfg.api.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            let message = format!(
+                "cannot listen on api.listen = {} ({}): {e} (another agent running? choose a free port)",
+                cfg.api.listen,
+                config_path.display()
+            );
+            tracing::error!("{message}");
+            eprintln!("pgwarden: {message}");
+            return EXIT_RUNTIME;
+        }
+    };
+    let (view_tx, view_rx) = watch::channel(NodeView::initial(
+        &cfg.node.name,
+        &cfg.cluster.name,
+        cfg.node.witness,
+        cfg.cluster.ttl,
+        cfg.replication.max_lag_on_failover.bytes(),
+    ));
+    let (api_stop_tx, api_stop_rx) = oneshot::channel::<()>();
+    let app = api::router(ApiState { view: view_rx });
+    tracing::info!("API listening on {} (advertised as {})", cfg.api.listen, cfg.api_advertise_url());
+    let api_task = tokio::spawn(async move {
+        let shutdown = async {
+            let _ = api_stop_rx.await;
+        };
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+            tracing::error!("API server failed: {e}");
+        }
+    });
+
+    let (control_tx, control_rx) = mpsc::channel(8);
+    let notifier = Notifier::from_env();
+    let loop_task = if cfg.cluster.members.len() == 1 {
+        let lease = SoloLease::new(&cfg.node.name, cfg.cluster.ttl);
+        spawn_loop(cfg.clone(), local, lease, view_tx, notifier, control_rx)
+    } else {
+        tracing::warn!(
+            "{} members configured: the members' quorum lease is needed to choose a primary and is not available in this version; this node will not become primary",
+            cfg.cluster.members.len()
+        );
+        spawn_loop(cfg.clone(), local, NoLease, view_tx, notifier, control_rx)
+    };
+
+    let code = supervise_signals(config_path, &control_tx, loop_task).await;
+    let _ = api_stop_tx.send(());
+    let _ = api_task.await;
+    code
+}
+
+fn spawn_loop<L: LeaseClient + 'static>(
+    cfg: Config,
+    local: Option<LocalPostgres>,
+    lease: L,
+    view: watch::Sender<NodeView>,
+    notifier: Notifier,
+    control: mpsc::Receiver<Control>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(Runner::new(cfg, local, lease, view, notifier).run(control))
+}
+
+/// Binaries, the PostgreSQL user, version checks.
+fn prepare_local(cfg: &Config) -> Result<LocalPostgres, String> {
+    let bins = Binaries::locate(cfg.node.bin_dir.as_deref()).map_err(|e| e.to_string())?;
+    crate::pg::conf::recovery_layout(bins.major).map_err(|e| e.to_string())?;
+    if let Some(major) = data_dir_major(&cfg.node.data_dir) {
+        if major != bins.major {
+            return Err(format!(
+                "{} holds a PostgreSQL {major} cluster but the binaries in {} are PostgreSQL {} (set node.bin_dir to the right version)",
+                cfg.node.data_dir.display(),
+                bins.dir.display(),
+                bins.major
+            ));
+        }
+    }
+    let runas = RunAs::for_data_dir(&cfg.node.data_dir).map_err(|e| e.to_string())?;
+    if runas.switch {
+        tracing::info!(
+            "running as root: PostgreSQL and its tools will run as {} (uid {}), never as root",
+            runas.user,
+            runas.uid
+        );
+    }
+    tracing::info!("PostgreSQL {} from {}", bins.major, bins.dir.display());
+    Ok(LocalPostgres::new(cfg.clone(), bins, runas))
+}
+
+/// Waits for signals until the loop has shut down; returns the exit code.
+async fn supervise_signals(
+    config_path: &Path,
+    control: &mpsc::Sender<Control>,
+    mut loop_task: tokio::task::JoinHandle<()>,
+) -> i32 {
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        eprintln!("pgwarden: cannot install signal handlers");
+        return EXIT_RUNTIME;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => return stop(control, loop_task, "SIGTERM").await,
+            _ = int.recv() => return stop(control, loop_task, "SIGINT").await,
+            _ = hup.recv() => match config::load(config_path) {
+                Ok(cfg) => {
+                    let _ = control.send(Control::Reload(Box::new(cfg))).await;
+                }
+                Err(e) => tracing::error!("SIGHUP: keeping the running configuration, the new one is invalid: {e}"),
+            },
+            result = &mut loop_task => {
+                tracing::error!("the HA loop ended unexpectedly: {result:?}");
+                return EXIT_RUNTIME;
+            }
+        }
+    }
+}
+
+async fn stop(control: &mpsc::Sender<Control>, loop_task: tokio::task::JoinHandle<()>, why: &str) -> i32 {
+    tracing::info!("{why}: stopping");
+    let (done_tx, done_rx) = oneshot::channel();
+    if control.send(Control::Shutdown(done_tx)).await.is_err() {
+        return EXIT_RUNTIME;
+    }
+    let _ = done_rx.await;
+    let _ = loop_task.await;
+    tracing::info!("stopped");
+    0
+}
