@@ -24,20 +24,18 @@ pub const EXIT_CONFIG: i32 = 2;
 
 /// Runs the agent until SIGTERM/SIGINT; returns the exit code.
 pub async fn run(config_path: &Path) -> i32 {
-    let cfg = match config::load(config_path) {
-        Ok(cfg) => cfg,
+    let cfg = match config::load_with_warnings(config_path) {
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                tracing::warn!("{}: {w}", config_path.display());
+            }
+            loaded.config
+        }
         Err(e) => {
             eprint!("{e}");
             return EXIT_CONFIG;
         }
     };
-    if cfg.api.tls_cert_file.is_some() || cfg.api.tls_key_file.is_some() || cfg.api.tls_client_ca_file.is_some() {
-        eprintln!(
-            "{}: api.tls_cert_file / tls_key_file / tls_client_ca_file: TLS for the API is not available in this version; remove them and terminate TLS in front of the agent",
-            config_path.display()
-        );
-        return EXIT_CONFIG;
-    }
     let local = if cfg.node.witness {
         tracing::info!("{} is a witness: it votes for the leader lease and runs no PostgreSQL", cfg.node.name);
         None

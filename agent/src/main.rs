@@ -89,9 +89,12 @@ fn real_main(cli: Cli) -> anyhow::Result<i32> {
             init_logging();
             Ok(runtime()?.block_on(daemon::run(&config)))
         }
-        Cmd::CheckConfig { config } => match config::load(&config) {
-            Ok(cfg) => {
-                print!("{}", config::effective_toml(&cfg));
+        Cmd::CheckConfig { config } => match config::load_with_warnings(&config) {
+            Ok(loaded) => {
+                for w in &loaded.warnings {
+                    eprintln!("warning: {w}");
+                }
+                print!("{}", config::effective_toml(&loaded.config));
                 Ok(0)
             }
             Err(e) => {

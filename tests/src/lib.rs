@@ -1,1 +1,427 @@
+//! The cluster harness for pgwarden's integration tests: real agents (the
+//! built `pgwarden` binary), real PostgreSQL, real HTTP, on loopback, each
+//! test in its own temporary directory with ports from the OS, and a guard
+//! that stops everything the test started even when it fails.
 
+use std::fmt::Write as _;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// Generous bound for anything a cluster does on a loaded 2-core machine.
+pub const SLOW: Duration = Duration::from_secs(90);
+
+/// The `pgwarden` binary under test: `PGWARDEN_BIN`, else the debug build in
+/// `CARGO_TARGET_DIR` or the workspace's `target/`.
+pub fn pgwarden_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("PGWARDEN_BIN") {
+        return PathBuf::from(p);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let p = target.join("debug/pgwarden");
+    assert!(
+        p.is_file(),
+        "{} does not exist: build it first (cargo build --workspace), or set PGWARDEN_BIN",
+        p.display()
+    );
+    p
+}
+
+/// The PostgreSQL binaries directory used by the tests.
+pub fn pg_bin_dir() -> PathBuf {
+    PathBuf::from(std::env::var("PGWARDEN_TEST_PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into()))
+}
+
+/// Tests that run PostgreSQL need root here (the agent drops to `postgres`).
+/// Returns false (the test should return early, and says so) when not root
+/// outside CI; in CI (`CI=true`) a missing privilege is a failure.
+pub fn require_root(test: &str) -> bool {
+    if nix::unistd::Uid::effective().is_root() {
+        return true;
+    }
+    let msg = format!("{test}: needs root (the agent runs PostgreSQL as `postgres` from root); run the tests as root");
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{msg}");
+    }
+    eprintln!("SKIPPED {msg}");
+    false
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
+}
+
+/// Polls `f` every 100 ms until it returns `Some`, or panics after `limit`
+/// with `what` and the last state `describe` gives.
+pub fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// An HTTP answer.
+#[derive(Debug, Clone)]
+pub struct HttpAnswer {
+    /// Status code.
+    pub status: u16,
+    /// Body (empty for HEAD / OPTIONS).
+    pub body: String,
+}
+
+impl HttpAnswer {
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+}
+
+/// Sends raw bytes to `port` and reads the whole answer (HTTP/1.1 with
+/// `Connection: close`): lets tests send malformed requests too.
+pub fn http_raw(port: u16, request: &[u8]) -> std::io::Result<HttpAnswer> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.write_all(request)?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok(HttpAnswer { status, body })
+}
+
+/// A request with `method` on `path`.
+pub fn http(port: u16, method: &str, path: &str) -> std::io::Result<HttpAnswer> {
+    let req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+    http_raw(port, req.as_bytes())
+}
+
+/// The tests' own directory: 0755 so that `postgres` can reach the data
+/// directories inside; removed when dropped (a test's own scratch space).
+pub struct TestDir {
+    dir: tempfile::TempDir,
+}
+
+impl TestDir {
+    /// A new directory.
+    pub fn new() -> TestDir {
+        let dir = tempfile::Builder::new().prefix("pgw-").tempdir().expect("temp dir");
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+        TestDir { dir }
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Default for TestDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Writes a 0600 secret file.
+pub fn write_secret(path: &Path, secret: &str) {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .expect("secret file");
+    writeln!(f, "{secret}").expect("write secret");
+}
+
+/// One node of a test cluster: its files, and its agent when running.
+pub struct Node {
+    /// Member name.
+    pub name: String,
+    /// Its directory.
+    pub dir: PathBuf,
+    /// The configuration file.
+    pub config: PathBuf,
+    /// The API port.
+    pub api_port: u16,
+    /// The PostgreSQL port.
+    pub pg_port: u16,
+    /// `data_dir`.
+    pub data_dir: PathBuf,
+    /// `socket_dir`.
+    pub socket_dir: PathBuf,
+    /// Extra `[postgresql.parameters]` lines.
+    pub extra_parameters: Vec<String>,
+    agent: Option<Child>,
+    log: PathBuf,
+}
+
+impl Node {
+    /// A one-member cluster's node in `root`, config written.
+    pub fn single(root: &Path, name: &str) -> Node {
+        let mut node = Node::new(root, name);
+        node.write_config(&[(name.to_string(), node.api_port)]);
+        node
+    }
+
+    /// A node (no config written yet).
+    pub fn new(root: &Path, name: &str) -> Node {
+        let dir = root.join(name);
+        fs::create_dir_all(&dir).expect("node dir");
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod");
+        let secrets = root.join("secrets");
+        if !secrets.exists() {
+            fs::create_dir_all(&secrets).expect("secrets dir");
+            write_secret(&secrets.join("cluster.secret"), "cluster-secret-for-tests");
+            write_secret(&secrets.join("replicator.pass"), "rep'l:pass");
+            write_secret(&secrets.join("postgres.pass"), "super-pass");
+            write_secret(&secrets.join("api.token"), "api-token");
+        }
+        Node {
+            name: name.to_string(),
+            config: dir.join("pgwarden.toml"),
+            api_port: free_port(),
+            pg_port: free_port(),
+            data_dir: dir.join("data"),
+            socket_dir: dir.join("socket"),
+            dir,
+            extra_parameters: Vec::new(),
+            agent: None,
+            log: PathBuf::new(),
+        }
+    }
+
+    /// Writes this node's configuration for a cluster of `members` (name, api port).
+    pub fn write_config(&mut self, members: &[(String, u16)]) {
+        let secrets = self.dir.parent().expect("root").join("secrets");
+        let mut members_toml = String::new();
+        for (n, p) in members {
+            let _ = writeln!(members_toml, "  {{ name = \"{n}\", api_url = \"http://127.0.0.1:{p}\" }},");
+        }
+        let mut params = vec!["fsync = false".to_string(), "shared_buffers = \"16MB\"".to_string()];
+        params.extend(self.extra_parameters.iter().cloned());
+        let text = format!(
+            r#"[node]
+name = "{name}"
+data_dir = "{data}"
+bin_dir = "{bin}"
+
+[api]
+listen = "127.0.0.1:{api}"
+token_file = "{secrets}/api.token"
+
+[cluster]
+name = "test"
+secret_file = "{secrets}/cluster.secret"
+ttl = "10s"
+loop_wait = "500ms"
+members = [
+{members_toml}]
+
+[postgresql]
+listen_addresses = "127.0.0.1"
+port = {pg}
+socket_dir = "{socket}"
+parameters = {{ {params} }}
+
+[replication]
+password_file = "{secrets}/replicator.pass"
+superuser_password_file = "{secrets}/postgres.pass"
+"#,
+            name = self.name,
+            data = self.data_dir.display(),
+            bin = pg_bin_dir().display(),
+            api = self.api_port,
+            secrets = secrets.display(),
+            pg = self.pg_port,
+            socket = self.socket_dir.display(),
+            params = params.join(", "),
+        );
+        fs::write(&self.config, text).expect("write config");
+    }
+
+    /// Starts `pgwarden run` for this node, its log in the node's directory.
+    pub fn start(&mut self) {
+        assert!(self.agent.is_none(), "{} already running", self.name);
+        let n = fs::read_dir(&self.dir).map(|d| d.count()).unwrap_or(0);
+        self.log = self.dir.join(format!("agent-{n}.log"));
+        let log = fs::File::create(&self.log).expect("log");
+        let err = log.try_clone().expect("log");
+        let child = Command::new(pgwarden_bin())
+            .arg("run")
+            .arg("--config")
+            .arg(&self.config)
+            .env("PGWARDEN_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .expect("spawn pgwarden");
+        self.agent = Some(child);
+    }
+
+    /// The agent's pid.
+    pub fn agent_pid(&self) -> Option<i32> {
+        self.agent.as_ref().map(|c| c.id() as i32)
+    }
+
+    /// Sends a signal to the agent.
+    pub fn signal_agent(&self, sig: Signal) {
+        if let Some(pid) = self.agent_pid() {
+            let _ = kill(Pid::from_raw(pid), sig);
+        }
+    }
+
+    /// Waits for the agent to exit; returns its exit code.
+    pub fn wait_agent(&mut self, limit: Duration) -> Option<i32> {
+        let mut child = self.agent.take()?;
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("agent {} did not exit within {limit:?}\n{}", self.name, self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// kill -9 of the agent (PostgreSQL keeps running).
+    pub fn kill_agent(&mut self) {
+        if let Some(mut child) = self.agent.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The agent's log so far.
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `GET /status` as JSON, when the agent answers.
+    pub fn status(&self) -> Option<serde_json::Value> {
+        let a = http(self.api_port, "GET", "/status").ok()?;
+        (a.status == 200).then(|| serde_json::from_str(&a.body).ok()).flatten()
+    }
+
+    /// Waits until `/status` satisfies `pred`; the last document is in the panic.
+    pub fn wait_status(&self, limit: Duration, what: &str, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let deadline = Instant::now() + limit;
+        let mut last = None;
+        loop {
+            if let Some(doc) = self.status() {
+                if pred(&doc) {
+                    return doc;
+                }
+                last = Some(doc);
+            }
+            let exited = self.agent_pid().is_some_and(|pid| !process_alive(pid));
+            if exited || Instant::now() > deadline {
+                panic!(
+                    "{}: {} waiting for {what}; last status: {}\nagent log:\n{}",
+                    self.name,
+                    if exited { "the agent exited".to_string() } else { format!("timed out after {limit:?}") },
+                    last.map(|d| d.to_string()).unwrap_or_else(|| "none".into()),
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits for a running primary.
+    pub fn wait_primary(&self) -> serde_json::Value {
+        self.wait_status(SLOW, "a running primary", |d| d["role"] == "primary" && d["state"] == "running")
+    }
+
+    /// The postmaster's pid from `postmaster.pid`.
+    pub fn postmaster_pid(&self) -> Option<i32> {
+        let text = fs::read_to_string(self.data_dir.join("postmaster.pid")).ok()?;
+        text.lines().next()?.trim().parse().ok()
+    }
+
+    /// Runs SQL through psql on the local socket as the superuser; the
+    /// unaligned, tuples-only output.
+    pub fn psql(&self, sql: &str) -> Result<String, String> {
+        let out = Command::new(pg_bin_dir().join("psql"))
+            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-U", "postgres", "-d", "postgres"])
+            .arg("-h")
+            .arg(&self.socket_dir)
+            .arg("-p")
+            .arg(self.pg_port.to_string())
+            .arg("-c")
+            .arg(sql)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    fn stop_postgres_hard(&self) {
+        if let Some(pid) = self.postmaster_pid() {
+            let pid = Pid::from_raw(pid);
+            if kill(pid, Signal::SIGQUIT).is_ok() {
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while kill(pid, None).is_ok() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                let _ = kill(pid, Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+impl Drop for Node {
+    /// Whatever happened, nothing the test started outlives it.
+    fn drop(&mut self) {
+        self.kill_agent();
+        self.stop_postgres_hard();
+        if std::thread::panicking() {
+            eprintln!("--- agent log of {} ---\n{}", self.name, self.log_text());
+        }
+    }
+}
+
+/// The effective uid of a process.
+pub fn process_uid(pid: i32) -> Option<u32> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// Whether a process exists (and is not a zombie).
+pub fn process_alive(pid: i32) -> bool {
+    if kill(Pid::from_raw(pid), None).is_err() {
+        return false;
+    }
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    !stat.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+}

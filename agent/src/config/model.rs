@@ -110,11 +110,13 @@ pub struct ClusterSection {
     pub members: Vec<Member>,
 }
 
-fn default_ttl() -> Duration {
+/// `cluster.ttl` when the file does not set it.
+pub(super) fn default_ttl() -> Duration {
     Duration::from_secs(10)
 }
 
-fn default_loop_wait() -> Duration {
+/// `cluster.loop_wait` when the file does not set it.
+pub(super) fn default_loop_wait() -> Duration {
     Duration::from_secs(1)
 }
 
@@ -308,7 +310,10 @@ pub enum SyncMode {
 impl Config {
     /// This node's entry in `cluster.members` (validation guarantees it exists).
     pub fn me(&self) -> Option<&Member> {
-        self.cluster.members.iter().find(|m| m.name == self.node.name)
+        self.cluster
+            .members
+            .iter()
+            .find(|m| m.name == self.node.name)
     }
 
     /// The members that run PostgreSQL (witnesses excluded).
@@ -346,9 +351,15 @@ mod tests {
 
     #[test]
     fn url_hosts_are_extracted_for_ipv4_ipv6_and_names() {
-        assert_eq!(host_of_url("http://10.0.0.1:8008").as_deref(), Some("10.0.0.1"));
+        assert_eq!(
+            host_of_url("http://10.0.0.1:8008").as_deref(),
+            Some("10.0.0.1")
+        );
         assert_eq!(host_of_url("https://[::1]:8008/x").as_deref(), Some("::1"));
-        assert_eq!(host_of_url("http://pg1.example").as_deref(), Some("pg1.example"));
+        assert_eq!(
+            host_of_url("http://pg1.example").as_deref(),
+            Some("pg1.example")
+        );
         assert_eq!(host_of_url("ftp://x"), None);
         assert_eq!(host_of_url("http://:8008"), None);
     }

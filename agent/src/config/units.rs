@@ -60,7 +60,12 @@ impl FromStr for ByteSize {
 
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const UNITS: [(&str, u64); 4] = [("TB", 1 << 40), ("GB", 1 << 30), ("MB", 1 << 20), ("kB", 1 << 10)];
+        const UNITS: [(&str, u64); 4] = [
+            ("TB", 1 << 40),
+            ("GB", 1 << 30),
+            ("MB", 1 << 20),
+            ("kB", 1 << 10),
+        ];
         for (unit, factor) in UNITS {
             if self.0 >= factor && self.0 % factor == 0 {
                 return write!(f, "{}{}", self.0 / factor, unit);
