@@ -69,16 +69,23 @@ pub async fn get_json(url: &str) -> Result<(u16, Value), ClientError> {
             url: url.to_string(),
             detail: e.to_string(),
         })?;
-    let resp = client.get(url).send().await.map_err(|e| ClientError::Unreachable {
-        url: url.to_string(),
-        detail: e.to_string(),
-    })?;
+    let resp = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| ClientError::Unreachable {
+            url: url.to_string(),
+            detail: e.to_string(),
+        })?;
     let status = resp.status().as_u16();
-    let body = resp.json::<Value>().await.map_err(|e| ClientError::BadAnswer {
-        url: url.to_string(),
-        status,
-        detail: e.to_string(),
-    })?;
+    let body = resp
+        .json::<Value>()
+        .await
+        .map_err(|e| ClientError::BadAnswer {
+            url: url.to_string(),
+            status,
+            detail: e.to_string(),
+        })?;
     Ok((status, body))
 }
 
@@ -106,7 +113,14 @@ pub fn render_status(doc: &Value) -> String {
     let mut row = |k: &str, v: String| {
         let _ = writeln!(out, "  {k:<16}{v}");
     };
-    row("member", format!("{} (cluster {})", text(&g(&["name"])), text(&g(&["cluster"]))));
+    row(
+        "member",
+        format!(
+            "{} (cluster {})",
+            text(&g(&["name"])),
+            text(&g(&["cluster"]))
+        ),
+    );
     row("role", text(&g(&["role"])));
     let mut state = text(&g(&["state"]));
     if let Value::String(reason) = g(&["reason"]) {
@@ -128,7 +142,9 @@ pub fn render_status(doc: &Value) -> String {
         },
     );
     if !g(&["postgres"]).is_null() {
-        let version = g(&["postgres", "version_num"]).as_u64().map(|v| format!("{}.{}", v / 10000, v % 10000));
+        let version = g(&["postgres", "version_num"])
+            .as_u64()
+            .map(|v| format!("{}.{}", v / 10000, v % 10000));
         row(
             "postgres",
             format!(
@@ -142,7 +158,10 @@ pub fn render_status(doc: &Value) -> String {
         );
         row("system id", text(&g(&["postgres", "system_identifier"])));
         row("started", text(&g(&["postgres", "start_time"])));
-        row("pending restart", text(&g(&["postgres", "pending_restart"])));
+        row(
+            "pending restart",
+            text(&g(&["postgres", "pending_restart"])),
+        );
         row(
             "wal",
             format!(
@@ -195,7 +214,11 @@ pub fn render_status(doc: &Value) -> String {
             text(&g(&["agent", "version"])),
             text(&g(&["agent", "uptime_s"])),
             text(&g(&["agent", "loop_last_ms_ago"])),
-            if g(&["agent", "paused"]) == Value::Bool(true) { ", paused" } else { "" }
+            if g(&["agent", "paused"]) == Value::Bool(true) {
+                ", paused"
+            } else {
+                ""
+            }
         ),
     );
     out
@@ -208,9 +231,15 @@ mod tests {
 
     #[test]
     fn wildcard_listen_addresses_are_asked_on_loopback() {
-        assert_eq!(local_url("0.0.0.0:8008".parse().unwrap()), "http://127.0.0.1:8008");
+        assert_eq!(
+            local_url("0.0.0.0:8008".parse().unwrap()),
+            "http://127.0.0.1:8008"
+        );
         assert_eq!(local_url("[::]:8008".parse().unwrap()), "http://[::1]:8008");
-        assert_eq!(local_url("10.0.0.1:8008".parse().unwrap()), "http://10.0.0.1:8008");
+        assert_eq!(
+            local_url("10.0.0.1:8008".parse().unwrap()),
+            "http://10.0.0.1:8008"
+        );
     }
 
     #[test]
@@ -228,7 +257,10 @@ mod tests {
         let t = render_status(&doc);
         assert!(t.contains("role            primary"), "{t}");
         assert!(t.contains("pg1 (term 3, lease 9.5 s left)"), "{t}");
-        assert!(t.contains("15.18 on 10.0.0.1:5432, pid 42, timeline 1"), "{t}");
+        assert!(
+            t.contains("15.18 on 10.0.0.1:5432, pid 42, timeline 1"),
+            "{t}"
+        );
         assert!(t.contains("pg2 streaming (async), lag 0 bytes"), "{t}");
     }
 

@@ -37,7 +37,10 @@ pub async fn run(config_path: &Path) -> i32 {
         }
     };
     let local = if cfg.node.witness {
-        tracing::info!("{} is a witness: it votes for the leader lease and runs no PostgreSQL", cfg.node.name);
+        tracing::info!(
+            "{} is a witness: it votes for the leader lease and runs no PostgreSQL",
+            cfg.node.name
+        );
         None
     } else {
         match prepare_local(&cfg) {
@@ -71,12 +74,19 @@ pub async fn run(config_path: &Path) -> i32 {
     ));
     let (api_stop_tx, api_stop_rx) = oneshot::channel::<()>();
     let app = api::router(ApiState { view: view_rx });
-    tracing::info!("API listening on {} (advertised as {})", cfg.api.listen, cfg.api_advertise_url());
+    tracing::info!(
+        "API listening on {} (advertised as {})",
+        cfg.api.listen,
+        cfg.api_advertise_url()
+    );
     let api_task = tokio::spawn(async move {
         let shutdown = async {
             let _ = api_stop_rx.await;
         };
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
             tracing::error!("API server failed: {e}");
         }
     });
@@ -169,7 +179,11 @@ async fn supervise_signals(
     }
 }
 
-async fn stop(control: &mpsc::Sender<Control>, loop_task: tokio::task::JoinHandle<()>, why: &str) -> i32 {
+async fn stop(
+    control: &mpsc::Sender<Control>,
+    loop_task: tokio::task::JoinHandle<()>,
+    why: &str,
+) -> i32 {
     tracing::info!("{why}: stopping");
     let (done_tx, done_rx) = oneshot::channel();
     if control.send(Control::Shutdown(done_tx)).await.is_err() {

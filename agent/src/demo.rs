@@ -86,7 +86,10 @@ pub async fn run(nodes: u32, dir: Option<PathBuf>) -> Result<i32, DemoError> {
     fs::create_dir_all(&base).map_err(io(&base))?;
     // PostgreSQL runs as `postgres` when the demo runs as root: it must reach its directories.
     fs::set_permissions(&base, fs::Permissions::from_mode(0o755)).map_err(io(&base))?;
-    println!("pgwarden demo: building a {nodes}-node cluster in {}", base.display());
+    println!(
+        "pgwarden demo: building a {nodes}-node cluster in {}",
+        base.display()
+    );
     let result = run_in(&base, nodes).await;
     println!("pgwarden demo: removing {}", base.display());
     let _ = fs::remove_dir_all(&base);
@@ -96,7 +99,12 @@ pub async fn run(nodes: u32, dir: Option<PathBuf>) -> Result<i32, DemoError> {
 async fn run_in(base: &Path, nodes: u32) -> Result<i32, DemoError> {
     let secrets = base.join("secrets");
     fs::create_dir_all(&secrets).map_err(io(&secrets))?;
-    for name in ["cluster.secret", "replicator.pass", "postgres.pass", "api.token"] {
+    for name in [
+        "cluster.secret",
+        "replicator.pass",
+        "postgres.pass",
+        "api.token",
+    ] {
         write_secret(&secrets.join(name))?;
     }
     let mut members = Vec::new();
@@ -106,7 +114,11 @@ async fn run_in(base: &Path, nodes: u32) -> Result<i32, DemoError> {
     }
     let members_toml: Vec<String> = members
         .iter()
-        .map(|(n, p)| format!("  {{ name = \"{n}\", api_url = \"http://127.0.0.1:{p}\", host = \"127.0.0.1\" }},"))
+        .map(|(n, p)| {
+            format!(
+                "  {{ name = \"{n}\", api_url = \"http://127.0.0.1:{p}\", host = \"127.0.0.1\" }},"
+            )
+        })
         .collect();
     let mut demo_nodes = Vec::new();
     for (name, api_port) in &members {
@@ -169,16 +181,27 @@ superuser_password_file = "{secrets}/postgres.pass"
             .stderr(Stdio::from(log_err))
             .spawn()
             .map_err(|e| DemoError::Spawn(format!("{}: {e}", node.name)))?;
-        println!("started agent {} (pid {}), log {}", node.name, child.id(), log_path.display());
+        println!(
+            "started agent {} (pid {}), log {}",
+            node.name,
+            child.id(),
+            log_path.display()
+        );
         node.child = Some(child);
     }
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         stop_all(&mut demo_nodes);
         return Ok(1);
     };
     let started = Instant::now();
     let mut last = String::new();
-    println!("waiting for the cluster to converge; Ctrl-C stops everything and removes {}", base.display());
+    println!(
+        "waiting for the cluster to converge; Ctrl-C stops everything and removes {}",
+        base.display()
+    );
     loop {
         let mut table = String::new();
         for node in &demo_nodes {
@@ -187,16 +210,25 @@ superuser_password_file = "{secrets}/postgres.pass"
                 Err(_) => table.push_str(&format!("  {}: agent not answering yet\n", node.name)),
             }
         }
-        let summary: String = table.lines().filter(|l| l.contains("role") || l.contains("state")).collect();
+        let summary: String = table
+            .lines()
+            .filter(|l| l.contains("role") || l.contains("state"))
+            .collect();
         if summary != last {
-            println!("--- after {:.1} s ---\n{table}", started.elapsed().as_secs_f64());
+            println!(
+                "--- after {:.1} s ---\n{table}",
+                started.elapsed().as_secs_f64()
+            );
             last = summary;
         }
-        let dead = demo_nodes
-            .iter_mut()
-            .position(|n| n.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(Some(_)))));
+        let dead = demo_nodes.iter_mut().position(|n| {
+            n.child
+                .as_mut()
+                .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
+        });
         if let Some(dead) = dead.map(|i| &demo_nodes[i]) {
-            let log = fs::read_to_string(dead.config.with_file_name("agent.log")).unwrap_or_default();
+            let log =
+                fs::read_to_string(dead.config.with_file_name("agent.log")).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(15).collect();
             println!("agent {} exited; the end of its log:", dead.name);
             for line in tail.into_iter().rev() {

@@ -13,13 +13,13 @@
 //! - [`daemon`]: `pgwarden run`: wires the loop, the API, signals and systemd.
 //! - [`client`]: the CLI's side of the API (`status`, ...).
 
+pub mod api;
+pub mod client;
 pub mod config;
-pub mod pg;
+pub mod daemon;
+pub mod demo;
 pub mod ha;
 pub mod notify;
+pub mod pg;
 pub mod state;
 pub mod view;
-pub mod api;
-pub mod daemon;
-pub mod client;
-pub mod demo;

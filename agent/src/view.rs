@@ -106,11 +106,21 @@ pub struct NodeView {
 
 impl NodeView {
     /// A view before the first loop iteration.
-    pub fn initial(name: &str, cluster: &str, witness: bool, ttl: Duration, max_lag_bytes: u64) -> NodeView {
+    pub fn initial(
+        name: &str,
+        cluster: &str,
+        witness: bool,
+        ttl: Duration,
+        max_lag_bytes: u64,
+    ) -> NodeView {
         NodeView {
             name: name.to_string(),
             cluster: cluster.to_string(),
-            role: if witness { Role::Witness } else { Role::Uninitialized },
+            role: if witness {
+                Role::Witness
+            } else {
+                Role::Uninitialized
+            },
             state: PgState::Starting,
             reason: Some("the agent is starting".into()),
             agent_started: Instant::now(),

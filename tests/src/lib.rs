@@ -38,7 +38,10 @@ pub fn pgwarden_bin() -> PathBuf {
 
 /// The PostgreSQL binaries directory used by the tests.
 pub fn pg_bin_dir() -> PathBuf {
-    PathBuf::from(std::env::var("PGWARDEN_TEST_PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into()))
+    PathBuf::from(
+        std::env::var("PGWARDEN_TEST_PG_BIN")
+            .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into()),
+    )
 }
 
 /// Tests that run PostgreSQL need root here (the agent drops to `postgres`).
@@ -72,7 +75,10 @@ pub fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -89,7 +95,8 @@ pub struct HttpAnswer {
 impl HttpAnswer {
     /// The body as JSON.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
     }
 }
 
@@ -107,7 +114,10 @@ pub fn http_raw(port: u16, request: &[u8]) -> std::io::Result<HttpAnswer> {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Ok(HttpAnswer { status, body })
 }
 
@@ -126,7 +136,10 @@ pub struct TestDir {
 impl TestDir {
     /// A new directory.
     pub fn new() -> TestDir {
-        let dir = tempfile::Builder::new().prefix("pgw-").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("pgw-")
+            .tempdir()
+            .expect("temp dir");
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
         TestDir { dir }
     }
@@ -217,9 +230,15 @@ impl Node {
         let secrets = self.dir.parent().expect("root").join("secrets");
         let mut members_toml = String::new();
         for (n, p) in members {
-            let _ = writeln!(members_toml, "  {{ name = \"{n}\", api_url = \"http://127.0.0.1:{p}\" }},");
+            let _ = writeln!(
+                members_toml,
+                "  {{ name = \"{n}\", api_url = \"http://127.0.0.1:{p}\" }},"
+            );
         }
-        let mut params = vec!["fsync = false".to_string(), "shared_buffers = \"16MB\"".to_string()];
+        let mut params = vec![
+            "fsync = false".to_string(),
+            "shared_buffers = \"16MB\"".to_string(),
+        ];
         params.extend(self.extra_parameters.iter().cloned());
         let text = format!(
             r#"[node]
@@ -304,7 +323,11 @@ superuser_password_file = "{secrets}/postgres.pass"
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("agent {} did not exit within {limit:?}\n{}", self.name, self.log_text());
+                panic!(
+                    "agent {} did not exit within {limit:?}\n{}",
+                    self.name,
+                    self.log_text()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -326,11 +349,18 @@ superuser_password_file = "{secrets}/postgres.pass"
     /// `GET /status` as JSON, when the agent answers.
     pub fn status(&self) -> Option<serde_json::Value> {
         let a = http(self.api_port, "GET", "/status").ok()?;
-        (a.status == 200).then(|| serde_json::from_str(&a.body).ok()).flatten()
+        (a.status == 200)
+            .then(|| serde_json::from_str(&a.body).ok())
+            .flatten()
     }
 
     /// Waits until `/status` satisfies `pred`; the last document is in the panic.
-    pub fn wait_status(&self, limit: Duration, what: &str, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    pub fn wait_status(
+        &self,
+        limit: Duration,
+        what: &str,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
         let deadline = Instant::now() + limit;
         let mut last = None;
         loop {
@@ -345,7 +375,11 @@ superuser_password_file = "{secrets}/postgres.pass"
                 panic!(
                     "{}: {} waiting for {what}; last status: {}\nagent log:\n{}",
                     self.name,
-                    if exited { "the agent exited".to_string() } else { format!("timed out after {limit:?}") },
+                    if exited {
+                        "the agent exited".to_string()
+                    } else {
+                        format!("timed out after {limit:?}")
+                    },
                     last.map(|d| d.to_string()).unwrap_or_else(|| "none".into()),
                     self.log_text()
                 );
@@ -356,7 +390,9 @@ superuser_password_file = "{secrets}/postgres.pass"
 
     /// Waits for a running primary.
     pub fn wait_primary(&self) -> serde_json::Value {
-        self.wait_status(SLOW, "a running primary", |d| d["role"] == "primary" && d["state"] == "running")
+        self.wait_status(SLOW, "a running primary", |d| {
+            d["role"] == "primary" && d["state"] == "running"
+        })
     }
 
     /// The postmaster's pid from `postmaster.pid`.
@@ -369,7 +405,17 @@ superuser_password_file = "{secrets}/postgres.pass"
     /// unaligned, tuples-only output.
     pub fn psql(&self, sql: &str) -> Result<String, String> {
         let out = Command::new(pg_bin_dir().join("psql"))
-            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-U", "postgres", "-d", "postgres"])
+            .args([
+                "-X",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+            ])
             .arg("-h")
             .arg(&self.socket_dir)
             .arg("-p")
@@ -423,5 +469,7 @@ pub fn process_alive(pid: i32) -> bool {
         return false;
     }
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    !stat.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+    !stat
+        .rsplit_once(')')
+        .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
 }

@@ -24,21 +24,38 @@ fn given_an_empty_dir_and_a_root_agent_then_a_replication_ready_primary_runs_as_
     assert_eq!(doc["role"], "primary");
     assert_eq!(doc["timeline"], 1);
     assert_eq!(doc["postgres"]["timeline"], 1);
-    assert!(doc["wal"]["lsn"].as_str().is_some_and(|l| l.contains('/')), "{doc}");
-    assert!(doc["xlog"]["location"].as_u64().is_some_and(|l| l > 0), "{doc}");
+    assert!(
+        doc["wal"]["lsn"].as_str().is_some_and(|l| l.contains('/')),
+        "{doc}"
+    );
+    assert!(
+        doc["xlog"]["location"].as_u64().is_some_and(|l| l > 0),
+        "{doc}"
+    );
     assert_eq!(doc["leader"]["name"], "pg1");
-    assert!(doc["postgres"]["version_num"].as_u64().is_some_and(|v| v >= 120000));
-    assert!(doc["postgres"]["system_identifier"].as_str().is_some_and(|s| !s.is_empty()));
+    assert!(doc["postgres"]["version_num"]
+        .as_u64()
+        .is_some_and(|v| v >= 120000));
+    assert!(doc["postgres"]["system_identifier"]
+        .as_str()
+        .is_some_and(|s| !s.is_empty()));
     assert_eq!(doc["wal_senders"], serde_json::json!([]));
 
     // PostgreSQL runs as postgres, never root; its data directory is 0700, owned by postgres
     let pid = node.postmaster_pid().expect("postmaster.pid");
-    let postgres_uid = nix::unistd::User::from_name("postgres").unwrap().unwrap().uid.as_raw();
+    let postgres_uid = nix::unistd::User::from_name("postgres")
+        .unwrap()
+        .unwrap()
+        .uid
+        .as_raw();
     assert_eq!(process_uid(pid), Some(postgres_uid));
     let meta = std::fs::metadata(&node.data_dir).unwrap();
     assert_eq!(meta.uid(), postgres_uid);
     assert_eq!(meta.permissions().mode() & 0o777, 0o700);
-    assert!(node.log_text().contains("run as postgres"), "the log says who PostgreSQL runs as");
+    assert!(
+        node.log_text().contains("run as postgres"),
+        "the log says who PostgreSQL runs as"
+    );
 
     // the managed settings are in effect
     for (setting, expected) in [
@@ -51,10 +68,18 @@ fn given_an_empty_dir_and_a_root_agent_then_a_replication_ready_primary_runs_as_
         ("password_encryption", "scram-sha-256"),
         ("fsync", "off"),
     ] {
-        assert_eq!(node.psql(&format!("SHOW {setting}")).unwrap(), expected, "{setting}");
+        assert_eq!(
+            node.psql(&format!("SHOW {setting}")).unwrap(),
+            expected,
+            "{setting}"
+        );
     }
     let senders: u32 = node.psql("SHOW max_wal_senders").unwrap().parse().unwrap();
-    let slots: u32 = node.psql("SHOW max_replication_slots").unwrap().parse().unwrap();
+    let slots: u32 = node
+        .psql("SHOW max_replication_slots")
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(senders >= 3 && slots >= 3);
 
     // the replication role: REPLICATION LOGIN, not superuser, with a SCRAM password
@@ -64,11 +89,13 @@ fn given_an_empty_dir_and_a_root_agent_then_a_replication_ready_primary_runs_as_
         "t|t|f"
     );
     assert_eq!(
-        node.psql("SELECT left(rolpassword, 13) FROM pg_authid WHERE rolname = 'replicator'").unwrap(),
+        node.psql("SELECT left(rolpassword, 13) FROM pg_authid WHERE rolname = 'replicator'")
+            .unwrap(),
         "SCRAM-SHA-256"
     );
     assert_eq!(
-        node.psql("SELECT left(rolpassword, 13) FROM pg_authid WHERE rolname = 'postgres'").unwrap(),
+        node.psql("SELECT left(rolpassword, 13) FROM pg_authid WHERE rolname = 'postgres'")
+            .unwrap(),
         "SCRAM-SHA-256",
         "the superuser password came from superuser_password_file"
     );
@@ -78,16 +105,24 @@ fn given_an_empty_dir_and_a_root_agent_then_a_replication_ready_primary_runs_as_
         .psql("SELECT type, array_to_string(database, ','), array_to_string(user_name, ','), coalesce(address, ''), auth_method FROM pg_hba_file_rules ORDER BY line_number")
         .unwrap();
     assert!(rules.contains("local|all|all||peer"), "{rules}");
-    assert!(rules.contains("host|replication|replicator|127.0.0.1|scram-sha-256"), "{rules}");
+    assert!(
+        rules.contains("host|replication|replicator|127.0.0.1|scram-sha-256"),
+        "{rules}"
+    );
 
     // the managed postgresql.conf includes initdb's file, kept as the base
     assert!(node.data_dir.join("postgresql.base.conf").is_file());
     let conf = std::fs::read_to_string(node.data_dir.join("postgresql.conf")).unwrap();
     assert!(conf.starts_with("# Managed by pgwarden"));
     assert!(node.data_dir.join("pgwarden.state").is_file());
-    let state: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(node.data_dir.join("pgwarden.state")).unwrap()).unwrap();
-    assert_eq!(state["system_identifier"], doc["postgres"]["system_identifier"]);
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(node.data_dir.join("pgwarden.state")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        state["system_identifier"],
+        doc["postgres"]["system_identifier"]
+    );
 
     // the superuser password never reached the command line or the log
     assert!(!node.log_text().contains("super-pass"));
@@ -119,13 +154,21 @@ fn health_endpoints_answer_as_patroni_does_for_a_primary_and_bad_requests_get_js
     ] {
         let a = http(p, "GET", path).unwrap();
         assert_eq!(a.status, code, "GET {path}");
-        assert_eq!(a.json()["name"], "pg1", "GET {path} returns the status document");
+        assert_eq!(
+            a.json()["name"],
+            "pg1",
+            "GET {path} returns the status document"
+        );
         let head = http(p, "HEAD", path).unwrap();
         assert_eq!(head.status, code, "HEAD {path}");
         assert!(head.body.is_empty(), "HEAD {path} has no body");
         let options = http(p, "OPTIONS", path).unwrap();
         assert_eq!(options.status, code, "OPTIONS {path}");
-        assert!(options.body.is_empty(), "OPTIONS {path} has no body: {:?}", options.body);
+        assert!(
+            options.body.is_empty(),
+            "OPTIONS {path} has no body: {:?}",
+            options.body
+        );
     }
     // malformed requests: 4xx with a JSON error, never a 500, never a hang
     for (method, path, code) in [
@@ -137,10 +180,18 @@ fn health_endpoints_answer_as_patroni_does_for_a_primary_and_bad_requests_get_js
     ] {
         let a = http(p, method, path).unwrap();
         assert_eq!(a.status, code, "{method} {path}");
-        assert!(a.json()["error"].as_str().is_some_and(|e| !e.is_empty()), "{method} {path}: {}", a.body);
+        assert!(
+            a.json()["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{method} {path}: {}",
+            a.body
+        );
     }
     let garbage = http_raw(p, b"BLAH\r\n\r\n").unwrap();
-    assert!((400..500).contains(&garbage.status), "garbage request line: {}", garbage.status);
+    assert!(
+        (400..500).contains(&garbage.status),
+        "garbage request line: {}",
+        garbage.status
+    );
     // the agent is still fine
     assert_eq!(http(p, "GET", "/health").unwrap().status, 200);
     // `pgwarden status` prints a table, `--json` the document
@@ -149,7 +200,11 @@ fn health_endpoints_answer_as_patroni_does_for_a_primary_and_bad_requests_get_js
         .arg(&node.config)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.contains("role            primary"), "{table}");
     assert!(table.contains("timeline 1"), "{table}");
@@ -170,7 +225,8 @@ fn given_postgres_that_cannot_start_then_health_is_503_and_liveness_200() {
     let root = TestDir::new();
     let mut node = Node::new(root.path(), "pg1");
     // initdb succeeds; the postmaster then refuses to start with this library missing
-    node.extra_parameters.push("shared_preload_libraries = \"pgwarden_no_such_library\"".into());
+    node.extra_parameters
+        .push("shared_preload_libraries = \"pgwarden_no_such_library\"".into());
     node.write_config(&[("pg1".into(), node.api_port)]);
     node.start();
     let doc = node.wait_status(SLOW, "a crashed postgres", |d| d["state"] == "crashed");
@@ -188,7 +244,11 @@ fn given_postgres_that_cannot_start_then_health_is_503_and_liveness_200() {
     ] {
         assert_eq!(http(p, "GET", path).unwrap().status, code, "GET {path}");
     }
-    assert!(node.log_text().contains("PostgreSQL exited unexpectedly"), "{}", node.log_text());
+    assert!(
+        node.log_text().contains("PostgreSQL exited unexpectedly"),
+        "{}",
+        node.log_text()
+    );
 }
 
 #[test]
@@ -200,17 +260,24 @@ fn given_a_killed_postmaster_then_the_agent_restarts_it_and_health_returns() {
     let mut node = Node::single(root.path(), "pg1");
     node.start();
     node.wait_primary();
-    node.psql("CREATE TABLE t (id int); INSERT INTO t VALUES (1)").unwrap();
+    node.psql("CREATE TABLE t (id int); INSERT INTO t VALUES (1)")
+        .unwrap();
     let old = node.postmaster_pid().unwrap();
     kill(Pid::from_raw(old), Signal::SIGKILL).unwrap();
     wait_for(SLOW, "the agent to notice and restart PostgreSQL", || {
         let new = node.postmaster_pid()?;
-        (new != old && process_alive(new) && http(node.api_port, "GET", "/health").ok()?.status == 200).then_some(())
+        (new != old
+            && process_alive(new)
+            && http(node.api_port, "GET", "/health").ok()?.status == 200)
+            .then_some(())
     });
     node.wait_primary();
     assert_eq!(node.psql("SELECT count(*) FROM t").unwrap(), "1");
     let log = node.log_text();
-    assert!(log.contains("PostgreSQL exited unexpectedly") && log.contains("restarting in"), "{log}");
+    assert!(
+        log.contains("PostgreSQL exited unexpectedly") && log.contains("restarting in"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -224,13 +291,20 @@ fn given_a_restarted_agent_then_it_adopts_the_running_postmaster() {
     node.wait_primary();
     let pid = node.postmaster_pid().unwrap();
     node.kill_agent();
-    assert!(process_alive(pid), "kill -9 of the agent leaves PostgreSQL running");
+    assert!(
+        process_alive(pid),
+        "kill -9 of the agent leaves PostgreSQL running"
+    );
     assert_eq!(node.psql("SELECT 1").unwrap(), "1");
     node.start();
     let doc = node.wait_primary();
     assert_eq!(doc["postgres"]["pid"], pid, "same postmaster");
     assert_eq!(node.postmaster_pid(), Some(pid));
-    assert!(node.log_text().contains("adopted the running postmaster"), "{}", node.log_text());
+    assert!(
+        node.log_text().contains("adopted the running postmaster"),
+        "{}",
+        node.log_text()
+    );
     assert_eq!(http(node.api_port, "GET", "/primary").unwrap().status, 200);
 }
 
@@ -249,21 +323,34 @@ fn sigterm_stops_postgres_cleanly_and_exits_0_and_sighup_applies_reloadable_para
     node.extra_parameters = vec!["work_mem = \"8MB\"".into(), "max_connections = 77".into()];
     node.write_config(&[("pg1".into(), node.api_port)]);
     node.signal_agent(Signal::SIGHUP);
-    wait_for(SLOW, "work_mem to become 8MB", || (node.psql("SHOW work_mem").ok()? == "8MB").then_some(()));
-    node.wait_status(SLOW, "pending_restart", |d| d["postgres"]["pending_restart"] == true);
+    wait_for(SLOW, "work_mem to become 8MB", || {
+        (node.psql("SHOW work_mem").ok()? == "8MB").then_some(())
+    });
+    node.wait_status(SLOW, "pending_restart", |d| {
+        d["postgres"]["pending_restart"] == true
+    });
 
     // SIGTERM: fast stop, exit 0, nothing left running
     let pid = node.postmaster_pid().unwrap();
     node.signal_agent(Signal::SIGTERM);
     assert_eq!(node.wait_agent(SLOW), Some(0));
-    assert!(!process_alive(pid), "postmaster {pid} still running after SIGTERM");
-    assert!(!node.data_dir.join("postmaster.pid").exists(), "a clean shutdown removes postmaster.pid");
+    assert!(
+        !process_alive(pid),
+        "postmaster {pid} still running after SIGTERM"
+    );
+    assert!(
+        !node.data_dir.join("postmaster.pid").exists(),
+        "a clean shutdown removes postmaster.pid"
+    );
     let control = std::process::Command::new(pg_bin_dir().join("pg_controldata"))
         .arg(&node.data_dir)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&control.stdout);
-    assert!(text.contains("Database cluster state:               shut down"), "{text}");
+    assert!(
+        text.contains("Database cluster state:               shut down"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -285,8 +372,14 @@ fn given_a_stray_file_in_the_data_dir_then_it_is_renamed_aside_not_deleted() {
         .filter(|e| e.file_name().to_string_lossy().starts_with("data.foreign-"))
         .collect();
     assert_eq!(aside.len(), 1);
-    assert_eq!(std::fs::read_to_string(aside[0].path().join("precious.txt")).unwrap(), "keep me");
-    assert!(node.log_text().contains("renamed it to"), "the log says where the files went");
+    assert_eq!(
+        std::fs::read_to_string(aside[0].path().join("precious.txt")).unwrap(),
+        "keep me"
+    );
+    assert!(
+        node.log_text().contains("renamed it to"),
+        "the log says where the files went"
+    );
 }
 
 #[test]
@@ -300,5 +393,8 @@ fn given_a_data_dir_owned_by_root_then_the_agent_refuses_with_the_fix() {
     node.start();
     assert_eq!(node.wait_agent(Duration::from_secs(30)), Some(1));
     let log = node.log_text();
-    assert!(log.contains("owned by root") && log.contains("chown -R postgres"), "{log}");
+    assert!(
+        log.contains("owned by root") && log.contains("chown -R postgres"),
+        "{log}"
+    );
 }

@@ -162,57 +162,141 @@ mod tests {
 
     #[test]
     fn a_primary_holding_the_lease_passes_primary_leader_read_only_health_liveness_readiness() {
-        let v = view(Role::Primary, PgState::Running, Some(observation(false, None)), true);
-        let passed: Vec<Check> = codes(&v).into_iter().filter(|(_, ok)| *ok).map(|(c, _)| c).collect();
+        let v = view(
+            Role::Primary,
+            PgState::Running,
+            Some(observation(false, None)),
+            true,
+        );
+        let passed: Vec<Check> = codes(&v)
+            .into_iter()
+            .filter(|(_, ok)| *ok)
+            .map(|(c, _)| c)
+            .collect();
         assert_eq!(
             passed,
-            vec![Check::Primary, Check::Leader, Check::ReadOnly, Check::Health, Check::Liveness, Check::Readiness]
+            vec![
+                Check::Primary,
+                Check::Leader,
+                Check::ReadOnly,
+                Check::Health,
+                Check::Liveness,
+                Check::Readiness
+            ]
         );
     }
 
     #[test]
     fn a_primary_without_the_lease_is_not_primary() {
-        let v = view(Role::Primary, PgState::Running, Some(observation(false, None)), false);
-        assert!(!passes(Check::Primary, &v, &ReplicaFilter::default(), Instant::now()));
-        assert!(!passes(Check::Leader, &v, &ReplicaFilter::default(), Instant::now()));
-        assert!(passes(Check::Health, &v, &ReplicaFilter::default(), Instant::now()));
+        let v = view(
+            Role::Primary,
+            PgState::Running,
+            Some(observation(false, None)),
+            false,
+        );
+        assert!(!passes(
+            Check::Primary,
+            &v,
+            &ReplicaFilter::default(),
+            Instant::now()
+        ));
+        assert!(!passes(
+            Check::Leader,
+            &v,
+            &ReplicaFilter::default(),
+            Instant::now()
+        ));
+        assert!(passes(
+            Check::Health,
+            &v,
+            &ReplicaFilter::default(),
+            Instant::now()
+        ));
     }
 
     #[test]
     fn stopped_postgres_fails_everything_but_liveness() {
         let v = view(Role::Primary, PgState::Stopped, None, true);
-        let passed: Vec<Check> = codes(&v).into_iter().filter(|(_, ok)| *ok).map(|(c, _)| c).collect();
+        let passed: Vec<Check> = codes(&v)
+            .into_iter()
+            .filter(|(_, ok)| *ok)
+            .map(|(c, _)| c)
+            .collect();
         assert_eq!(passed, vec![Check::Leader, Check::Liveness]);
     }
 
     #[test]
     fn a_streaming_replica_passes_replica_within_lag_and_state_filters() {
-        let v = view(Role::Replica, PgState::Running, Some(observation(true, Some("streaming"))), false);
+        let v = view(
+            Role::Replica,
+            PgState::Running,
+            Some(observation(true, Some("streaming"))),
+            false,
+        );
         let f = ReplicaFilter::default();
         let now = Instant::now();
         assert!(passes(Check::Replica, &v, &f, now));
         assert!(passes(Check::ReadOnly, &v, &f, now));
         assert!(passes(Check::Async, &v, &f, now));
-        assert!(passes(Check::Readiness, &v, &f, now), "1 MB lag is within max_lag_on_failover");
-        let tight = ReplicaFilter { max_lag: Some(ByteSize(1024)), ..Default::default() };
+        assert!(
+            passes(Check::Readiness, &v, &f, now),
+            "1 MB lag is within max_lag_on_failover"
+        );
+        let tight = ReplicaFilter {
+            max_lag: Some(ByteSize(1024)),
+            ..Default::default()
+        };
         assert!(!passes(Check::Replica, &v, &tight, now), "lag 1 MB > 1 kB");
-        let state = ReplicaFilter { replication_state: Some("catchup".into()), ..Default::default() };
+        let state = ReplicaFilter {
+            replication_state: Some("catchup".into()),
+            ..Default::default()
+        };
         assert!(!passes(Check::Replica, &v, &state, now));
     }
 
     #[test]
     fn a_replica_that_does_not_stream_is_not_a_replica() {
-        let v = view(Role::Replica, PgState::Running, Some(observation(true, None)), false);
-        assert!(!passes(Check::Replica, &v, &ReplicaFilter::default(), Instant::now()));
-        assert!(passes(Check::Health, &v, &ReplicaFilter::default(), Instant::now()));
+        let v = view(
+            Role::Replica,
+            PgState::Running,
+            Some(observation(true, None)),
+            false,
+        );
+        assert!(!passes(
+            Check::Replica,
+            &v,
+            &ReplicaFilter::default(),
+            Instant::now()
+        ));
+        assert!(passes(
+            Check::Health,
+            &v,
+            &ReplicaFilter::default(),
+            Instant::now()
+        ));
     }
 
     #[test]
     fn liveness_fails_when_the_loop_stalled_longer_than_ttl() {
-        let mut v = view(Role::Primary, PgState::Running, Some(observation(false, None)), true);
+        let mut v = view(
+            Role::Primary,
+            PgState::Running,
+            Some(observation(false, None)),
+            true,
+        );
         let later = Instant::now() + Duration::from_secs(11);
-        assert!(!passes(Check::Liveness, &v, &ReplicaFilter::default(), later));
+        assert!(!passes(
+            Check::Liveness,
+            &v,
+            &ReplicaFilter::default(),
+            later
+        ));
         v.loop_last = None;
-        assert!(!passes(Check::Liveness, &v, &ReplicaFilter::default(), Instant::now()));
+        assert!(!passes(
+            Check::Liveness,
+            &v,
+            &ReplicaFilter::default(),
+            Instant::now()
+        ));
     }
 }

@@ -54,10 +54,11 @@ pub fn router(state: ApiState) -> Router {
         ("/liveness", Check::Liveness),
         ("/readiness", Check::Readiness),
     ] {
-        let handler = move |state: State<ApiState>, method: Method, query: Query<HashMap<String, String>>| {
-            health_handler(state, method, query, check)
-        };
-        r = r.route(path, get(handler.clone()).options(handler));
+        let handler =
+            move |state: State<ApiState>, method: Method, query: Query<HashMap<String, String>>| {
+                health_handler(state, method, query, check)
+            };
+        r = r.route(path, get(handler).options(handler));
     }
     r.fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
@@ -86,9 +87,16 @@ async fn health_handler(
     let now = Instant::now();
     let (ok, doc) = {
         let view = state.view.borrow();
-        (health::passes(check, &view, &filter, now), status::status_document(&view, now))
+        (
+            health::passes(check, &view, &filter, now),
+            status::status_document(&view, now),
+        )
     };
-    let code = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let code = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     if method == Method::OPTIONS {
         return code.into_response();
     }
@@ -109,7 +117,15 @@ fn replica_filter(query: &HashMap<String, String>) -> Result<ReplicaFilter, ApiE
     };
     let replication_state = query.get("replication_state").cloned();
     if let Some(s) = &replication_state {
-        const STATES: &[&str] = &["streaming", "catchup", "starting", "stopping", "waiting", "stopped", "backup"];
+        const STATES: &[&str] = &[
+            "streaming",
+            "catchup",
+            "starting",
+            "stopping",
+            "waiting",
+            "stopped",
+            "backup",
+        ];
         if !STATES.contains(&s.as_str()) {
             return Err(ApiError::bad_request(format!(
                 "query parameter replication_state: unknown state {s:?} (one of {})",
@@ -126,7 +142,10 @@ fn replica_filter(query: &HashMap<String, String>) -> Result<ReplicaFilter, ApiE
 async fn fallback(method: Method, uri: axum::http::Uri) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
-        format!("no endpoint {method} {}: see docs/api.md for the endpoints", uri.path()),
+        format!(
+            "no endpoint {method} {}: see docs/api.md for the endpoints",
+            uri.path()
+        ),
     )
 }
 
@@ -144,8 +163,14 @@ mod tests {
     #[test]
     fn lag_filters_accept_sizes_and_bytes_and_refuse_garbage() {
         let q = |k: &str, v: &str| HashMap::from([(k.to_string(), v.to_string())]);
-        assert_eq!(replica_filter(&q("lag", "16MB")).unwrap().max_lag, Some(ByteSize(16 << 20)));
-        assert_eq!(replica_filter(&q("lag", "1024")).unwrap().max_lag, Some(ByteSize(1024)));
+        assert_eq!(
+            replica_filter(&q("lag", "16MB")).unwrap().max_lag,
+            Some(ByteSize(16 << 20))
+        );
+        assert_eq!(
+            replica_filter(&q("lag", "1024")).unwrap().max_lag,
+            Some(ByteSize(1024))
+        );
         assert!(replica_filter(&q("lag", "lots")).is_err());
         assert!(replica_filter(&q("replication_state", "dancing")).is_err());
         assert!(replica_filter(&q("replication_state", "streaming")).is_ok());

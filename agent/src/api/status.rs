@@ -24,11 +24,16 @@ pub fn lag_bytes(view: &NodeView) -> Option<u64> {
 
 /// The wal receiver's `status` column, when a receiver runs.
 pub fn receiver_status(view: &NodeView) -> Option<&str> {
-    view.observation()?.wal_receiver.as_ref()?.get("status")?.as_str()
+    view.observation()?
+        .wal_receiver
+        .as_ref()?
+        .get("status")?
+        .as_str()
 }
 
 fn lsn_value(lsn: Option<Lsn>) -> Value {
-    lsn.map(|l| Value::String(l.to_string())).unwrap_or(Value::Null)
+    lsn.map(|l| Value::String(l.to_string()))
+        .unwrap_or(Value::Null)
 }
 
 fn lsn_bytes(lsn: Option<Lsn>) -> Value {

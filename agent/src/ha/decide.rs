@@ -103,10 +103,14 @@ pub fn decide(s: &Situation) -> Action {
         DataDirState::Initialized => {}
     }
     match &s.postgres {
-        Postgres::NotRunning { crash_backoff: true } => Action::Wait {
+        Postgres::NotRunning {
+            crash_backoff: true,
+        } => Action::Wait {
             reason: "PostgreSQL exited unexpectedly; restarting after a backoff".into(),
         },
-        Postgres::NotRunning { crash_backoff: false } => Action::Start {
+        Postgres::NotRunning {
+            crash_backoff: false,
+        } => Action::Start {
             // Never start as primary without the lease; a primary's data
             // directory starts as a standby and is promoted once the lease is held.
             as_standby: s.standby_signal || !s.lease_mine,
@@ -148,7 +152,9 @@ fn decide_empty(s: &Situation) -> Action {
     } else {
         Action::Wait {
             reason: match &s.lease_holder {
-                Some(h) => format!("empty data directory: {h} holds the leader lease and bootstraps the cluster"),
+                Some(h) => format!(
+                    "empty data directory: {h} holds the leader lease and bootstraps the cluster"
+                ),
                 None => "empty data directory: waiting for the leader lease to bootstrap".into(),
             },
         }
@@ -178,7 +184,9 @@ mod tests {
         let base = running_primary_with_lease();
         let empty = Situation {
             data: DataDirState::Empty,
-            postgres: Postgres::NotRunning { crash_backoff: false },
+            postgres: Postgres::NotRunning {
+                crash_backoff: false,
+            },
             ..base.clone()
         };
         vec![
@@ -290,10 +298,22 @@ mod tests {
     fn who_asks_for_the_lease() {
         let base = running_primary_with_lease();
         assert!(wants_lease(&base));
-        assert!(!wants_lease(&Situation { witness: true, ..base.clone() }));
-        assert!(!wants_lease(&Situation { paused: true, ..base.clone() }));
-        let empty = Situation { data: DataDirState::Empty, ..base.clone() };
+        assert!(!wants_lease(&Situation {
+            witness: true,
+            ..base.clone()
+        }));
+        assert!(!wants_lease(&Situation {
+            paused: true,
+            ..base.clone()
+        }));
+        let empty = Situation {
+            data: DataDirState::Empty,
+            ..base.clone()
+        };
         assert!(wants_lease(&empty));
-        assert!(!wants_lease(&Situation { bootstrap_allowed: false, ..empty }));
+        assert!(!wants_lease(&Situation {
+            bootstrap_allowed: false,
+            ..empty
+        }));
     }
 }

@@ -116,7 +116,11 @@ pub struct LocalPostgres {
 impl LocalPostgres {
     /// Takes charge of the data directory of `cfg`.
     pub fn new(cfg: Config, bins: Binaries, runas: RunAs) -> LocalPostgres {
-        let probe = Probe::new(&cfg.postgresql.socket_dir, cfg.postgresql.port, Duration::from_secs(3));
+        let probe = Probe::new(
+            &cfg.postgresql.socket_dir,
+            cfg.postgresql.port,
+            Duration::from_secs(3),
+        );
         LocalPostgres {
             cfg,
             bins,
@@ -166,7 +170,8 @@ impl LocalPostgres {
                 let pid = pm.pid();
                 self.postmaster = None;
                 self.role_ensured = false;
-                self.probe.reset(&self.cfg.postgresql.socket_dir, self.cfg.postgresql.port);
+                self.probe
+                    .reset(&self.cfg.postgresql.socket_dir, self.cfg.postgresql.port);
                 let delay = self.crashes.crashed(now);
                 tracing::error!(
                     pid,
@@ -272,7 +277,11 @@ impl LocalPostgres {
             self.cfg.replication.superuser_password_file.clone(),
         )?;
         if self.runas.ensure_dir(&data_dir, 0o700)? {
-            tracing::info!("created {} (mode 0700, owner {})", data_dir.display(), self.runas.user);
+            tracing::info!(
+                "created {} (mode 0700, owner {})",
+                data_dir.display(),
+                self.runas.user
+            );
         }
         if self.runas.switch {
             tracing::info!(
@@ -282,7 +291,10 @@ impl LocalPostgres {
                 data_dir.display()
             );
         }
-        tracing::info!("bootstrapping a new cluster in {} with initdb (data checksums, SCRAM)", data_dir.display());
+        tracing::info!(
+            "bootstrapping a new cluster in {} with initdb (data checksums, SCRAM)",
+            data_dir.display()
+        );
         let no_sync = self.no_sync();
         let bins = self.bins.clone();
         let runas = self.runas.clone();
@@ -311,7 +323,10 @@ impl LocalPostgres {
         if let Err(e) = result {
             if files::data_dir_state(&data_dir) != DataDirState::Empty {
                 let moved = files::rename_aside(&data_dir, "failed-initdb")?;
-                tracing::error!("initdb failed; its partial directory was renamed to {} (nothing deleted)", moved.display());
+                tracing::error!(
+                    "initdb failed; its partial directory was renamed to {} (nothing deleted)",
+                    moved.display()
+                );
             }
             return Err(e.into());
         }
@@ -340,7 +355,8 @@ impl LocalPostgres {
     /// Writes the managed files and starts the postmaster.
     async fn start(&mut self, as_standby: bool) -> Result<(), ExecError> {
         let data_dir = self.cfg.node.data_dir.clone();
-        self.runas.ensure_dir(&self.cfg.postgresql.socket_dir, 0o2775)?;
+        self.runas
+            .ensure_dir(&self.cfg.postgresql.socket_dir, 0o2775)?;
         self.write_managed_files(None)?;
         let signal = data_dir.join("standby.signal");
         if as_standby && !signal.exists() {
@@ -358,12 +374,17 @@ impl LocalPostgres {
             self.bins.major,
             if as_standby { "a standby" } else { "primary" },
             pm.pid(),
-            if self.runas.switch { format!(", running as {}", self.runas.user) } else { String::new() }
+            if self.runas.switch {
+                format!(", running as {}", self.runas.user)
+            } else {
+                String::new()
+            }
         );
         self.postmaster = Some(pm);
         self.role_ensured = false;
         self.fenced = None;
-        self.probe.reset(&self.cfg.postgresql.socket_dir, self.cfg.postgresql.port);
+        self.probe
+            .reset(&self.cfg.postgresql.socket_dir, self.cfg.postgresql.port);
         self.wait_until_accepting(START_WAIT).await;
         Ok(())
     }
@@ -371,7 +392,11 @@ impl LocalPostgres {
     async fn wait_until_accepting(&mut self, limit: Duration) {
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
-            if self.postmaster.as_mut().is_none_or(|p| p.poll_exit().is_some()) {
+            if self
+                .postmaster
+                .as_mut()
+                .is_none_or(|p| p.poll_exit().is_some())
+            {
                 return;
             }
             if self.probe.observe().await.is_ok() {
@@ -382,8 +407,12 @@ impl LocalPostgres {
     }
 
     async fn ensure_replication_role(&mut self) -> Result<(), ExecError> {
-        let password = self.secret("replication.password_file", self.cfg.replication.password_file.clone())?;
-        roles::ensure_replication_role(&mut self.probe, &self.cfg.replication.user, &password).await?;
+        let password = self.secret(
+            "replication.password_file",
+            self.cfg.replication.password_file.clone(),
+        )?;
+        roles::ensure_replication_role(&mut self.probe, &self.cfg.replication.user, &password)
+            .await?;
         tracing::info!(
             "replication role {} ensured: REPLICATION LOGIN, not superuser",
             self.cfg.replication.user
@@ -443,7 +472,10 @@ impl LocalPostgres {
         Ok(restart_needed)
     }
 
-    fn write_managed_files(&self, standby: Option<&std::collections::BTreeMap<String, ParamValue>>) -> Result<bool, ExecError> {
+    fn write_managed_files(
+        &self,
+        standby: Option<&std::collections::BTreeMap<String, ParamValue>>,
+    ) -> Result<bool, ExecError> {
         let files = ManagedFiles::render(&self.cfg, self.bins.major, &self.runas, standby);
         Ok(files.write(&self.cfg.node.data_dir, &self.runas)?)
     }

@@ -22,7 +22,9 @@ pub struct LeaseStatus {
 impl LeaseStatus {
     /// Time left for the holder, zero when expired or unknown.
     pub fn remaining(&self, now: Instant) -> Duration {
-        self.expires_at.map(|t| t.saturating_duration_since(now)).unwrap_or_default()
+        self.expires_at
+            .map(|t| t.saturating_duration_since(now))
+            .unwrap_or_default()
     }
 }
 
@@ -118,7 +120,11 @@ mod tests {
         let after = lease.update(false).await;
         assert!(!after.mine);
         assert_eq!(after.holder, None);
-        assert_eq!(lease.update(true).await.term, 2, "a new acquisition is a new term");
+        assert_eq!(
+            lease.update(true).await.term,
+            2,
+            "a new acquisition is a new term"
+        );
     }
 
     #[tokio::test]

@@ -35,7 +35,13 @@ pub struct Runner<L: LeaseClient> {
 
 impl<L: LeaseClient> Runner<L> {
     /// A loop for this node; `local` is `None` on a witness.
-    pub fn new(cfg: Config, local: Option<LocalPostgres>, lease: L, view: watch::Sender<NodeView>, notifier: Notifier) -> Self {
+    pub fn new(
+        cfg: Config,
+        local: Option<LocalPostgres>,
+        lease: L,
+        view: watch::Sender<NodeView>,
+        notifier: Notifier,
+    ) -> Self {
         Runner {
             cfg,
             local,
@@ -103,9 +109,14 @@ impl<L: LeaseClient> Runner<L> {
         // After an action that changed things, look again so that the view
         // shows the result rather than the situation before it.
         let observed = match (&mut self.local, &action) {
-            (Some(local), Action::Bootstrap | Action::Start { .. } | Action::Promote | Action::Fence { .. } | Action::RenameAside) => {
-                Some(local.observe().await)
-            }
+            (
+                Some(local),
+                Action::Bootstrap
+                | Action::Start { .. }
+                | Action::Promote
+                | Action::Fence { .. }
+                | Action::RenameAside,
+            ) => Some(local.observe().await),
             _ => observed,
         };
         let view = self.build_view(observed.as_ref(), &lease, &action);
@@ -136,7 +147,9 @@ impl<L: LeaseClient> Runner<L> {
                 paused: false,
                 data: crate::pg::files::DataDirState::Empty,
                 standby_signal: false,
-                postgres: Postgres::NotRunning { crash_backoff: false },
+                postgres: Postgres::NotRunning {
+                    crash_backoff: false,
+                },
                 lease_mine: lease.mine,
                 lease_holder: lease.holder.clone(),
                 bootstrap_allowed: false,
@@ -157,7 +170,12 @@ impl<L: LeaseClient> Runner<L> {
         self.last_action = Some(action.clone());
     }
 
-    fn build_view(&self, observed: Option<&Observed>, lease: &LeaseStatus, action: &Action) -> NodeView {
+    fn build_view(
+        &self,
+        observed: Option<&Observed>,
+        lease: &LeaseStatus,
+        action: &Action,
+    ) -> NodeView {
         let cfg = &self.cfg;
         let mut view = NodeView::initial(
             &cfg.node.name,
@@ -274,8 +292,14 @@ impl<L: LeaseClient> Runner<L> {
 
 /// The one-line `STATUS=` for systemd.
 fn status_line(view: &NodeView) -> String {
-    let role = serde_json::to_value(view.role).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
-    let state = serde_json::to_value(view.state).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+    let role = serde_json::to_value(view.role)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    let state = serde_json::to_value(view.state)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
     match &view.reason {
         Some(r) => format!("{role}, {state}: {r}"),
         None => format!("{role}, {state}"),

@@ -26,8 +26,8 @@
 //! owner of the overwriting ballot may renew on top of it. This acceptor
 //! keeps **every** unexpired lease and reports them all, so a lease stays
 //! visible at each acceptor that accepted it until it expires there. The
-//! simulator carries the overwriting variant as a known-broken fault and
-//! finds the double holder it allows.
+//! simulator plays the schedule that breaks the overwriting variant
+//! (`play_forgotten_promise`) against both.
 
 use super::ballot::{Ballot, MemberName};
 use super::clock::{ceil_millis, LeaseConfig, LocalTime};

@@ -158,7 +158,7 @@ pub struct Proposer {
     /// The highest ballot counter seen anywhere, own ballots included.
     highest_counter: u64,
     round: Option<Round>,
-    held: Option<HeldLease>,
+    pub(crate) held: Option<HeldLease>,
     #[cfg(test)]
     fault: Fault,
 }
@@ -265,6 +265,7 @@ impl Proposer {
         let voters = self.members.len();
         let me = self.me.clone();
         let lease_ms = self.config.lease_millis();
+        let holder_len = self.holder_len();
         let Some(round) = self.round.as_mut() else {
             return PrepareProgress::Waiting;
         };
@@ -308,7 +309,7 @@ impl Proposer {
                 // majority that accepted a live lease, so a majority free of
                 // it proves it is no longer live anywhere that matters.
                 if free.len() >= majority {
-                    if now >= round.started_at.saturating_add(self.config.holder_len()) {
+                    if now >= round.started_at.saturating_add(holder_len) {
                         self.round = None;
                         return PrepareProgress::Ended(Outcome::TooLate);
                     }
@@ -362,7 +363,7 @@ impl Proposer {
             return None;
         }
         let needed = self.accepts_needed();
-        let holder_len = self.config.holder_len();
+        let holder_len = self.holder_len();
         let round = self.round.as_mut()?;
         let Phase::Proposing { accepted } = &mut round.phase else {
             return None;
@@ -462,6 +463,16 @@ impl Proposer {
     fn is_current(&self, ballot: &Ballot, from: &MemberName) -> bool {
         self.round.as_ref().is_some_and(|round| round.ballot == *ballot)
             && self.members.binary_search(from).is_ok()
+    }
+
+    /// How long a won lease is held, from the prepare: see
+    /// [`LeaseConfig::holder_len`].
+    fn holder_len(&self) -> Duration {
+        #[cfg(test)]
+        if self.fault == Fault::HolderIgnoresDrift {
+            return self.config.lease_len();
+        }
+        self.config.holder_len()
     }
 
     fn accepts_needed(&self) -> usize {

@@ -53,6 +53,8 @@
 //!
 //! [`Fault`] builds known-broken variants of the state machines; a test per
 //! variant asserts the simulator finds the violation within a few seeds.
+//! One variant, the paper's single-record acceptor, needs a schedule too
+//! precise for random search; a hand-played schedule shows it instead.
 
 use super::acceptor::Acceptor;
 use super::ballot::MemberName;
@@ -79,7 +81,13 @@ pub(crate) enum Fault {
     AcceptorSkipsBallotCheck,
     /// (d) The acceptor keeps only its latest accepted lease, as in the
     /// paper's pseudo-code, so a higher ballot overwrites a running lease.
+    /// Unsafe, but it takes a forgotten promise, three well-placed delays
+    /// and a renewal: random search has not hit it (tens of thousands of
+    /// seeds), so [`play_forgotten_promise`] plays that schedule by hand.
     AcceptorKeepsOnlyLatestLease,
+    /// (e) The holder believes its lease for the full `T` from its prepare,
+    /// as if clocks could not drift.
+    HolderIgnoresDrift,
     /// An acceptor that never ends its post-restart silence: nothing can be
     /// elected, which the liveness check must notice.
     AcceptorNeverWakes,
@@ -90,7 +98,7 @@ const MS: u64 = 1_000_000;
 /// `T`, the lease length used by every simulated member.
 const LEASE: Duration = Duration::from_millis(1_000);
 /// `ρ`: every simulated clock runs at a rate within 1 ± 1 % of real time.
-const DRIFT_PPM: u32 = 10_000;
+const DRIFT_PPM: u32 = 50_000;
 /// How much simulated real time one run covers.
 const RUN_LEN: u64 = 30_000 * MS;
 /// The longest delay a message can suffer, chaos or not.
@@ -411,6 +419,13 @@ impl fmt::Display for Failure {
     }
 }
 
+static GAPS: std::sync::Mutex<Vec<i64>> = std::sync::Mutex::new(Vec::new());
+#[test]
+fn probe_gaps() {
+    for seed in 0..300 { let _ = run_seed(seed, Fault::HolderIgnoresDrift, false, false); }
+    let mut g = GAPS.lock().unwrap().clone(); g.sort();
+    eprintln!("gaps n={} min {:?}", g.len(), &g[..20.min(g.len())].iter().map(|x| x/1_000_000).collect::<Vec<_>>());
+}
 /// Lines of trace kept for a failure report.
 const TRACE_TAIL: usize = 120;
 
@@ -434,19 +449,7 @@ struct Sim {
     last_acquirer: Option<usize>,
     stats: Stats,
     trace: Option<Vec<String>>,
-    max_promised: Vec<Option<super::ballot::Ballot>>,
-    amnesia: Vec<super::ballot::Ballot>,
-    overwritten: Vec<super::ballot::Ballot>,
-    forgotten: Vec<super::ballot::Ballot>,
-    acquired: Vec<super::ballot::Ballot>,
 }
-static E7: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-static E6: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-static E4: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-static E5: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-static E1: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-static E2: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-static E3: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl Sim {
     fn new(seed: u64, fault: Fault, check_liveness: bool, trace: bool) -> Sim {
@@ -486,11 +489,6 @@ impl Sim {
                 ..Stats::default()
             },
             trace: trace.then(Vec::new),
-            max_promised: vec![None; n],
-            amnesia: vec![],
-            overwritten: vec![],
-            forgotten: vec![],
-            acquired: vec![],
         };
         for i in 0..n {
             let clock = Clock {
@@ -568,8 +566,6 @@ impl Sim {
             self.check_safety()?;
             self.check_liveness()?;
         }
-        let k = self.forgotten.iter().filter(|f| self.acquired.contains(f)).count();
-        E7.fetch_add(k as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(self.stats)
     }
 
@@ -682,7 +678,12 @@ impl Sim {
         let base = self.net.base;
         let mode = self.rng.below(8);
         let side: Vec<bool> = (0..n).map(|_| self.rng.chance(0.5)).collect();
-        let isolated = self.rng.below(n);
+        // Cutting off the holder forces a handover, where timing bugs live.
+        let holder = self.holders().first().copied();
+        let isolated = match holder {
+            Some(h) if self.rng.chance(0.7) => h,
+            _ => self.rng.below(n),
+        };
         for from in 0..n {
             for to in 0..n {
                 let link = match mode {
@@ -699,14 +700,6 @@ impl Sim {
             }
         }
         self.note(|_| format!("network reshaped (mode {mode})"));
-        if self.rng.chance(0.5) {
-            // A herd: every member tries at (almost) the same moment, as
-            // they do when they all see a lease end at once. Duels follow.
-            for i in 0..n {
-                let soon = Duration::from_nanos(self.rng.between(0, 5 * MS));
-                self.nodes[i].next_attempt = self.local(i).saturating_add(soon);
-            }
-        }
         let next = self.rng.between(reshape_every.0, reshape_every.1);
         let phase = self.phase;
         self.schedule(next, Event::Reshape { phase });
@@ -882,10 +875,17 @@ impl Sim {
         self.note(|s| format!("{}: {outcome:?}", s.names[i]));
         let holding = self.nodes[i].proposer.holds_lease(now);
         let wait = match &outcome {
-            Outcome::Acquired { ballot, .. } => {
-                self.acquired.push(ballot.clone());
-                if self.amnesia.contains(ballot) { E2.fetch_add(1, std::sync::atomic::Ordering::Relaxed); }
-                if self.overwritten.contains(ballot) { E4.fetch_add(1, std::sync::atomic::Ordering::Relaxed); if self.amnesia.contains(ballot) { E5.fetch_add(1, std::sync::atomic::Ordering::Relaxed); } }
+            Outcome::Acquired { .. } => {
+                if let Some(prev) = self.last_acquirer { if prev != i && self.nodes[prev].up {
+                    // real end of prev's lease
+                    let c = &self.nodes[prev].clock;
+                    if let Some(l) = self.nodes[prev].proposer.held.as_ref() {
+                        let loc = l.expires_at.as_nanos() as i128;
+                        let real = c.base_real as i128 + (loc - c.base_local as i128) * 1_000_000 / (1_000_000 + c.rate_ppm as i128);
+                        let gap = self.now as i128 - real;
+                        GAPS.lock().unwrap().push(gap as i64);
+                    }
+                }}
                 if self.last_acquirer == Some(i) {
                     self.stats.renewals += 1;
                 } else {
@@ -899,8 +899,12 @@ impl Sim {
             }
             Outcome::Blocked { remaining, .. } => {
                 self.stats.blocked += 1;
-                let remaining = u64::try_from(remaining.as_nanos()).unwrap_or(u64::MAX);
-                remaining.min(LEASE.as_nanos() as u64) + self.rng.between(0, 100 * MS)
+                // Pounce at about the moment the reported lease ends: the
+                // edge where a timing bug would show.
+                let remaining = u64::try_from(remaining.as_nanos())
+                    .unwrap_or(u64::MAX)
+                    .min(LEASE.as_nanos() as u64);
+                self.rng.between(remaining - remaining / 20, remaining + 10 * MS)
             }
             Outcome::Preempted { .. } | Outcome::TooLate | Outcome::TimedOut => {
                 self.stats.preempted += 1;
@@ -931,9 +935,6 @@ impl Sim {
         self.note(|s| format!("{} -> {}: {payload:?}", s.names[from], s.names[to]));
         match payload {
             Payload::Prepare(prepare) => {
-                if !self.nodes[to].acceptor.is_silent(now) && self.max_promised[to].as_ref().is_none_or(|p| prepare.ballot > *p) {
-                    self.max_promised[to] = Some(prepare.ballot.clone());
-                }
                 let reply = self.nodes[to].acceptor.on_prepare(now, prepare);
                 if let Some(reply) = reply {
                     self.send(to, from, Payload::PrepareReply(reply));
@@ -941,21 +942,6 @@ impl Sim {
                 }
             }
             Payload::Propose(propose) => {
-                if let Some(cur) = self.nodes[to].acceptor.current_lease(now) {
-                    if cur.holder != propose.ballot.member && self.nodes[to].acceptor.promised().is_none_or(|p| propose.ballot >= *p) { self.overwritten.push(cur.ballot.clone());
-                        let ow = self.index_of(&cur.holder); if self.nodes[ow].up && self.nodes[ow].proposer.round_ballot() == Some(&cur.ballot) { E6.fetch_add(1, std::sync::atomic::Ordering::Relaxed); }
-                    }
-                    let owner = self.index_of(&cur.holder);
-                    let owner_now = self.local(owner);
-                    if owner != self.index_of(&propose.ballot.member) && self.nodes[owner].up && self.nodes[owner].proposer.held_lease(owner_now).is_some_and(|l| l.ballot == cur.ballot) && self.nodes[to].acceptor.promised().is_none_or(|p| propose.ballot >= *p) {
-                        E3.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
-                }
-                if self.max_promised[to].as_ref().is_some_and(|p| propose.ballot < *p) && !self.nodes[to].acceptor.is_silent(now) && self.nodes[to].acceptor.promised().is_none_or(|p| propose.ballot >= *p) {
-                    E1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    self.amnesia.push(propose.ballot.clone());
-                    if let Some(f) = self.max_promised[to].clone() { self.forgotten.push(f); }
-                }
                 let acceptor = &mut self.nodes[to].acceptor;
                 let reply = if self.fault == Fault::AcceptorTimesLeaseFromSenderClock {
                     acceptor.on_propose_timed_by_sender(now, sender_clock, propose)
@@ -1279,9 +1265,10 @@ fn given_an_acceptor_without_the_ballot_check_then_two_holders_are_found() {
     assert_caught(Fault::AcceptorSkipsBallotCheck, 200);
 }
 
+
 #[test]
-fn given_an_acceptor_that_keeps_only_its_latest_lease_then_two_holders_are_found() {
-    assert_caught(Fault::AcceptorKeepsOnlyLatestLease, 2_000);
+fn given_a_holder_that_ignores_clock_drift_then_two_holders_are_found() {
+    assert_caught(Fault::HolderIgnoresDrift, 500);
 }
 
 #[test]
@@ -1388,12 +1375,4 @@ fn given_a_forgotten_promise_when_acceptors_keep_every_lease_then_the_renewal_is
 #[test]
 fn given_a_forgotten_promise_when_acceptors_keep_only_the_latest_lease_then_two_members_hold() {
     assert_eq!(play_forgotten_promise(Fault::AcceptorKeepsOnlyLatestLease), vec!["q", "p"]);
-}
-
-#[test]
-fn probe_latest_lease() {
-    let seeds: Vec<u64> = (0..2_000).collect();
-    let (total, failures) = run_many(&seeds, Fault::AcceptorKeepsOnlyLatestLease, false);
-    let safety: Vec<u64> = failures.iter().filter(|f| f.broken == Broken::Safety).map(|f| f.seed).collect();
-    eprintln!("probe: {} runs, safety failures at {:?} E1 {:?} E2 {:?} E3 {:?} E4 {:?} E5 {:?} E6 {:?} E7 {:?}", total.runs, safety, E1, E2, E3, E4, E5, E6, E7);
 }

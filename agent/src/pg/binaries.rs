@@ -37,7 +37,13 @@ pub struct Binaries {
 }
 
 /// The programs the agent needs, all from the same directory.
-const REQUIRED: &[&str] = &["postgres", "initdb", "pg_basebackup", "pg_rewind", "pg_controldata"];
+const REQUIRED: &[&str] = &[
+    "postgres",
+    "initdb",
+    "pg_basebackup",
+    "pg_rewind",
+    "pg_controldata",
+];
 
 impl Binaries {
     /// Finds the installation: `bin_dir` when configured, else the directory
@@ -133,7 +139,10 @@ mod tests {
 
     #[test]
     fn major_versions_are_read_from_version_output() {
-        assert_eq!(parse_major("postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)\n"), Some(15));
+        assert_eq!(
+            parse_major("postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)\n"),
+            Some(15)
+        );
         assert_eq!(parse_major("postgres (PostgreSQL) 17.2\n"), Some(17));
         assert_eq!(parse_major("postgres (PostgreSQL) 12.22\n"), Some(12));
         assert_eq!(parse_major("postgres (PostgreSQL) 18beta1\n"), None);

@@ -62,7 +62,9 @@ pub enum RecoveryLayout {
 
 /// Why a version cannot be managed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("PostgreSQL {0} is not supported: pgwarden manages PostgreSQL {MIN_SUPPORTED_MAJOR} and later")]
+#[error(
+    "PostgreSQL {0} is not supported: pgwarden manages PostgreSQL {MIN_SUPPORTED_MAJOR} and later"
+)]
 pub struct UnsupportedVersion(pub u32);
 
 /// The recovery layout of a major version.
@@ -91,8 +93,14 @@ pub fn effective_parameters(cfg: &Config, major: u32) -> BTreeMap<String, ParamV
     let senders = (members + 2).max(10);
     let mut p = BTreeMap::new();
     let text = |s: &str| ParamValue::Text(s.to_string());
-    p.insert("listen_addresses".into(), text(&cfg.postgresql.listen_addresses));
-    p.insert("port".into(), ParamValue::Int(i64::from(cfg.postgresql.port)));
+    p.insert(
+        "listen_addresses".into(),
+        text(&cfg.postgresql.listen_addresses),
+    );
+    p.insert(
+        "port".into(),
+        ParamValue::Int(i64::from(cfg.postgresql.port)),
+    );
     p.insert(
         "unix_socket_directories".into(),
         text(&cfg.postgresql.socket_dir.to_string_lossy()),
@@ -153,9 +161,13 @@ pub fn render_postgresql_conf(
     standby: Option<&BTreeMap<String, ParamValue>>,
 ) -> String {
     let mut out = String::new();
-    out.push_str("# Managed by pgwarden: rewritten at every start and reload; edits here are lost.\n");
+    out.push_str(
+        "# Managed by pgwarden: rewritten at every start and reload; edits here are lost.\n",
+    );
     out.push_str("# Set parameters in [postgresql.parameters] of the pgwarden configuration,\n");
-    out.push_str(&format!("# or by hand in {BASE_CONF_FILE} (overridden by the lines below).\n"));
+    out.push_str(&format!(
+        "# or by hand in {BASE_CONF_FILE} (overridden by the lines below).\n"
+    ));
     out.push_str(&format!("include_if_exists = '{BASE_CONF_FILE}'\n\n"));
     for (k, v) in parameters {
         out.push_str(&render_setting(k, v));
@@ -198,7 +210,10 @@ pub fn conf_quote(s: &str) -> String {
 
 /// Quotes a value for a libpq connection string when it needs it.
 fn conninfo_quote(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "._-/:".contains(c)) {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-/:".contains(c))
+    {
         return s.to_string();
     }
     let escaped = s.replace('\\', "\\\\").replace('\'', "\\'");
@@ -210,11 +225,17 @@ fn conninfo_quote(s: &str) -> String {
 /// file on every node, so any node can become primary), then the user's lines.
 pub fn render_pg_hba(cfg: &Config) -> String {
     let mut out = String::new();
-    out.push_str("# Managed by pgwarden: rewritten at every start and reload; edits here are lost.\n");
+    out.push_str(
+        "# Managed by pgwarden: rewritten at every start and reload; edits here are lost.\n",
+    );
     out.push_str("# Add lines with [postgresql] pg_hba in the pgwarden configuration.\n");
     out.push_str("# TYPE  DATABASE     USER  ADDRESS  METHOD\n");
-    out.push_str(&format!("local   all          all                 peer map={IDENT_MAP}\n"));
-    out.push_str(&format!("local   replication  all                 peer map={IDENT_MAP}\n"));
+    out.push_str(&format!(
+        "local   all          all                 peer map={IDENT_MAP}\n"
+    ));
+    out.push_str(&format!(
+        "local   replication  all                 peer map={IDENT_MAP}\n"
+    ));
     out.push_str("host    all          all   127.0.0.1/32  scram-sha-256\n");
     out.push_str("host    all          all   ::1/128       scram-sha-256\n");
     out.push_str("# replication from every member\n");
@@ -262,7 +283,9 @@ fn hba_address(host: &str) -> String {
 /// as plain `peer` authentication would.
 pub fn render_pg_ident(owner: &str) -> String {
     let mut out = String::new();
-    out.push_str("# Managed by pgwarden: rewritten at every start and reload; edits here are lost.\n");
+    out.push_str(
+        "# Managed by pgwarden: rewritten at every start and reload; edits here are lost.\n",
+    );
     out.push_str("# MAPNAME   SYSTEM-USERNAME  PG-USERNAME\n");
     out.push_str(&format!("{IDENT_MAP}  root  {SUPERUSER}\n"));
     if owner != "root" && owner != SUPERUSER {
@@ -336,7 +359,10 @@ mod tests {
     fn given_postgres_13_15_17_then_wal_retention_is_a_size() {
         for major in [13, 15, 17] {
             let conf = rendered(major);
-            assert!(conf.contains("wal_keep_size = '128MB'\n"), "{major}: {conf}");
+            assert!(
+                conf.contains("wal_keep_size = '128MB'\n"),
+                "{major}: {conf}"
+            );
             assert!(!conf.contains("wal_keep_segments"), "{major}: {conf}");
         }
     }
@@ -344,7 +370,10 @@ mod tests {
     #[test]
     fn recovery_settings_live_in_postgresql_conf_from_12_and_older_is_refused() {
         for major in [12, 13, 15, 17] {
-            assert_eq!(recovery_layout(major), Ok(RecoveryLayout::ConfPlusStandbySignal));
+            assert_eq!(
+                recovery_layout(major),
+                Ok(RecoveryLayout::ConfPlusStandbySignal)
+            );
         }
         assert_eq!(recovery_layout(11), Err(UnsupportedVersion(11)));
         let cfg = three_node_config();
@@ -433,7 +462,9 @@ mod tests {
         assert!(hba.contains("local   all          all                 peer map=pgwarden\n"));
         for addr in ["10.0.0.1/32", "10.0.0.2/32", "10.0.1.3/32"] {
             assert!(
-                hba.contains(&format!("host    replication  replicator  {addr}  scram-sha-256")),
+                hba.contains(&format!(
+                    "host    replication  replicator  {addr}  scram-sha-256"
+                )),
                 "no replication line for {addr}:\n{hba}"
             );
         }

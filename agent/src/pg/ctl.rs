@@ -83,7 +83,9 @@ pub fn initdb(bins: &Binaries, runas: &RunAs, opts: &InitdbOptions<'_>) -> Resul
 /// carrying the tail of its stderr.
 pub fn run(mut cmd: Command, runas: &RunAs, program: &Path) -> Result<(), CtlError> {
     runas.apply(&mut cmd);
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let out = cmd.output().map_err(|source| CtlError::Spawn {
         program: program.to_path_buf(),
         source,

@@ -29,12 +29,20 @@ pub struct FileError {
 }
 
 /// Writes `contents` to `path` atomically with `mode`, owned by `owner`.
-pub fn write_atomic(path: &Path, contents: &[u8], mode: u32, owner: &RunAs) -> Result<(), FileError> {
+pub fn write_atomic(
+    path: &Path,
+    contents: &[u8],
+    mode: u32,
+    owner: &RunAs,
+) -> Result<(), FileError> {
     let err = |source| FileError {
         path: path.to_path_buf(),
         source,
     };
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{file_name}.pgwarden-tmp"));
     {
         let mut f = fs::OpenOptions::new()
@@ -67,10 +75,12 @@ pub fn adopt_base_conf(data_dir: &Path) -> Result<(), FileError> {
         return Ok(());
     }
     match fs::read_to_string(&conf) {
-        Ok(text) if !text.starts_with(MANAGED_MARK) => fs::rename(&conf, &base).map_err(|source| FileError {
-            path: conf.clone(),
-            source,
-        }),
+        Ok(text) if !text.starts_with(MANAGED_MARK) => {
+            fs::rename(&conf, &base).map_err(|source| FileError {
+                path: conf.clone(),
+                source,
+            })
+        }
         _ => Ok(()),
     }
 }

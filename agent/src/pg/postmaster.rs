@@ -123,9 +123,18 @@ pub fn parse_pid_file(text: &str) -> Option<PidFile> {
     Some(PidFile {
         pid: lines.first()?.trim().parse().ok()?,
         data_dir: PathBuf::from(lines.get(1)?.trim()),
-        start_time: lines.get(2).and_then(|s| s.trim().parse().ok()).unwrap_or(0),
-        port: lines.get(3).and_then(|s| s.trim().parse().ok()).unwrap_or(0),
-        status: lines.get(7).map(|s| s.trim().to_string()).filter(|s| !s.is_empty()),
+        start_time: lines
+            .get(2)
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0),
+        port: lines
+            .get(3)
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0),
+        status: lines
+            .get(7)
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty()),
     })
 }
 
@@ -146,7 +155,11 @@ pub struct Postmaster {
 
 impl Postmaster {
     /// Starts `postgres -D data_dir` as `runas`, stderr appended to the server log.
-    pub fn spawn(bins: &Binaries, runas: &RunAs, data_dir: &Path) -> Result<Postmaster, PostmasterError> {
+    pub fn spawn(
+        bins: &Binaries,
+        runas: &RunAs,
+        data_dir: &Path,
+    ) -> Result<Postmaster, PostmasterError> {
         let log_path = data_dir.join(SERVER_LOG);
         let log = open_log(&log_path, runas).map_err(|source| PostmasterError::Log {
             path: log_path.clone(),
@@ -208,7 +221,9 @@ impl Postmaster {
         if cwd.is_none() || cwd != ours {
             return Err(AdoptRefusal::OtherDataDir {
                 pid: pidfile.pid,
-                cwd: cwd.map(|c| c.display().to_string()).unwrap_or_else(|| "unknown".into()),
+                cwd: cwd
+                    .map(|c| c.display().to_string())
+                    .unwrap_or_else(|| "unknown".into()),
             });
         }
         Ok(Some(Postmaster {
@@ -262,7 +277,11 @@ impl Postmaster {
     /// Stops it in `mode`, escalating to immediate after `timeout`, and to
     /// SIGKILL of the postmaster after another `timeout` (its children then
     /// exit by themselves when they notice it is gone).
-    pub async fn stop(&mut self, mode: StopMode, timeout: Duration) -> Result<Exit, PostmasterError> {
+    pub async fn stop(
+        &mut self,
+        mode: StopMode,
+        timeout: Duration,
+    ) -> Result<Exit, PostmasterError> {
         let started = Instant::now();
         let mut steps = vec![mode.signal()];
         if mode != StopMode::Immediate {
@@ -274,7 +293,11 @@ impl Postmaster {
                 return Ok(exit);
             }
             if signal != mode.signal() {
-                tracing::warn!(pid = self.pid(), ?signal, "postmaster still running after {timeout:?}, escalating");
+                tracing::warn!(
+                    pid = self.pid(),
+                    ?signal,
+                    "postmaster still running after {timeout:?}, escalating"
+                );
             }
             let _ = kill(self.pid, signal);
             let deadline = Instant::now() + timeout;
@@ -299,7 +322,10 @@ fn open_log(path: &Path, runas: &RunAs) -> std::io::Result<fs::File> {
             runas.give(dir)?;
         }
     }
-    let f = fs::OpenOptions::new().create(true).append(true).open(path)?;
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
     runas.give(path)?;
     Ok(f)
 }
@@ -320,7 +346,10 @@ fn process_name(pid: Pid) -> Option<String> {
 fn is_zombie(pid: Pid) -> bool {
     fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
         .unwrap_or(false)
 }
 
@@ -346,7 +375,11 @@ mod tests {
     fn a_pid_file_naming_a_dead_process_is_not_adopted() {
         let tmp = tempfile::tempdir().unwrap();
         // pid_max is far below i32::MAX - 1 on Linux: this pid cannot exist.
-        fs::write(tmp.path().join("postmaster.pid"), format!("{}\n{}\n", i32::MAX - 1, tmp.path().display())).unwrap();
+        fs::write(
+            tmp.path().join("postmaster.pid"),
+            format!("{}\n{}\n", i32::MAX - 1, tmp.path().display()),
+        )
+        .unwrap();
         assert!(matches!(Postmaster::adopt(tmp.path()), Ok(None)));
     }
 
@@ -354,7 +387,11 @@ mod tests {
     fn a_pid_file_naming_another_program_is_refused() {
         let tmp = tempfile::tempdir().unwrap();
         let me = std::process::id();
-        fs::write(tmp.path().join("postmaster.pid"), format!("{me}\n{}\n", tmp.path().display())).unwrap();
+        fs::write(
+            tmp.path().join("postmaster.pid"),
+            format!("{me}\n{}\n", tmp.path().display()),
+        )
+        .unwrap();
         match Postmaster::adopt(tmp.path()) {
             Err(AdoptRefusal::NotPostgres { pid, .. }) => assert_eq!(pid as u32, me),
             other => panic!("expected a refusal, got {other:?}"),

@@ -189,9 +189,11 @@ impl Probe {
         Ok(messages
             .into_iter()
             .filter_map(|m| match m {
-                SimpleQueryMessage::Row(row) => {
-                    Some((0..row.len()).map(|i| row.get(i).map(str::to_string)).collect())
-                }
+                SimpleQueryMessage::Row(row) => Some(
+                    (0..row.len())
+                        .map(|i| row.get(i).map(str::to_string))
+                        .collect(),
+                ),
                 _ => None,
             })
             .collect())
@@ -218,12 +220,15 @@ impl Probe {
 /// Builds an observation from the text cells of [`OBSERVE_SQL`].
 pub fn parse_observation(row: &[Option<String>]) -> Result<Observation, ProbeError> {
     let cell = |i: usize| row.get(i).and_then(|c| c.as_deref());
-    let unexpected = |what: &str, i: usize| ProbeError::Unexpected(format!("{what}: {:?}", cell(i)));
+    let unexpected =
+        |what: &str, i: usize| ProbeError::Unexpected(format!("{what}: {:?}", cell(i)));
     let lsn = |i: usize| cell(i).and_then(|s| s.parse::<Lsn>().ok());
     let in_recovery = cell(0) == Some("true");
     let current_lsn = lsn(3);
     let mut wal_senders: Vec<Map<String, Value>> = match cell(10) {
-        Some(text) => serde_json::from_str(text).map_err(|_| unexpected("pg_stat_replication", 10))?,
+        Some(text) => {
+            serde_json::from_str(text).map_err(|_| unexpected("pg_stat_replication", 10))?
+        }
         None => Vec::new(),
     };
     for sender in &mut wal_senders {
@@ -238,7 +243,9 @@ pub fn parse_observation(row: &[Option<String>]) -> Result<Observation, ProbeErr
         sender.insert("lag_bytes".into(), lag);
     }
     let wal_receiver = match cell(11) {
-        Some(text) => Some(serde_json::from_str(text).map_err(|_| unexpected("pg_stat_wal_receiver", 11))?),
+        Some(text) => {
+            Some(serde_json::from_str(text).map_err(|_| unexpected("pg_stat_wal_receiver", 11))?)
+        }
         None => None,
     };
     Ok(Observation {
@@ -246,7 +253,9 @@ pub fn parse_observation(row: &[Option<String>]) -> Result<Observation, ProbeErr
         version_num: cell(1)
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| unexpected("server_version_num", 1))?,
-        system_identifier: cell(2).ok_or_else(|| unexpected("system_identifier", 2))?.to_string(),
+        system_identifier: cell(2)
+            .ok_or_else(|| unexpected("system_identifier", 2))?
+            .to_string(),
         timeline: cell(7).and_then(|s| s.parse().ok()),
         current_lsn,
         received_lsn: lsn(4),
@@ -280,7 +289,9 @@ mod tests {
             Some("1"),
             Some("2026-11-26T12:00:00Z"),
             Some("0"),
-            Some(r#"[{"pid": 42, "application_name": "pg2", "state": "streaming", "replay_lsn": "0/5000100", "sync_state": "async"}]"#),
+            Some(
+                r#"[{"pid": 42, "application_name": "pg2", "state": "streaming", "replay_lsn": "0/5000100", "sync_state": "async"}]"#,
+            ),
             None,
         ]);
         let o = parse_observation(&row).unwrap();
@@ -313,7 +324,10 @@ mod tests {
         ]);
         let o = parse_observation(&row).unwrap();
         assert!(o.in_recovery && o.replay_paused && o.pending_restart);
-        assert_eq!(o.wal_receiver.as_ref().unwrap()["sender_port"], Value::from(5432));
+        assert_eq!(
+            o.wal_receiver.as_ref().unwrap()["sender_port"],
+            Value::from(5432)
+        );
         assert_eq!(o.position(), Some(Lsn(0x5FFFFF0)));
     }
 
@@ -322,7 +336,19 @@ mod tests {
         assert!(parse_observation(&[]).is_err());
         let mut row = cells(&[Some("false"), Some("x"), Some("1")]);
         assert!(parse_observation(&row).is_err());
-        row = cells(&[Some("false"), Some("150018"), Some("1"), None, None, None, None, None, None, None, Some("{not json")]);
+        row = cells(&[
+            Some("false"),
+            Some("150018"),
+            Some("1"),
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            Some("{not json"),
+        ]);
         assert!(parse_observation(&row).is_err());
     }
 }

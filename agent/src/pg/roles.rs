@@ -8,7 +8,11 @@ use super::probe::{Probe, ProbeError};
 
 /// Creates the replication role, or brings an existing one back to
 /// `REPLICATION LOGIN NOSUPERUSER` with the current password.
-pub async fn ensure_replication_role(probe: &mut Probe, user: &str, password: &str) -> Result<(), ProbeError> {
+pub async fn ensure_replication_role(
+    probe: &mut Probe,
+    user: &str,
+    password: &str,
+) -> Result<(), ProbeError> {
     let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
     let sql = replication_role_sql(user, &verifier);
     probe.execute(&sql).await

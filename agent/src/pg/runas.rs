@@ -159,8 +159,12 @@ impl RunAs {
             std::fs::create_dir_all(dir).map_err(io)?;
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).map_err(io)?;
             if self.switch {
-                nix::unistd::chown(dir, Some(Uid::from_raw(self.uid)), Some(Gid::from_raw(self.gid)))
-                    .map_err(|e| io(e.into()))?;
+                nix::unistd::chown(
+                    dir,
+                    Some(Uid::from_raw(self.uid)),
+                    Some(Gid::from_raw(self.gid)),
+                )
+                .map_err(|e| io(e.into()))?;
             }
             true
         };
@@ -176,7 +180,9 @@ impl RunAs {
             if dir.as_os_str().is_empty() {
                 continue;
             }
-            let Ok(meta) = std::fs::metadata(dir) else { continue };
+            let Ok(meta) = std::fs::metadata(dir) else {
+                continue;
+            };
             let mode = meta.permissions().mode();
             let ok = if meta.uid() == self.uid {
                 mode & 0o100 != 0
@@ -199,7 +205,11 @@ impl RunAs {
     /// Gives a file the agent wrote to this user (when the agent is root).
     pub fn give(&self, path: &Path) -> std::io::Result<()> {
         if self.switch {
-            nix::unistd::chown(path, Some(Uid::from_raw(self.uid)), Some(Gid::from_raw(self.gid)))?;
+            nix::unistd::chown(
+                path,
+                Some(Uid::from_raw(self.uid)),
+                Some(Gid::from_raw(self.gid)),
+            )?;
         }
         Ok(())
     }
