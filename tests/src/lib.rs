@@ -282,6 +282,11 @@ superuser_password_file = "{secrets}/postgres.pass"
 
     /// Starts `pgwarden run` for this node, its log in the node's directory.
     pub fn start(&mut self) {
+        self.start_with_env(&[]);
+    }
+
+    /// Starts `pgwarden run` with extra environment variables.
+    pub fn start_with_env(&mut self, env: &[(&str, &str)]) {
         assert!(self.agent.is_none(), "{} already running", self.name);
         let n = fs::read_dir(&self.dir).map(|d| d.count()).unwrap_or(0);
         self.log = self.dir.join(format!("agent-{n}.log"));
@@ -292,6 +297,7 @@ superuser_password_file = "{secrets}/postgres.pass"
             .arg("--config")
             .arg(&self.config)
             .env("PGWARDEN_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(err))

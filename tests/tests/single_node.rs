@@ -398,3 +398,36 @@ fn given_a_data_dir_owned_by_root_then_the_agent_refuses_with_the_fix() {
         "{log}"
     );
 }
+
+#[test]
+fn under_systemd_the_agent_says_ready_when_postgres_accepts_connections_and_pings_the_watchdog() {
+    if !require_root("sd_notify") {
+        return;
+    }
+    let root = TestDir::new();
+    let socket_path = root.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut node = Node::single(root.path(), "pg1");
+    node.start_with_env(&[("NOTIFY_SOCKET", socket_path.to_str().unwrap()), ("WATCHDOG_USEC", "30000000")]);
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = std::time::Instant::now() + SLOW;
+    while std::time::Instant::now() < deadline {
+        if let Ok(n) = socket.recv(&mut buf) {
+            let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+            if msg.contains("READY=1") {
+                // READY only once PostgreSQL accepts connections
+                assert_eq!(node.psql("SELECT 1").unwrap(), "1");
+            }
+            seen.push(msg);
+        }
+        if seen.iter().any(|m| m.contains("READY=1"))
+            && seen.iter().any(|m| m.contains("WATCHDOG=1"))
+            && seen.iter().any(|m| m.starts_with("STATUS=primary, running"))
+        {
+            return;
+        }
+    }
+    panic!("expected READY=1, WATCHDOG=1 and STATUS=primary, running; got {seen:?}");
+}

@@ -158,7 +158,7 @@ pub struct Proposer {
     /// The highest ballot counter seen anywhere, own ballots included.
     highest_counter: u64,
     round: Option<Round>,
-    pub(crate) held: Option<HeldLease>,
+    held: Option<HeldLease>,
     #[cfg(test)]
     fault: Fault,
 }

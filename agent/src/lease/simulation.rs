@@ -419,13 +419,6 @@ impl fmt::Display for Failure {
     }
 }
 
-static GAPS: std::sync::Mutex<Vec<i64>> = std::sync::Mutex::new(Vec::new());
-#[test]
-fn probe_gaps() {
-    for seed in 0..300 { let _ = run_seed(seed, Fault::HolderIgnoresDrift, false, false); }
-    let mut g = GAPS.lock().unwrap().clone(); g.sort();
-    eprintln!("gaps n={} min {:?}", g.len(), &g[..20.min(g.len())].iter().map(|x| x/1_000_000).collect::<Vec<_>>());
-}
 /// Lines of trace kept for a failure report.
 const TRACE_TAIL: usize = 120;
 
@@ -876,16 +869,6 @@ impl Sim {
         let holding = self.nodes[i].proposer.holds_lease(now);
         let wait = match &outcome {
             Outcome::Acquired { .. } => {
-                if let Some(prev) = self.last_acquirer { if prev != i && self.nodes[prev].up {
-                    // real end of prev's lease
-                    let c = &self.nodes[prev].clock;
-                    if let Some(l) = self.nodes[prev].proposer.held.as_ref() {
-                        let loc = l.expires_at.as_nanos() as i128;
-                        let real = c.base_real as i128 + (loc - c.base_local as i128) * 1_000_000 / (1_000_000 + c.rate_ppm as i128);
-                        let gap = self.now as i128 - real;
-                        GAPS.lock().unwrap().push(gap as i64);
-                    }
-                }}
                 if self.last_acquirer == Some(i) {
                     self.stats.renewals += 1;
                 } else {
@@ -1086,7 +1069,13 @@ fn plan_phases(rng: &mut Rng, n: usize) -> Vec<PhasePlan> {
             let kind = PhaseKind::Chaos {
                 loss: rng.fraction(0.4),
                 duplicate: rng.fraction(0.2),
-                delay_max: rng.between(5 * MS, 300 * MS),
+                // Fast networks make tight handovers, where a lease that
+                // ends too late at the holder would show.
+                delay_max: if rng.chance(0.5) {
+                    rng.between(2 * MS, 10 * MS)
+                } else {
+                    rng.between(10 * MS, 300 * MS)
+                },
                 long_delay: swarm(rng, 0.15),
                 crash: rng.fraction(0.01),
                 crash_after_reply: swarm(rng, 0.25),
@@ -1268,7 +1257,7 @@ fn given_an_acceptor_without_the_ballot_check_then_two_holders_are_found() {
 
 #[test]
 fn given_a_holder_that_ignores_clock_drift_then_two_holders_are_found() {
-    assert_caught(Fault::HolderIgnoresDrift, 500);
+    assert_caught(Fault::HolderIgnoresDrift, 3000);
 }
 
 #[test]
