@@ -188,6 +188,7 @@ pub struct Node {
     pub extra_parameters: Vec<String>,
     agent: Option<Child>,
     log: PathBuf,
+    run_as: Option<(u32, u32)>,
 }
 
 impl Node {
@@ -222,6 +223,7 @@ impl Node {
             extra_parameters: Vec::new(),
             agent: None,
             log: PathBuf::new(),
+            run_as: None,
         }
     }
 
@@ -285,6 +287,26 @@ superuser_password_file = "{secrets}/postgres.pass"
         self.start_with_env(&[]);
     }
 
+    /// Starts `pgwarden run` as the `postgres` user (the systemd unit's
+    /// case): the node's directory and the secrets are given to `postgres` first.
+    pub fn start_as_postgres(&mut self) {
+        let pg = nix::unistd::User::from_name("postgres")
+            .ok()
+            .flatten()
+            .expect("no postgres user");
+        let secrets = self.dir.parent().expect("root").join("secrets");
+        for path in [self.dir.clone(), secrets.clone()].into_iter().chain(
+            fs::read_dir(&secrets)
+                .expect("secrets")
+                .filter_map(|e| e.ok())
+                .map(|e| e.path()),
+        ) {
+            nix::unistd::chown(&path, Some(pg.uid), Some(pg.gid)).expect("chown");
+        }
+        self.run_as = Some((pg.uid.as_raw(), pg.gid.as_raw()));
+        self.start_with_env(&[]);
+    }
+
     /// Starts `pgwarden run` with extra environment variables.
     pub fn start_with_env(&mut self, env: &[(&str, &str)]) {
         assert!(self.agent.is_none(), "{} already running", self.name);
@@ -292,7 +314,13 @@ superuser_password_file = "{secrets}/postgres.pass"
         self.log = self.dir.join(format!("agent-{n}.log"));
         let log = fs::File::create(&self.log).expect("log");
         let err = log.try_clone().expect("log");
-        let child = Command::new(pgwarden_bin())
+        let mut cmd = Command::new(pgwarden_bin());
+        if let Some((uid, gid)) = self.run_as {
+            std::os::unix::process::CommandExt::uid(&mut cmd, uid);
+            std::os::unix::process::CommandExt::gid(&mut cmd, gid);
+            cmd.env("HOME", "/var/lib/postgresql").current_dir("/");
+        }
+        let child = cmd
             .arg("run")
             .arg("--config")
             .arg(&self.config)

@@ -407,9 +407,14 @@ fn under_systemd_the_agent_says_ready_when_postgres_accepts_connections_and_ping
     let root = TestDir::new();
     let socket_path = root.path().join("notify.sock");
     let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
-    socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     let mut node = Node::single(root.path(), "pg1");
-    node.start_with_env(&[("NOTIFY_SOCKET", socket_path.to_str().unwrap()), ("WATCHDOG_USEC", "30000000")]);
+    node.start_with_env(&[
+        ("NOTIFY_SOCKET", socket_path.to_str().unwrap()),
+        ("WATCHDOG_USEC", "30000000"),
+    ]);
     let mut seen = Vec::new();
     let mut buf = [0u8; 4096];
     let deadline = std::time::Instant::now() + SLOW;
@@ -424,10 +429,44 @@ fn under_systemd_the_agent_says_ready_when_postgres_accepts_connections_and_ping
         }
         if seen.iter().any(|m| m.contains("READY=1"))
             && seen.iter().any(|m| m.contains("WATCHDOG=1"))
-            && seen.iter().any(|m| m.starts_with("STATUS=primary, running"))
+            && seen
+                .iter()
+                .any(|m| m.starts_with("STATUS=primary, running"))
         {
             return;
         }
     }
     panic!("expected READY=1, WATCHDOG=1 and STATUS=primary, running; got {seen:?}");
+}
+
+#[test]
+fn given_an_agent_started_as_postgres_then_it_bootstraps_without_switching_users() {
+    if !require_root("agent as postgres") {
+        return;
+    }
+    let root = TestDir::new();
+    let mut node = Node::single(root.path(), "pg1");
+    node.start_as_postgres();
+    let doc = node.wait_primary();
+    assert_eq!(doc["timeline"], 1);
+    let postgres_uid = nix::unistd::User::from_name("postgres")
+        .unwrap()
+        .unwrap()
+        .uid
+        .as_raw();
+    assert_eq!(process_uid(node.agent_pid().unwrap()), Some(postgres_uid));
+    assert_eq!(
+        process_uid(node.postmaster_pid().unwrap()),
+        Some(postgres_uid)
+    );
+    assert!(
+        !node.log_text().contains("running as root"),
+        "{}",
+        node.log_text()
+    );
+    assert_eq!(
+        node.psql("SELECT rolsuper FROM pg_roles WHERE rolname = 'replicator'")
+            .unwrap(),
+        "f"
+    );
 }

@@ -28,7 +28,10 @@ fn the_unit_file_has_the_settings_the_agent_depends_on() {
         "ProtectHome=yes",
         "PrivateTmp=yes",
     ] {
-        assert!(unit.lines().any(|l| l.starts_with(line)), "missing {line:?}");
+        assert!(
+            unit.lines().any(|l| l.starts_with(line)),
+            "missing {line:?}"
+        );
     }
 }
 
@@ -42,14 +45,27 @@ fn systemd_analyze_verify_accepts_the_unit_without_warnings() {
     let text = if Path::new("/usr/local/bin/pgwarden").is_file() {
         unit
     } else {
-        unit.replace("/usr/local/bin/pgwarden", &pgwarden_bin().display().to_string())
+        unit.replace(
+            "/usr/local/bin/pgwarden",
+            &pgwarden_bin().display().to_string(),
+        )
     };
     std::fs::write(&copy, text).unwrap();
-    let out = match Command::new("systemd-analyze").arg("verify").arg(&copy).output() {
+    let out = match Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&copy)
+        .output()
+    {
         Ok(out) => out,
         Err(e) => panic!("systemd-analyze is needed for this test (apt-get install systemd): {e}"),
     };
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "systemd-analyze verify failed: {stderr}");
-    assert!(stderr.trim().is_empty(), "systemd-analyze verify warned: {stderr}");
+    assert!(
+        out.status.success(),
+        "systemd-analyze verify failed: {stderr}"
+    );
+    assert!(
+        stderr.trim().is_empty(),
+        "systemd-analyze verify warned: {stderr}"
+    );
 }
