@@ -19,6 +19,7 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod ha;
+pub mod lease;
 pub mod notify;
 pub mod pg;
 pub mod state;

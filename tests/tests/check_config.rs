@@ -12,26 +12,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-// ---------------------------------------------------------------- helpers
+use pgwarden_tests::pgwarden_bin;
 
-/// The `pgwarden` binary under test.
-fn pgwarden_bin() -> PathBuf {
-    let path = match std::env::var_os("PGWARDEN_BIN") {
-        Some(p) => PathBuf::from(p),
-        None => {
-            let target = std::env::var_os("CARGO_TARGET_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-            target.join("debug/pgwarden")
-        }
-    };
-    assert!(
-        path.is_file(),
-        "pgwarden binary not found at {}: build it first: cargo build (or set PGWARDEN_BIN)",
-        path.display()
-    );
-    path
-}
+// ---------------------------------------------------------------- helpers
 
 /// An example configuration from `config/`.
 fn example(rel: &str) -> PathBuf {

@@ -250,7 +250,11 @@ impl Acceptor {
     }
 
     fn raise_promise(&mut self, ballot: &Ballot) {
-        if self.promised.as_ref().is_none_or(|promised| ballot > promised) {
+        if self
+            .promised
+            .as_ref()
+            .is_none_or(|promised| ballot > promised)
+        {
             self.promised = Some(ballot.clone());
         }
     }
@@ -308,7 +312,11 @@ mod tests {
         assert!(acceptor.is_silent(at(109)));
         assert_eq!(acceptor.on_prepare(at(109), prepare(1, "pg1")), None);
         assert_eq!(acceptor.on_propose(at(109), propose(1, "pg1")), None);
-        assert_eq!(acceptor.promised(), None, "a silent acceptor promises nothing");
+        assert_eq!(
+            acceptor.promised(),
+            None,
+            "a silent acceptor promises nothing"
+        );
         assert_eq!(acceptor.silent_until(), at(110));
     }
 
@@ -376,7 +384,10 @@ mod tests {
         acceptor.on_propose(at(10), propose(1, "pg1"));
         assert!(acceptor.current_lease(at(19)).is_some());
         assert_eq!(acceptor.current_lease(at(20)), None);
-        assert_eq!(reported(acceptor.on_prepare(at(20), prepare(2, "pg2"))), vec![]);
+        assert_eq!(
+            reported(acceptor.on_prepare(at(20), prepare(2, "pg2"))),
+            vec![]
+        );
     }
 
     #[test]
@@ -412,18 +423,36 @@ mod tests {
         acceptor.on_propose(at(10), propose(3, "pg1"));
 
         // Another member's ballot, another life, or a lower ballot: no effect.
-        acceptor.on_release(at(11), Release { ballot: ballot(9, "pg3") });
+        acceptor.on_release(
+            at(11),
+            Release {
+                ballot: ballot(9, "pg3"),
+            },
+        );
         acceptor.on_release(
             at(11),
             Release {
                 ballot: Ballot::new(9, MemberName::from("pg1"), 2),
             },
         );
-        acceptor.on_release(at(11), Release { ballot: ballot(0, "pg1") });
-        assert_eq!(reported(acceptor.on_prepare(at(11), prepare(4, "pg3"))).len(), 3);
+        acceptor.on_release(
+            at(11),
+            Release {
+                ballot: ballot(0, "pg1"),
+            },
+        );
+        assert_eq!(
+            reported(acceptor.on_prepare(at(11), prepare(4, "pg3"))).len(),
+            3
+        );
 
         // pg1's ballot 1 only: its newer ballot 3 stays.
-        acceptor.on_release(at(11), Release { ballot: ballot(1, "pg1") });
+        acceptor.on_release(
+            at(11),
+            Release {
+                ballot: ballot(1, "pg1"),
+            },
+        );
         let left: Vec<Ballot> = reported(acceptor.on_prepare(at(11), prepare(4, "pg3")))
             .into_iter()
             .map(|(b, _)| b)
@@ -431,7 +460,12 @@ mod tests {
         assert_eq!(left, vec![ballot(2, "pg2"), ballot(3, "pg1")]);
 
         // pg1's ballot 3: gone; pg2's lease stays.
-        acceptor.on_release(at(11), Release { ballot: ballot(3, "pg1") });
+        acceptor.on_release(
+            at(11),
+            Release {
+                ballot: ballot(3, "pg1"),
+            },
+        );
         assert_eq!(
             acceptor.current_lease(at(11)).map(|l| l.holder),
             Some(MemberName::from("pg2"))

@@ -80,7 +80,10 @@ impl fmt::Display for LeaseConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             LeaseConfigError::LeaseTooShort => {
-                write!(f, "the lease length must be at least 1 ms; use a few seconds")
+                write!(
+                    f,
+                    "the lease length must be at least 1 ms; use a few seconds"
+                )
             }
             LeaseConfigError::LeaseNotWholeMilliseconds(d) => write!(
                 f,
@@ -185,7 +188,10 @@ mod tests {
         let rho = 0.01_f64;
         let holder_real = config.holder_len().as_secs_f64() / (1.0 - rho);
         let acceptor_real = config.lease_len().as_secs_f64() / (1.0 + rho);
-        assert!(holder_real <= acceptor_real, "{holder_real} > {acceptor_real}");
+        assert!(
+            holder_real <= acceptor_real,
+            "{holder_real} > {acceptor_real}"
+        );
     }
 
     #[test]
@@ -196,7 +202,9 @@ mod tests {
         );
         assert_eq!(
             LeaseConfig::new(Duration::from_micros(1500), 0),
-            Err(LeaseConfigError::LeaseNotWholeMilliseconds(Duration::from_micros(1500)))
+            Err(LeaseConfigError::LeaseNotWholeMilliseconds(
+                Duration::from_micros(1500)
+            ))
         );
         assert_eq!(
             LeaseConfig::new(Duration::from_secs(1), MAX_DRIFT_PPM + 1),

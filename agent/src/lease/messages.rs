@@ -170,7 +170,10 @@ mod tests {
             ballot: ballot(3, "pg1"),
             max_lease_ms: 5_000,
         });
-        assert!(too_long.contains(r#""reply":"lease_too_long""#), "{too_long}");
+        assert!(
+            too_long.contains(r#""reply":"lease_too_long""#),
+            "{too_long}"
+        );
         round_trip(&Release {
             ballot: ballot(3, "pg1"),
         });

@@ -80,6 +80,8 @@
 //!   safety at every step and liveness in every healthy period, over
 //!   thousands of seeds, and catches deliberately broken variants.
 
+#![warn(missing_docs)]
+
 pub mod acceptor;
 pub mod ballot;
 pub mod clock;
@@ -92,6 +94,4 @@ pub use acceptor::{Acceptor, CurrentLease};
 pub use ballot::{Ballot, MemberName};
 pub use clock::{LeaseConfig, LeaseConfigError, LocalTime, MAX_DRIFT_PPM};
 pub use messages::{LeaseReport, Prepare, PrepareReply, Propose, ProposeReply, Release};
-pub use proposer::{
-    should_renew, HeldLease, MembersError, Outcome, PrepareProgress, Proposer,
-};
+pub use proposer::{should_renew, HeldLease, MembersError, Outcome, PrepareProgress, Proposer};

@@ -217,7 +217,9 @@ impl Proposer {
     /// prepare for every member (itself included: its own acceptor is one
     /// vote like the others). A round still running is abandoned.
     pub fn start_acquire(&mut self, now: LocalTime) -> Vec<(MemberName, Prepare)> {
-        self.highest_counter += 1;
+        // Saturating: a counter near u64::MAX would need 10^19 rounds, or a
+        // peer gone mad, and stalling beats panicking.
+        self.highest_counter = self.highest_counter.saturating_add(1);
         let ballot = Ballot::new(self.highest_counter, self.me.clone(), self.incarnation);
         self.round = Some(Round {
             ballot: ballot.clone(),
@@ -306,8 +308,9 @@ impl Proposer {
                 }
                 // Any majority of free promises is enough, even if another
                 // acceptor reported a lease: every majority overlaps the
-                // majority that accepted a live lease, so a majority free of
-                // it proves it is no longer live anywhere that matters.
+                // majority that accepted that lease, so if this one is free
+                // of it, the holder's own (shorter) view of it has ended
+                // (the safety sketch in `lease/mod.rs`).
                 if free.len() >= majority {
                     if now >= round.started_at.saturating_add(holder_len) {
                         self.round = None;
@@ -461,7 +464,9 @@ impl Proposer {
     /// A reply counts only if it answers the running round's ballot and
     /// comes from a member.
     fn is_current(&self, ballot: &Ballot, from: &MemberName) -> bool {
-        self.round.as_ref().is_some_and(|round| round.ballot == *ballot)
+        self.round
+            .as_ref()
+            .is_some_and(|round| round.ballot == *ballot)
             && self.members.binary_search(from).is_ok()
     }
 
@@ -503,8 +508,13 @@ mod tests {
     }
 
     fn pg1() -> Proposer {
-        Proposer::new(name("pg1"), vec![name("pg1"), name("pg2"), name("pg3")], config(), 7)
-            .expect("valid members")
+        Proposer::new(
+            name("pg1"),
+            vec![name("pg1"), name("pg2"), name("pg3")],
+            config(),
+            7,
+        )
+        .expect("valid members")
     }
 
     fn promise(ballot: &Ballot, leases: Vec<LeaseReport>) -> PrepareReply {
@@ -532,10 +542,20 @@ mod tests {
     fn win(p: &mut Proposer, start_ms: u64) -> Option<Outcome> {
         let prepares = p.start_acquire(at_ms(start_ms));
         let ballot = prepares[0].1.ballot.clone();
-        assert_eq!(p.on_prepare_reply(at_ms(start_ms + 1), &name("pg1"), promise(&ballot, vec![])), PrepareProgress::Waiting);
-        let progress = p.on_prepare_reply(at_ms(start_ms + 1), &name("pg2"), promise(&ballot, vec![]));
-        assert!(matches!(progress, PrepareProgress::Propose(_)), "{progress:?}");
-        assert_eq!(p.on_propose_reply(at_ms(start_ms + 2), &name("pg1"), accepted(&ballot)), None);
+        assert_eq!(
+            p.on_prepare_reply(at_ms(start_ms + 1), &name("pg1"), promise(&ballot, vec![])),
+            PrepareProgress::Waiting
+        );
+        let progress =
+            p.on_prepare_reply(at_ms(start_ms + 1), &name("pg2"), promise(&ballot, vec![]));
+        assert!(
+            matches!(progress, PrepareProgress::Propose(_)),
+            "{progress:?}"
+        );
+        assert_eq!(
+            p.on_propose_reply(at_ms(start_ms + 2), &name("pg1"), accepted(&ballot)),
+            None
+        );
         p.on_propose_reply(at_ms(start_ms + 2), &name("pg2"), accepted(&ballot))
     }
 
@@ -552,7 +572,8 @@ mod tests {
     }
 
     #[test]
-    fn given_a_new_proposer_when_it_starts_a_round_then_every_member_itself_included_gets_a_prepare() {
+    fn given_a_new_proposer_when_it_starts_a_round_then_every_member_itself_included_gets_a_prepare(
+    ) {
         let mut p = pg1();
         let prepares = p.start_acquire(at_ms(0));
         let to: Vec<&str> = prepares.iter().map(|(m, _)| m.as_str()).collect();
@@ -576,7 +597,10 @@ mod tests {
         assert!(p.holds_lease(at_ms(1_002)));
         assert_eq!(p.held_lease(at_ms(1_002)).map(HeldLease::term), Some(1));
         assert_eq!(p.lease_expires_at(at_ms(1_002)), Some(expires_at));
-        assert!(!p.holds_lease(expires_at), "the lease ends at expires_at, not after");
+        assert!(
+            !p.holds_lease(expires_at),
+            "the lease ends at expires_at, not after"
+        );
     }
 
     #[test]
@@ -584,7 +608,10 @@ mod tests {
         let mut p = pg1();
         let ballot = p.start_acquire(at_ms(0))[0].1.ballot.clone();
         let report = || vec![lease_of("pg2", 4, 3_000)];
-        assert_eq!(p.on_prepare_reply(at_ms(1), &name("pg2"), promise(&ballot, report())), PrepareProgress::Waiting);
+        assert_eq!(
+            p.on_prepare_reply(at_ms(1), &name("pg2"), promise(&ballot, report())),
+            PrepareProgress::Waiting
+        );
         assert_eq!(
             p.on_prepare_reply(at_ms(1), &name("pg3"), promise(&ballot, report())),
             PrepareProgress::Ended(Outcome::Blocked {
@@ -601,8 +628,14 @@ mod tests {
         let mut p = pg1();
         let ballot = p.start_acquire(at_ms(0))[0].1.ballot.clone();
         let stale = vec![lease_of("pg2", 4, 3_000)];
-        assert_eq!(p.on_prepare_reply(at_ms(1), &name("pg2"), promise(&ballot, stale)), PrepareProgress::Waiting);
-        assert_eq!(p.on_prepare_reply(at_ms(1), &name("pg1"), promise(&ballot, vec![])), PrepareProgress::Waiting);
+        assert_eq!(
+            p.on_prepare_reply(at_ms(1), &name("pg2"), promise(&ballot, stale)),
+            PrepareProgress::Waiting
+        );
+        assert_eq!(
+            p.on_prepare_reply(at_ms(1), &name("pg1"), promise(&ballot, vec![])),
+            PrepareProgress::Waiting
+        );
         assert!(matches!(
             p.on_prepare_reply(at_ms(1), &name("pg3"), promise(&ballot, vec![])),
             PrepareProgress::Propose(_)
@@ -622,10 +655,19 @@ mod tests {
             panic!("expected proposals, got {progress:?}");
         };
         assert_eq!(proposals.len(), 3);
-        assert_eq!(proposals[0].1, Propose { ballot: ballot.clone(), lease_ms: 10_000 });
+        assert_eq!(
+            proposals[0].1,
+            Propose {
+                ballot: ballot.clone(),
+                lease_ms: 10_000
+            }
+        );
         p.on_propose_reply(at_ms(5_002), &name("pg1"), accepted(&ballot));
         let outcome = p.on_propose_reply(at_ms(5_002), &name("pg3"), accepted(&ballot));
-        assert!(matches!(outcome, Some(Outcome::Acquired { .. })), "{outcome:?}");
+        assert!(
+            matches!(outcome, Some(Outcome::Acquired { .. })),
+            "{outcome:?}"
+        );
         assert_eq!(
             p.lease_expires_at(at_ms(5_003)),
             Some(at_ms(5_000).saturating_add(config().holder_len())),
@@ -641,13 +683,29 @@ mod tests {
         let current = p.start_acquire(at_ms(200))[0].1.ballot.clone();
         let previous_life = Ballot::new(current.counter, name("pg1"), 6);
         for stale in [&old, &previous_life] {
-            assert_eq!(p.on_prepare_reply(at_ms(201), &name("pg2"), promise(stale, vec![])), PrepareProgress::Waiting);
-            assert_eq!(p.on_prepare_reply(at_ms(201), &name("pg3"), promise(stale, vec![])), PrepareProgress::Waiting);
-            assert_eq!(p.on_propose_reply(at_ms(201), &name("pg2"), accepted(stale)), None);
-            assert_eq!(p.on_propose_reply(at_ms(201), &name("pg3"), accepted(stale)), None);
+            assert_eq!(
+                p.on_prepare_reply(at_ms(201), &name("pg2"), promise(stale, vec![])),
+                PrepareProgress::Waiting
+            );
+            assert_eq!(
+                p.on_prepare_reply(at_ms(201), &name("pg3"), promise(stale, vec![])),
+                PrepareProgress::Waiting
+            );
+            assert_eq!(
+                p.on_propose_reply(at_ms(201), &name("pg2"), accepted(stale)),
+                None
+            );
+            assert_eq!(
+                p.on_propose_reply(at_ms(201), &name("pg3"), accepted(stale)),
+                None
+            );
         }
         assert!(!p.holds_lease(at_ms(202)));
-        assert_eq!(p.round_ballot(), Some(&current), "the current round is untouched");
+        assert_eq!(
+            p.round_ballot(),
+            Some(&current),
+            "the current round is untouched"
+        );
     }
 
     #[test]
@@ -655,8 +713,14 @@ mod tests {
         let mut p = pg1();
         let ballot = p.start_acquire(at_ms(0))[0].1.ballot.clone();
         p.on_prepare_reply(at_ms(1), &name("pg2"), promise(&ballot, vec![]));
-        assert_eq!(p.on_prepare_reply(at_ms(1), &name("pg2"), promise(&ballot, vec![])), PrepareProgress::Waiting);
-        assert_eq!(p.on_prepare_reply(at_ms(1), &name("pg9"), promise(&ballot, vec![])), PrepareProgress::Waiting);
+        assert_eq!(
+            p.on_prepare_reply(at_ms(1), &name("pg2"), promise(&ballot, vec![])),
+            PrepareProgress::Waiting
+        );
+        assert_eq!(
+            p.on_prepare_reply(at_ms(1), &name("pg9"), promise(&ballot, vec![])),
+            PrepareProgress::Waiting
+        );
     }
 
     #[test]
@@ -667,7 +731,10 @@ mod tests {
         p.on_prepare_reply(at_ms(1), &name("pg2"), promise(&ballot, vec![]));
         let late = at_ms(0).saturating_add(config().holder_len());
         p.on_propose_reply(late, &name("pg1"), accepted(&ballot));
-        assert_eq!(p.on_propose_reply(late, &name("pg2"), accepted(&ballot)), Some(Outcome::TooLate));
+        assert_eq!(
+            p.on_propose_reply(late, &name("pg2"), accepted(&ballot)),
+            Some(Outcome::TooLate)
+        );
         assert!(!p.holds_lease(late));
     }
 
@@ -677,7 +744,14 @@ mod tests {
         let ballot = p.start_acquire(at_ms(0))[0].1.ballot.clone();
         let higher = Ballot::new(41, name("pg3"), 1);
         assert_eq!(
-            p.on_prepare_reply(at_ms(1), &name("pg3"), PrepareReply::Reject { ballot, promised: higher.clone() }),
+            p.on_prepare_reply(
+                at_ms(1),
+                &name("pg3"),
+                PrepareReply::Reject {
+                    ballot,
+                    promised: higher.clone()
+                }
+            ),
             PrepareProgress::Ended(Outcome::Preempted { by: higher.clone() })
         );
         let next = p.start_acquire(at_ms(2))[0].1.ballot.clone();
@@ -692,8 +766,14 @@ mod tests {
         p.on_prepare_reply(at_ms(1), &name("pg1"), promise(&ballot, vec![]));
         p.on_prepare_reply(at_ms(1), &name("pg2"), promise(&ballot, vec![]));
         let higher = Ballot::new(2, name("pg2"), 1);
-        let reply = ProposeReply::Rejected { ballot, promised: higher.clone() };
-        assert_eq!(p.on_propose_reply(at_ms(2), &name("pg2"), reply), Some(Outcome::Preempted { by: higher }));
+        let reply = ProposeReply::Rejected {
+            ballot,
+            promised: higher.clone(),
+        };
+        assert_eq!(
+            p.on_propose_reply(at_ms(2), &name("pg2"), reply),
+            Some(Outcome::Preempted { by: higher })
+        );
     }
 
     #[test]
@@ -702,10 +782,15 @@ mod tests {
         let ballot = p.start_acquire(at_ms(0))[0].1.ballot.clone();
         p.on_prepare_reply(at_ms(1), &name("pg1"), promise(&ballot, vec![]));
         p.on_prepare_reply(at_ms(1), &name("pg2"), promise(&ballot, vec![]));
-        let reply = ProposeReply::LeaseTooLong { ballot, max_lease_ms: 5_000 };
+        let reply = ProposeReply::LeaseTooLong {
+            ballot,
+            max_lease_ms: 5_000,
+        };
         assert_eq!(
             p.on_propose_reply(at_ms(2), &name("pg2"), reply),
-            Some(Outcome::LeaseTooLong { max_lease: Duration::from_secs(5) })
+            Some(Outcome::LeaseTooLong {
+                max_lease: Duration::from_secs(5)
+            })
         );
     }
 
@@ -715,7 +800,15 @@ mod tests {
         win(&mut p, 0);
         let releases = p.release(at_ms(10));
         assert_eq!(releases.len(), 3);
-        assert_eq!(releases[2], (name("pg3"), Release { ballot: Ballot::new(1, name("pg1"), 7) }));
+        assert_eq!(
+            releases[2],
+            (
+                name("pg3"),
+                Release {
+                    ballot: Ballot::new(1, name("pg1"), 7)
+                }
+            )
+        );
         assert!(!p.holds_lease(at_ms(10)));
         assert!(p.release(at_ms(11)).is_empty(), "nothing left to release");
     }
@@ -746,7 +839,10 @@ mod tests {
         let margin = Duration::from_secs(4);
         assert!(!should_renew(at_ms(5_999), expires, margin));
         assert!(should_renew(at_ms(6_000), expires, margin));
-        assert!(should_renew(at_ms(12_000), expires, margin), "expired: renew at once");
+        assert!(
+            should_renew(at_ms(12_000), expires, margin),
+            "expired: renew at once"
+        );
         assert!(!should_renew(at_ms(9_999), expires, Duration::ZERO));
     }
 }

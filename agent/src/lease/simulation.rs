@@ -10,17 +10,23 @@
 //!   pinned at an extreme, where the safety margin is thinnest).
 //! - **Network**: every message may be lost, duplicated, delayed (1 ms up
 //!   to a few hundred ms, and now and then up to [`LONG_DELAY_MAX`], longer
-//!   than the lease), hence reordered; links are cut and healed, one way or
-//!   both. A message to a crashed member is lost; one sent to a member that
-//!   has restarted since reaches its new life, as with any connectionless
-//!   transport or retrying client. A member's messages to itself are never
-//!   lost and take at most a millisecond.
+//!   than the lease), hence reordered. Each direction of each link can be
+//!   cut, slow or lossy on its own; the holder is cut off on purpose, to
+//!   force handovers. A message to a crashed member is lost; one sent to a
+//!   member that has restarted since reaches its new life, as with any
+//!   connectionless transport or retrying client. A member's messages to
+//!   itself are never lost and take at most a millisecond.
 //! - **Crashes**: a member crashes and comes back with a brand-new acceptor
 //!   (silent for `T`) and proposer (new incarnation): nothing survives.
+//!   Some crash right after answering, forgetting a promise just given.
 //! - **Members** behave like the agent will: try to acquire when they do not
-//!   hold the lease, back off at random after a failed round, wait out a
-//!   reported lease, renew when half the lease is left, time rounds out, and
-//!   now and then release the lease (switchover) and step aside for a while.
+//!   hold the lease, back off at random after a failed round (eagerly in
+//!   some runs, to provoke duels), try again about when a reported lease
+//!   ends, renew when half the lease is left, time rounds out, and now and
+//!   then release the lease (switchover) and step aside for a while.
+//! - **Swarm testing**: each chaos phase turns some kinds of trouble off and
+//!   others up, so that phases concentrate on one kind instead of diluting
+//!   them all.
 //!
 //! A run alternates **chaos** phases (all of the above) with **stable**
 //! phases, in which a majority — sometimes everyone — is up and connected
@@ -35,19 +41,30 @@
 //!   every instant.
 //! - **Liveness, in every stable phase**: some member of the connected
 //!   majority holds the lease within [`liveness_bound`] of the phase's start:
-//!   `LONG_DELAY_MAX + T/(1−ρ) + 1 s`. Why that bound: stale messages from
-//!   the chaos arrive up to `LONG_DELAY_MAX` late, and may leave a lease at
-//!   an acceptor that lasts `T` on its clock, at most `T/(1−ρ)` of real
-//!   time; a member restarted at the phase start is silent for as long. In
-//!   the remaining second, members retry every 50–250 ms and a round takes
-//!   at most 80 ms, so even a few duelling rounds fit.
+//!   `LONG_DELAY_MAX + T/(1−ρ) + 1.5 s` (1.5 + 1.05 + 1.5 ≈ 4 s, 4 T). Why:
+//!   stale messages from the chaos arrive up to `LONG_DELAY_MAX` late and
+//!   may leave a lease at an acceptor that lasts `T` on its clock, at most
+//!   `T/(1−ρ)` of real time; a member restarted at the phase start is
+//!   silent for as long. Once those are gone, a round still waiting for an
+//!   answer that will never come times out (at most 1 s), the member backs
+//!   off (at most 250 ms) and a round takes at most 80 ms; random back-off
+//!   ends a duel within a round or two. (No bound can hold for every
+//!   schedule — two proposers can pre-empt each other forever — so this is
+//!   the bound the randomised members must meet in every stable phase of
+//!   every seed.)
 //!
 //! # Replaying
 //!
 //! Everything random comes from one seed; the seed's parity picks 3 or 5
-//! members. A failure prints its seed and the end of its event trace.
-//! `LEASE_SIM_SEED=1234` runs just that seed, with its trace on failure;
-//! `LEASE_SIM_SEEDS=n` runs seeds `0..n` (default [`DEFAULT_SEEDS`]).
+//! members. A failure prints its seed, its parameters and the end of its
+//! event trace. To run just that seed again, identically:
+//!
+//! ```text
+//! LEASE_SIM_SEED=1234 cargo test -p pgwarden --lib lease::simulation::given_thousands -- --nocapture
+//! ```
+//!
+//! `LEASE_SIM_SEEDS=n` runs seeds `0..n` instead of the default
+//! [`DEFAULT_SEEDS`].
 //!
 //! # Proving the checker can fail
 //!
@@ -122,10 +139,11 @@ const RENEW_MARGIN: Duration = Duration::from_millis(500);
 const RETRY: (u64, u64) = (50 * MS, 250 * MS);
 /// Chance, per loop step of a holder, that it releases the lease.
 const RELEASE_CHANCE: f64 = 0.004;
-/// Slack for retries and rounds in the liveness bound.
-const LIVENESS_SLACK: u64 = 1_000 * MS;
+/// Slack for rounds in the liveness bound: a stuck round's timeout, a
+/// back-off, and a few rounds of 4 stable hops.
+const LIVENESS_SLACK: u64 = ROUND_TIMEOUT.1 + RETRY.1 + 250 * MS;
 /// Seeds run by default: 2 000 (half with 3 members, half with 5).
-pub(crate) const DEFAULT_SEEDS: u64 = 2_000;
+const DEFAULT_SEEDS: u64 = 2_000;
 
 fn lease_config() -> LeaseConfig {
     match LeaseConfig::new(LEASE, DRIFT_PPM) {
@@ -136,7 +154,7 @@ fn lease_config() -> LeaseConfig {
 
 /// The real time within which a stable majority must elect a holder: see
 /// the module doc.
-pub(crate) fn liveness_bound() -> u64 {
+fn liveness_bound() -> u64 {
     let t = u64::try_from(LEASE.as_nanos()).unwrap_or(u64::MAX);
     let slowest_t = (t * 1_000_000).div_ceil(1_000_000 - u64::from(DRIFT_PPM));
     LONG_DELAY_MAX + slowest_t + LIVENESS_SLACK
@@ -339,20 +357,20 @@ struct Window {
 /// What one run, or many, did: evidence that the adversary exercised the
 /// protocol, and the worst election time seen.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Stats {
-    pub(crate) runs: u64,
-    pub(crate) events: u64,
-    pub(crate) messages: u64,
-    pub(crate) long_delays: u64,
-    pub(crate) crashes: u64,
-    pub(crate) acquisitions: u64,
-    pub(crate) renewals: u64,
-    pub(crate) handovers: u64,
-    pub(crate) releases: u64,
-    pub(crate) blocked: u64,
-    pub(crate) preempted: u64,
-    pub(crate) stable_windows: u64,
-    pub(crate) worst_election: u64,
+struct Stats {
+    runs: u64,
+    events: u64,
+    messages: u64,
+    delays_past_t: u64,
+    crashes: u64,
+    acquisitions: u64,
+    renewals: u64,
+    handovers: u64,
+    releases: u64,
+    blocked: u64,
+    preempted: u64,
+    stable_windows: u64,
+    worst_election: u64,
 }
 
 impl Stats {
@@ -360,7 +378,7 @@ impl Stats {
         self.runs += other.runs;
         self.events += other.events;
         self.messages += other.messages;
-        self.long_delays += other.long_delays;
+        self.delays_past_t += other.delays_past_t;
         self.crashes += other.crashes;
         self.acquisitions += other.acquisitions;
         self.renewals += other.renewals;
@@ -375,7 +393,7 @@ impl Stats {
 
 /// Which invariant broke.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Broken {
+enum Broken {
     /// Two members held the lease at once.
     Safety,
     /// A connected majority elected no one in time.
@@ -384,14 +402,14 @@ pub(crate) enum Broken {
 
 /// A failed run, with what it takes to replay it.
 #[derive(Clone, Debug)]
-pub(crate) struct Failure {
-    pub(crate) seed: u64,
-    pub(crate) members: usize,
-    pub(crate) fault: Fault,
-    pub(crate) broken: Broken,
-    pub(crate) at: u64,
-    pub(crate) what: String,
-    pub(crate) trace: Vec<String>,
+struct Failure {
+    seed: u64,
+    members: usize,
+    fault: Fault,
+    broken: Broken,
+    at: u64,
+    what: String,
+    trace: Vec<String>,
 }
 
 impl fmt::Display for Failure {
@@ -411,7 +429,8 @@ impl fmt::Display for Failure {
         )?;
         writeln!(
             f,
-            "replay exactly: LEASE_SIM_SEED={} cargo test lease::simulation -- --nocapture",
+            "replay exactly: LEASE_SIM_SEED={} cargo test -p pgwarden --lib \
+             lease::simulation::given_thousands -- --nocapture",
             self.seed
         )?;
         if !self.trace.is_empty() {
@@ -458,7 +477,11 @@ impl Sim {
         let plan = plan_phases(&mut rng, n);
         let round_timeout = Duration::from_nanos(rng.between(ROUND_TIMEOUT.0, ROUND_TIMEOUT.1));
         // Eager members duel more; the protocol must not care how callers retry.
-        let retry = if rng.chance(0.5) { (5 * MS, 50 * MS) } else { RETRY };
+        let retry = if rng.chance(0.5) {
+            (5 * MS, 50 * MS)
+        } else {
+            RETRY
+        };
         let mut sim = Sim {
             seed,
             fault,
@@ -611,9 +634,9 @@ impl Sim {
         match plan.kind {
             PhaseKind::Stable { members } => {
                 self.note(|_| format!("STABLE phase: majority {members:?}"));
-                for i in 0..n {
-                    self.nodes[i].protected = members[i];
-                    if members[i] && !self.nodes[i].up {
+                for (i, &member) in members.iter().enumerate() {
+                    self.nodes[i].protected = member;
+                    if member && !self.nodes[i].up {
                         self.restart(i);
                     }
                 }
@@ -625,7 +648,8 @@ impl Sim {
                 for from in 0..n {
                     for to in 0..n {
                         let connected = members[from] && members[to];
-                        self.net.links[from * n + to] = if connected { healthy } else { Link::DOWN };
+                        self.net.links[from * n + to] =
+                            if connected { healthy } else { Link::DOWN };
                     }
                 }
                 self.net.duplicate = 0.0;
@@ -689,9 +713,27 @@ impl Sim {
                     // Every direction of every link its own way: some down,
                     // some slow, some lossy. Bugs hide in such asymmetries.
                     1..=3 => self.random_link(),
-                    4 => if side[from] == side[to] { base } else { Link::DOWN },
-                    5 => if self.rng.chance(0.3) { Link::DOWN } else { base },
-                    6 => if from == isolated || to == isolated { Link::DOWN } else { base },
+                    4 => {
+                        if side[from] == side[to] {
+                            base
+                        } else {
+                            Link::DOWN
+                        }
+                    }
+                    5 => {
+                        if self.rng.chance(0.3) {
+                            Link::DOWN
+                        } else {
+                            base
+                        }
+                    }
+                    6 => {
+                        if from == isolated || to == isolated {
+                            Link::DOWN
+                        } else {
+                            base
+                        }
+                    }
                     _ => Link::DOWN,
                 };
                 self.net.links[from * n + to] = link;
@@ -710,7 +752,10 @@ impl Sim {
             1 => {
                 let lo = self.rng.between(50 * MS, 700 * MS);
                 let hi = (lo + self.rng.between(0, 800 * MS)).min(LONG_DELAY_MAX);
-                Link { delay: (lo, hi), ..base }
+                Link {
+                    delay: (lo, hi),
+                    ..base
+                }
             }
             2 => Link {
                 loss: 0.5 + self.rng.fraction(0.4),
@@ -766,7 +811,13 @@ impl Sim {
         node.proposer = proposer;
         node.next_attempt = next_attempt;
         let life = node.life;
-        self.note(|s| format!("{} RESTARTS (silent until its {})", s.names[i], s.nodes[i].acceptor.silent_until()));
+        self.note(|s| {
+            format!(
+                "{} RESTARTS (silent until its {})",
+                s.names[i],
+                s.nodes[i].acceptor.silent_until()
+            )
+        });
         let tick = self.rng.between(TICK.0, TICK.1);
         self.schedule(tick, Event::Tick { node: i, life });
     }
@@ -788,14 +839,20 @@ impl Sim {
         if !link.up || self.rng.chance(link.loss) {
             return;
         }
-        let copies = if self.rng.chance(self.net.duplicate) { 2 } else { 1 };
+        let copies = if self.rng.chance(self.net.duplicate) {
+            2
+        } else {
+            1
+        };
         for _ in 0..copies {
             let delay = if self.rng.chance(self.net.long_delay) {
-                self.stats.long_delays += 1;
                 self.rng.between(MS, LONG_DELAY_MAX)
             } else {
                 self.rng.between(link.delay.0, link.delay.1)
             };
+            if u128::from(delay) > LEASE.as_nanos() {
+                self.stats.delays_past_t += 1;
+            }
             self.schedule(delay, Event::Deliver(envelope.clone()));
         }
     }
@@ -870,7 +927,7 @@ impl Sim {
     /// What the member's loop does once a round has ended.
     fn react(&mut self, i: usize, outcome: Outcome) {
         let now = self.local(i);
-        self.note(|s| format!("{}: {outcome:?}", s.names[i]));
+        self.note(|s| format!("{}: {}", s.names[i], describe_outcome(&outcome)));
         let holding = self.nodes[i].proposer.holds_lease(now);
         let wait = match &outcome {
             Outcome::Acquired { .. } => {
@@ -892,7 +949,8 @@ impl Sim {
                 let remaining = u64::try_from(remaining.as_nanos())
                     .unwrap_or(u64::MAX)
                     .min(LEASE.as_nanos() as u64);
-                self.rng.between(remaining - remaining / 20, remaining + 10 * MS)
+                self.rng
+                    .between(remaining - remaining / 20, remaining + 10 * MS)
             }
             Outcome::Preempted { .. } | Outcome::TooLate | Outcome::TimedOut => {
                 self.stats.preempted += 1;
@@ -903,7 +961,9 @@ impl Sim {
                 }
             }
             Outcome::LeaseTooLong { max_lease } => {
-                panic!("simulated members share one config, yet an acceptor's lease is {max_lease:?}")
+                panic!(
+                    "simulated members share one config, yet an acceptor's lease is {max_lease:?}"
+                )
             }
         };
         self.nodes[i].next_attempt = now.saturating_add(Duration::from_nanos(wait));
@@ -920,7 +980,14 @@ impl Sim {
             return;
         }
         let now = self.local(to);
-        self.note(|s| format!("{} -> {}: {payload:?}", s.names[from], s.names[to]));
+        self.note(|s| {
+            format!(
+                "{} -> {}: {}",
+                s.names[from],
+                s.names[to],
+                describe(&payload)
+            )
+        });
         match payload {
             Payload::Prepare(prepare) => {
                 let reply = self.nodes[to].acceptor.on_prepare(now, prepare);
@@ -944,7 +1011,10 @@ impl Sim {
             Payload::Release(release) => self.nodes[to].acceptor.on_release(now, release),
             Payload::PrepareReply(reply) => {
                 let sender = self.names[from].clone();
-                match self.nodes[to].proposer.on_prepare_reply(now, &sender, reply) {
+                match self.nodes[to]
+                    .proposer
+                    .on_prepare_reply(now, &sender, reply)
+                {
                     PrepareProgress::Waiting => {}
                     PrepareProgress::Propose(proposals) => {
                         for (target, propose) in proposals {
@@ -957,7 +1027,10 @@ impl Sim {
             }
             Payload::ProposeReply(reply) => {
                 let sender = self.names[from].clone();
-                if let Some(outcome) = self.nodes[to].proposer.on_propose_reply(now, &sender, reply) {
+                if let Some(outcome) = self.nodes[to]
+                    .proposer
+                    .on_propose_reply(now, &sender, reply)
+                {
                     self.react(to, outcome);
                 }
             }
@@ -1042,6 +1115,47 @@ impl Sim {
     }
 }
 
+/// A message as one trace line: `promise 86.m2 [83.m2 640ms]`.
+fn describe(payload: &Payload) -> String {
+    match payload {
+        Payload::Prepare(p) => format!("prepare {}", p.ballot),
+        Payload::PrepareReply(PrepareReply::Promise { ballot, leases }) => {
+            let leases: Vec<String> = leases
+                .iter()
+                .map(|l| format!("{} {}ms", l.ballot, l.remaining_ms))
+                .collect();
+            format!("promise {ballot} [{}]", leases.join(", "))
+        }
+        Payload::PrepareReply(PrepareReply::Reject { ballot, promised }) => {
+            format!("reject {ballot} (promised {promised})")
+        }
+        Payload::Propose(p) => format!("propose {} for {} ms", p.ballot, p.lease_ms),
+        Payload::ProposeReply(ProposeReply::Accepted { ballot }) => format!("accepted {ballot}"),
+        Payload::ProposeReply(ProposeReply::Rejected { ballot, promised }) => {
+            format!("rejected {ballot} (promised {promised})")
+        }
+        Payload::ProposeReply(ProposeReply::LeaseTooLong {
+            ballot,
+            max_lease_ms,
+        }) => format!("lease too long for {ballot} (max {max_lease_ms} ms)"),
+        Payload::Release(r) => format!("release {}", r.ballot),
+    }
+}
+
+/// A round's outcome as one trace line.
+fn describe_outcome(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Acquired { ballot, expires_at } => {
+            format!("ACQUIRED {ballot} until its {expires_at}")
+        }
+        Outcome::Blocked { holder, remaining } => {
+            format!("blocked by {holder}'s lease ({remaining:?} left)")
+        }
+        Outcome::Preempted { by } => format!("pre-empted by {by}"),
+        other => format!("{other:?}"),
+    }
+}
+
 /// Swarm testing: a knob is off in half the phases and anywhere up to `max`
 /// in the others, so that some phases concentrate on one kind of trouble
 /// instead of diluting every kind.
@@ -1096,12 +1210,7 @@ fn plan_phases(rng: &mut Rng, n: usize) -> Vec<PhasePlan> {
 }
 
 /// Runs one seed.
-pub(crate) fn run_seed(
-    seed: u64,
-    fault: Fault,
-    check_liveness: bool,
-    trace: bool,
-) -> Result<Stats, Failure> {
+fn run_seed(seed: u64, fault: Fault, check_liveness: bool, trace: bool) -> Result<Stats, Failure> {
     Sim::new(seed, fault, check_liveness, trace).run()
 }
 
@@ -1160,7 +1269,10 @@ fn seeds_from_env() -> Vec<u64> {
 fn with_trace(failure: &Failure) -> Failure {
     match run_seed(failure.seed, failure.fault, true, true) {
         Err(traced) => traced,
-        Ok(_) => panic!("seed {} failed once and passed on replay: the simulation is not deterministic", failure.seed),
+        Ok(_) => panic!(
+            "seed {} failed once and passed on replay: the simulation is not deterministic",
+            failure.seed
+        ),
     }
 }
 
@@ -1215,12 +1327,24 @@ fn given_thousands_of_seeded_runs_with_chaos_then_never_two_holders_and_every_co
         // The adversary must actually have exercised what the protocol
         // defends against, or the absence of failures means nothing.
         assert!(total.crashes > 0, "no member ever crashed: {total:?}");
-        assert!(total.long_delays > 0, "no message was ever delayed past T: {total:?}");
-        assert!(total.handovers > 0, "the lease never changed hands: {total:?}");
+        assert!(
+            total.delays_past_t > 0,
+            "no message was ever delayed past T: {total:?}"
+        );
+        assert!(
+            total.handovers > 0,
+            "the lease never changed hands: {total:?}"
+        );
         assert!(total.renewals > 0, "no lease was ever renewed: {total:?}");
         assert!(total.releases > 0, "no lease was ever released: {total:?}");
-        assert!(total.blocked > 0, "no round ever met another's lease: {total:?}");
-        assert!(total.preempted > 0, "no round was ever pre-empted: {total:?}");
+        assert!(
+            total.blocked > 0,
+            "no round ever met another's lease: {total:?}"
+        );
+        assert!(
+            total.preempted > 0,
+            "no round was ever pre-empted: {total:?}"
+        );
     }
 }
 
@@ -1240,7 +1364,10 @@ fn given_the_same_seed_twice_then_the_run_is_identical() {
         (steps, sim.trace.unwrap_or_default())
     };
     let (steps, first) = trace_of(11);
-    assert!(steps > 100 && first.len() > 100, "too short a run to compare");
+    assert!(
+        steps > 100 && first.len() > 100,
+        "too short a run to compare"
+    );
     assert_eq!(trace_of(11), (steps, first));
 }
 
@@ -1251,18 +1378,17 @@ fn given_an_acceptor_that_times_the_lease_from_the_sender_clock_then_two_holders
 
 #[test]
 fn given_a_proposer_that_settles_for_a_minority_of_accepts_then_two_holders_are_found() {
-    assert_caught(Fault::ProposerCountsMinorityAccepts, 20);
+    assert_caught(Fault::ProposerCountsMinorityAccepts, 50);
 }
 
 #[test]
 fn given_an_acceptor_without_the_ballot_check_then_two_holders_are_found() {
-    assert_caught(Fault::AcceptorSkipsBallotCheck, 200);
+    assert_caught(Fault::AcceptorSkipsBallotCheck, 50);
 }
-
 
 #[test]
 fn given_a_holder_that_ignores_clock_drift_then_two_holders_are_found() {
-    assert_caught(Fault::HolderIgnoresDrift, 3000);
+    assert_caught(Fault::HolderIgnoresDrift, 1_000);
 }
 
 #[test]
@@ -1281,9 +1407,18 @@ fn given_acceptors_that_never_wake_then_the_liveness_check_fails() {
 fn play_forgotten_promise(fault: Fault) -> Vec<&'static str> {
     let config = lease_config();
     let at = |ms: u64| LocalTime::from_nanos(ms * MS);
-    let names = [MemberName::from("a"), MemberName::from("b"), MemberName::from("c")];
+    let names = [
+        MemberName::from("a"),
+        MemberName::from("b"),
+        MemberName::from("c"),
+    ];
     let acceptor = |started_ms| Acceptor::new(config, at(started_ms)).with_fault(fault);
-    let proposer = |me: &MemberName, incarnation| match Proposer::new(me.clone(), names.to_vec(), config, incarnation) {
+    let proposer = |me: &MemberName, incarnation| match Proposer::new(
+        me.clone(),
+        names.to_vec(),
+        config,
+        incarnation,
+    ) {
         Ok(p) => p,
         Err(e) => panic!("{e}"),
     };
@@ -1304,28 +1439,41 @@ fn play_forgotten_promise(fault: Fault) -> Vec<&'static str> {
     // Q: a first round that goes nowhere, then ballot 2.
     q.start_acquire(at(t0 - 500));
     q.on_timeout(at(t0 - 300));
-    let q2 = Prepare { ballot: q.start_acquire(at(t0))[0].1.ballot.clone() };
+    let q2 = Prepare {
+        ballot: q.start_acquire(at(t0))[0].1.ballot.clone(),
+    };
     let c_promise = promise(c.on_prepare(at(t0 + 10), q2.clone()));
-    assert_eq!(q.on_prepare_reply(at(t0 + 11), &names[2], c_promise), PrepareProgress::Waiting);
+    assert_eq!(
+        q.on_prepare_reply(at(t0 + 11), &names[2], c_promise),
+        PrepareProgress::Waiting
+    );
     // C restarts and forgets its promise; silent until t0 + 1020.
     let mut c = Acceptor::new(config, at(t0 + 20)).with_fault(fault);
 
     // P: ballot 1, promised by A and B; B accepts it; the proposal to A is lost.
-    let p1 = Prepare { ballot: p.start_acquire(at(t0 + 500))[0].1.ballot.clone() };
+    let p1 = Prepare {
+        ballot: p.start_acquire(at(t0 + 500))[0].1.ballot.clone(),
+    };
     assert!(p1.ballot < q2.ballot);
     let from_a = promise(a.on_prepare(at(t0 + 510), p1.clone()));
     let from_b = promise(b.on_prepare(at(t0 + 510), p1.clone()));
     p.on_prepare_reply(at(t0 + 511), &names[0], from_a);
-    let PrepareProgress::Propose(p_proposals) = p.on_prepare_reply(at(t0 + 511), &names[1], from_b) else {
+    let PrepareProgress::Propose(p_proposals) = p.on_prepare_reply(at(t0 + 511), &names[1], from_b)
+    else {
         panic!("P should propose");
     };
     let p_propose = p_proposals[0].1.clone();
     let b_accepts_p = accept(b.on_propose(at(t0 + 530), p_propose.clone()));
-    assert_eq!(p.on_propose_reply(at(t0 + 531), &names[1], b_accepts_p), None);
+    assert_eq!(
+        p.on_propose_reply(at(t0 + 531), &names[1], b_accepts_p),
+        None
+    );
 
     // Q's prepare reaches A late; A promises 2 and Q proposes.
     let a_promise = promise(a.on_prepare(at(t0 + 600), q2));
-    let PrepareProgress::Propose(q_proposals) = q.on_prepare_reply(at(t0 + 601), &names[0], a_promise) else {
+    let PrepareProgress::Propose(q_proposals) =
+        q.on_prepare_reply(at(t0 + 601), &names[0], a_promise)
+    else {
         panic!("Q should propose");
     };
     let q_propose = q_proposals[0].1.clone();
@@ -1336,7 +1484,9 @@ fn play_forgotten_promise(fault: Fault) -> Vec<&'static str> {
     assert!(matches!(won, Some(Outcome::Acquired { .. })), "{won:?}");
 
     // Q renews with ballot 3, asking A and B (C is still silent).
-    let q3 = Prepare { ballot: q.start_acquire(at(t0 + 900))[0].1.ballot.clone() };
+    let q3 = Prepare {
+        ballot: q.start_acquire(at(t0 + 900))[0].1.ballot.clone(),
+    };
     assert_eq!(c.on_prepare(at(t0 + 901), q3.clone()), None);
     let from_a = promise(a.on_prepare(at(t0 + 901), q3.clone()));
     let from_b = promise(b.on_prepare(at(t0 + 901), q3));
@@ -1368,8 +1518,8 @@ fn given_a_forgotten_promise_when_acceptors_keep_every_lease_then_the_renewal_is
 
 #[test]
 fn given_a_forgotten_promise_when_acceptors_keep_only_the_latest_lease_then_two_members_hold() {
-    assert_eq!(play_forgotten_promise(Fault::AcceptorKeepsOnlyLatestLease), vec!["q", "p"]);
+    assert_eq!(
+        play_forgotten_promise(Fault::AcceptorKeepsOnlyLatestLease),
+        vec!["q", "p"]
+    );
 }
-
-#[test]
-fn probe_d() { assert_caught(Fault::AcceptorKeepsOnlyLatestLease, 6000); }
