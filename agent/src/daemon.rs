@@ -3,6 +3,7 @@
 //! SIGHUP: reload). Returns the process exit code.
 
 use std::path::Path;
+use std::time::Duration;
 
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -10,8 +11,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::api::{self, ApiState};
 use crate::config::{self, Config};
 use crate::ha::executor::LocalPostgres;
-use crate::ha::lease::{LeaseClient, NoLease, SoloLease};
 use crate::ha::runner::{Control, Runner};
+use crate::lease::{AcceptorService, LeaseClient, LeaseConfig, MonoClock, QuorumLease, SoloLease};
 use crate::notify::Notifier;
 use crate::pg::binaries::{data_dir_major, Binaries};
 use crate::pg::runas::RunAs;
@@ -72,8 +73,23 @@ pub async fn run(config_path: &Path) -> i32 {
         cfg.cluster.ttl,
         cfg.replication.max_lag_on_failover.bytes(),
     ));
+    let quorum = if cfg.cluster.members.len() > 1 {
+        match quorum_parts(&cfg) {
+            Ok(parts) => Some(parts),
+            Err(message) => {
+                tracing::error!("{message}");
+                eprintln!("pgwarden: {message}");
+                return EXIT_RUNTIME;
+            }
+        }
+    } else {
+        None
+    };
     let (api_stop_tx, api_stop_rx) = oneshot::channel::<()>();
-    let app = api::router(ApiState { view: view_rx });
+    let app = api::router(ApiState {
+        view: view_rx,
+        internal: quorum.as_ref().map(|(internal, _)| internal.clone()),
+    });
     tracing::info!(
         "API listening on {} (advertised as {})",
         cfg.api.listen,
@@ -93,15 +109,20 @@ pub async fn run(config_path: &Path) -> i32 {
 
     let (control_tx, control_rx) = mpsc::channel(8);
     let notifier = Notifier::from_env();
-    let loop_task = if cfg.cluster.members.len() == 1 {
-        let lease = SoloLease::new(&cfg.node.name, cfg.cluster.ttl);
-        spawn_loop(cfg.clone(), local, lease, view_tx, notifier, control_rx)
-    } else {
-        tracing::warn!(
-            "{} members configured: the members' quorum lease is needed to choose a primary and is not available in this version; this node will not become primary",
-            cfg.cluster.members.len()
-        );
-        spawn_loop(cfg.clone(), local, NoLease, view_tx, notifier, control_rx)
+    let loop_task = match quorum {
+        None => {
+            let lease = SoloLease::new(&cfg.node.name, cfg.cluster.ttl);
+            spawn_loop(cfg.clone(), local, lease, view_tx, notifier, control_rx)
+        }
+        Some((_, lease)) => {
+            tracing::info!(
+                "leader lease among {} members (majority {}), ttl {:?}; this member's acceptor stays silent for one ttl after start",
+                cfg.cluster.members.len(),
+                cfg.cluster.members.len() / 2 + 1,
+                cfg.cluster.ttl
+            );
+            spawn_loop(cfg.clone(), local, lease, view_tx, notifier, control_rx)
+        }
     };
 
     let code = supervise_signals(config_path, &control_tx, loop_task).await;
@@ -119,6 +140,44 @@ fn spawn_loop<L: LeaseClient + 'static>(
     control: mpsc::Receiver<Control>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(Runner::new(cfg, local, lease, view, notifier).run(control))
+}
+
+/// The clock-rate drift the lease tolerates between members (1 %: real
+/// monotonic clocks drift by parts per million).
+pub const LEASE_MAX_DRIFT_PPM: u32 = 10_000;
+
+/// The acceptor (shared with the API) and the proposer side of the quorum lease.
+fn quorum_parts(cfg: &Config) -> Result<(api::internal::InternalState, QuorumLease), String> {
+    let secret_file = cfg
+        .cluster
+        .secret_file
+        .as_deref()
+        .ok_or("cluster.secret_file is required with more than one member")?;
+    let secret =
+        config::read_secret(secret_file).map_err(|e| format!("cluster.secret_file: {e}"))?;
+    let lease_cfg = LeaseConfig::new(cfg.cluster.ttl, LEASE_MAX_DRIFT_PPM)
+        .map_err(|e| format!("cluster.ttl: {e}"))?;
+    let acceptor = AcceptorService::new(lease_cfg, MonoClock::new());
+    let members: Vec<(String, String)> = cfg
+        .cluster
+        .members
+        .iter()
+        .map(|m| (m.name.clone(), m.api_url.clone()))
+        .collect();
+    // Each phase of a round must fit well inside a loop period.
+    let round_timeout =
+        (cfg.cluster.loop_wait / 2).clamp(Duration::from_millis(100), Duration::from_secs(2));
+    let lease = QuorumLease::new(
+        &cfg.node.name,
+        &members,
+        lease_cfg,
+        acceptor.clone(),
+        secret.clone(),
+        round_timeout,
+        cfg.cluster.loop_wait,
+    )
+    .map_err(|e| e.to_string())?;
+    Ok((api::internal::InternalState { acceptor, secret }, lease))
 }
 
 /// Binaries, the PostgreSQL user, version checks.

@@ -186,6 +186,10 @@ pub struct Node {
     pub socket_dir: PathBuf,
     /// Extra `[postgresql.parameters]` lines.
     pub extra_parameters: Vec<String>,
+    /// `cluster.ttl` written into the configuration.
+    pub ttl: String,
+    /// `cluster.loop_wait` written into the configuration.
+    pub loop_wait: String,
     agent: Option<Child>,
     log: PathBuf,
     run_as: Option<(u32, u32)>,
@@ -221,22 +225,35 @@ impl Node {
             socket_dir: dir.join("socket"),
             dir,
             extra_parameters: Vec::new(),
+            ttl: "10s".into(),
+            loop_wait: "500ms".into(),
             agent: None,
             log: PathBuf::new(),
             run_as: None,
         }
     }
 
-    /// Writes this node's configuration for a cluster of `members` (name, api port).
+    /// Writes this node's configuration for a cluster of data `members` (name, api port).
     pub fn write_config(&mut self, members: &[(String, u16)]) {
+        let all: Vec<(String, u16, bool)> = members
+            .iter()
+            .map(|(n, p)| (n.clone(), *p, false))
+            .collect();
+        self.write_cluster_config(&all);
+    }
+
+    /// Writes this node's configuration for a cluster of `members`
+    /// (name, api port, witness); this node is a witness when its entry says so.
+    pub fn write_cluster_config(&mut self, members: &[(String, u16, bool)]) {
         let secrets = self.dir.parent().expect("root").join("secrets");
         let mut members_toml = String::new();
-        for (n, p) in members {
+        for (n, p, w) in members {
             let _ = writeln!(
                 members_toml,
-                "  {{ name = \"{n}\", api_url = \"http://127.0.0.1:{p}\" }},"
+                "  {{ name = \"{n}\", api_url = \"http://127.0.0.1:{p}\", witness = {w} }},"
             );
         }
+        let witness = members.iter().any(|(n, _, w)| *w && *n == self.name);
         let mut params = vec![
             "fsync = false".to_string(),
             "shared_buffers = \"16MB\"".to_string(),
@@ -247,6 +264,7 @@ impl Node {
 name = "{name}"
 data_dir = "{data}"
 bin_dir = "{bin}"
+witness = {witness}
 
 [api]
 listen = "127.0.0.1:{api}"
@@ -255,8 +273,8 @@ token_file = "{secrets}/api.token"
 [cluster]
 name = "test"
 secret_file = "{secrets}/cluster.secret"
-ttl = "10s"
-loop_wait = "500ms"
+ttl = "{ttl}"
+loop_wait = "{loop_wait}"
 members = [
 {members_toml}]
 
@@ -278,6 +296,8 @@ superuser_password_file = "{secrets}/postgres.pass"
             pg = self.pg_port,
             socket = self.socket_dir.display(),
             params = params.join(", "),
+            ttl = self.ttl,
+            loop_wait = self.loop_wait,
         );
         fs::write(&self.config, text).expect("write config");
     }
@@ -487,6 +507,60 @@ impl Drop for Node {
         if std::thread::panicking() {
             eprintln!("--- agent log of {} ---\n{}", self.name, self.log_text());
         }
+    }
+}
+
+/// A cluster of nodes sharing one member list.
+pub struct Cluster {
+    /// The nodes, in member order.
+    pub nodes: Vec<Node>,
+}
+
+impl Cluster {
+    /// Nodes named `names` in `root`; `witness(name)` says which run no
+    /// PostgreSQL; `ttl` and `loop_wait` as written in the configuration.
+    pub fn new(
+        root: &Path,
+        names: &[&str],
+        witness: impl Fn(&str) -> bool,
+        ttl: &str,
+        loop_wait: &str,
+    ) -> Cluster {
+        let mut nodes: Vec<Node> = names.iter().map(|n| Node::new(root, n)).collect();
+        let members: Vec<(String, u16, bool)> = nodes
+            .iter()
+            .map(|n| (n.name.clone(), n.api_port, witness(&n.name)))
+            .collect();
+        for node in &mut nodes {
+            node.ttl = ttl.to_string();
+            node.loop_wait = loop_wait.to_string();
+            node.write_cluster_config(&members);
+        }
+        Cluster { nodes }
+    }
+
+    /// Starts every agent.
+    pub fn start_all(&mut self) {
+        for n in &mut self.nodes {
+            n.start();
+        }
+    }
+
+    /// The node called `name`.
+    pub fn node(&mut self, name: &str) -> &mut Node {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.name == name)
+            .expect("no such node")
+    }
+
+    /// The members whose `/status` says they hold the lease (`/leader` 200), now.
+    pub fn holders(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|n| http(n.api_port, "GET", "/leader").is_ok_and(|a| a.status == 200))
+            .map(|n| n.name.clone())
+            .collect()
     }
 }
 

@@ -4,10 +4,12 @@
 //!
 //! - `status.rs`: the status document.
 //! - `health.rs`: which check passes for which view.
+//! - `internal.rs`: the agent-to-agent lease endpoints (cluster secret).
 //! - `error.rs`: JSON errors.
 
 pub mod error;
 pub mod health;
+pub mod internal;
 pub mod status;
 
 use std::collections::HashMap;
@@ -16,7 +18,7 @@ use std::time::Instant;
 use axum::extract::{Query, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use tokio::sync::watch;
 
@@ -30,6 +32,8 @@ use health::{Check, ReplicaFilter};
 pub struct ApiState {
     /// The node's view, published by the HA loop.
     pub view: watch::Receiver<NodeView>,
+    /// The acceptor and cluster secret, in a multi-member cluster.
+    pub internal: Option<internal::InternalState>,
 }
 
 /// The largest request body accepted (operator actions are tiny).
@@ -37,7 +41,11 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// The router with every endpoint.
 pub fn router(state: ApiState) -> Router {
-    let mut r = Router::new().route("/status", get(status_handler).options(status_handler));
+    let mut r = Router::new()
+        .route("/status", get(status_handler).options(status_handler))
+        .route("/internal/lease/prepare", post(internal::prepare))
+        .route("/internal/lease/propose", post(internal::propose))
+        .route("/internal/lease/release", post(internal::release));
     for (path, check) in [
         ("/", Check::Primary),
         ("/primary", Check::Primary),

@@ -320,9 +320,11 @@ fn check_members(c: &Config, r: &mut Report) {
         return;
     }
     if members.iter().all(|m| m.witness) {
-        r.error(
+        // Allowed, for testing the lease on its own: the witnesses then
+        // hold the lease among themselves, and nothing runs PostgreSQL.
+        r.warn(
             "cluster.members",
-            "every member is a witness; at least one member must run PostgreSQL (witness = false)",
+            "every member is a witness: a lease-only cluster, no member runs PostgreSQL (set witness = false on the data members)",
         );
     } else if c.data_members().all(|m| m.nofailover) && members.len() > 1 {
         r.warn(

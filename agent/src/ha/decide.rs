@@ -26,6 +26,9 @@ pub enum Postgres {
 pub struct Situation {
     /// This node runs no PostgreSQL.
     pub witness: bool,
+    /// The cluster has no data members at all (a lease-only cluster): then
+    /// a witness may hold the lease, there being no primary to protect.
+    pub no_data_members: bool,
     /// The operator paused automatic actions.
     pub paused: bool,
     /// What the data directory holds.
@@ -78,8 +81,13 @@ pub enum Action {
 
 /// Whether this node should ask for (or renew) the lease this iteration.
 pub fn wants_lease(s: &Situation) -> bool {
-    if s.witness || s.paused {
+    if s.paused {
         return false;
+    }
+    if s.witness {
+        // A witness votes; it holds the lease only where no member could
+        // use it, so that it never keeps a data member from becoming primary.
+        return s.no_data_members;
     }
     match s.data {
         DataDirState::Empty | DataDirState::Foreign => s.bootstrap_allowed,
@@ -168,6 +176,7 @@ mod tests {
     fn running_primary_with_lease() -> Situation {
         Situation {
             witness: false,
+            no_data_members: false,
             paused: false,
             data: DataDirState::Initialized,
             standby_signal: false,

@@ -2,13 +2,11 @@
 //!
 //! - `decide.rs`: [`decide::decide`], pure: a [`decide::Situation`] in,
 //!   an [`decide::Action`] out.
-//! - `lease.rs`: the narrow interface to the leader lease.
 //! - `executor.rs`: carries an action out on the local PostgreSQL.
 //! - `runner.rs`: the loop: observe, update the lease, decide, act, publish.
 
 pub mod decide;
 pub mod executor;
-pub mod lease;
 pub mod runner;
 
 pub use decide::{decide, Action, Situation};

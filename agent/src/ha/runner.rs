@@ -11,7 +11,7 @@ use crate::view::{LeaderView, NodeView, PgState, PostgresView, Role};
 
 use super::decide::{decide, wants_lease, Action, Postgres, Situation};
 use super::executor::{LocalPostgres, Observed};
-use super::lease::{LeaseClient, LeaseStatus};
+use crate::lease::{LeaseClient, LeaseStatus};
 
 /// Messages from the rest of the agent to the loop.
 #[derive(Debug)]
@@ -31,6 +31,7 @@ pub struct Runner<L: LeaseClient> {
     notifier: Notifier,
     last_action: Option<Action>,
     last_error: Option<String>,
+    last_lease: LeaseStatus,
 }
 
 impl<L: LeaseClient> Runner<L> {
@@ -50,6 +51,7 @@ impl<L: LeaseClient> Runner<L> {
             notifier,
             last_action: None,
             last_error: None,
+            last_lease: LeaseStatus::default(),
         }
     }
 
@@ -87,6 +89,7 @@ impl<L: LeaseClient> Runner<L> {
         let lease = self.lease.update(wants_lease(&situation)).await;
         situation.lease_mine = lease.mine;
         situation.lease_holder = lease.holder.clone();
+        self.log_lease_change(&lease);
         let action = decide(&situation);
         self.log_decision(&action);
         if matches!(action, Action::Bootstrap) {
@@ -130,9 +133,11 @@ impl<L: LeaseClient> Runner<L> {
 
     fn situation(&self, observed: Option<&Observed>, lease: &LeaseStatus) -> Situation {
         let solo = self.cfg.cluster.members.len() == 1;
+        let no_data_members = self.cfg.data_members().next().is_none();
         match (observed, &self.local) {
             (Some(o), Some(local)) => Situation {
                 witness: false,
+                no_data_members,
                 paused: false,
                 data: o.data,
                 standby_signal: o.standby_signal,
@@ -144,6 +149,7 @@ impl<L: LeaseClient> Runner<L> {
             },
             _ => Situation {
                 witness: true,
+                no_data_members,
                 paused: false,
                 data: crate::pg::files::DataDirState::Empty,
                 standby_signal: false,
@@ -156,6 +162,39 @@ impl<L: LeaseClient> Runner<L> {
                 role_ensured: false,
             },
         }
+    }
+
+    /// One log line whenever this node gains or loses the lease, or the
+    /// holder it knows of changes.
+    fn log_lease_change(&mut self, lease: &LeaseStatus) {
+        let before = &self.last_lease;
+        if lease.mine && !before.mine {
+            tracing::info!("acquired the leader lease in term {}", lease.term);
+        } else if !lease.mine && before.mine {
+            let overdue = before
+                .expires_at
+                .map(|t| Instant::now().saturating_duration_since(t))
+                .unwrap_or_default();
+            let why = if overdue > self.cfg.cluster.loop_wait * 2 {
+                format!("it expired {overdue:?} ago while this agent could not renew it (was it stopped or starved?)")
+            } else {
+                "it could not be renewed with a majority of members".to_string()
+            };
+            match &lease.holder {
+                Some(h) => tracing::warn!(
+                    "lost the leader lease of term {}: {why}; {h} holds it now (term {})",
+                    before.term,
+                    lease.term
+                ),
+                None => tracing::warn!("lost the leader lease of term {}: {why}", before.term),
+            }
+        } else if !lease.mine && lease.holder != before.holder {
+            match &lease.holder {
+                Some(h) => tracing::info!("{h} holds the leader lease (term {})", lease.term),
+                None => tracing::info!("no member holds the leader lease"),
+            }
+        }
+        self.last_lease = lease.clone();
     }
 
     fn log_decision(&mut self, action: &Action) {

@@ -79,6 +79,12 @@
 //! - `simulation.rs` (tests only): the deterministic simulator that checks
 //!   safety at every step and liveness in every healthy period, over
 //!   thousands of seeds, and catches deliberately broken variants.
+//! - [`port`]: [`LeaseClient`], the HA loop's one view of the lease.
+//! - [`service`]: this member's acceptor shared between the API and its
+//!   own proposer, and the monotonic clock.
+//! - [`transport`]: the messages over HTTP with the cluster secret.
+//! - [`quorum`]: [`QuorumLease`], rounds over the transport for the loop.
+//! - [`solo`]: [`SoloLease`], the lease of a one-member cluster.
 
 #![warn(missing_docs)]
 
@@ -86,12 +92,21 @@ pub mod acceptor;
 pub mod ballot;
 pub mod clock;
 pub mod messages;
+pub mod port;
 pub mod proposer;
+pub mod quorum;
+pub mod service;
 #[cfg(test)]
 mod simulation;
+pub mod solo;
+pub mod transport;
 
 pub use acceptor::{Acceptor, CurrentLease};
 pub use ballot::{Ballot, MemberName};
 pub use clock::{LeaseConfig, LeaseConfigError, LocalTime, MAX_DRIFT_PPM};
 pub use messages::{LeaseReport, Prepare, PrepareReply, Propose, ProposeReply, Release};
+pub use port::{LeaseClient, LeaseStatus};
 pub use proposer::{should_renew, HeldLease, MembersError, Outcome, PrepareProgress, Proposer};
+pub use quorum::{QuorumLease, QuorumLeaseError};
+pub use service::{secret_matches, AcceptorService, MonoClock};
+pub use solo::SoloLease;

@@ -1,42 +1,8 @@
-//! The HA loop's one narrow view of the leader lease: ask for it (or stop
-//! asking), learn who holds it and until when, release it. Whatever
-//! grants the lease — the members' own quorum, or an etcd for shops that
-//! run one — stands behind this trait, and `ha/` does not change.
+//! The lease of a one-member cluster.
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
-/// What the lease looks like from this node after an update.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct LeaseStatus {
-    /// The holder, when known.
-    pub holder: Option<String>,
-    /// Its term.
-    pub term: u64,
-    /// When it ends on this node's clock (for the holder: its own, earlier, view).
-    pub expires_at: Option<Instant>,
-    /// This node holds it now.
-    pub mine: bool,
-}
-
-impl LeaseStatus {
-    /// Time left for the holder, zero when expired or unknown.
-    pub fn remaining(&self, now: Instant) -> Duration {
-        self.expires_at
-            .map(|t| t.saturating_duration_since(now))
-            .unwrap_or_default()
-    }
-}
-
-/// A source of the leader lease.
-pub trait LeaseClient: Send {
-    /// One HA-loop step: acquire or renew when `want` is true, otherwise
-    /// only learn who holds it. Must return within a bounded time.
-    fn update(&mut self, want: bool) -> impl Future<Output = LeaseStatus> + Send;
-
-    /// Gives the lease up at once (clean shutdown, switchover).
-    fn release(&mut self) -> impl Future<Output = ()> + Send;
-}
+use super::port::{LeaseClient, LeaseStatus};
 
 /// The lease of a one-member cluster: the member is the whole majority,
 /// so it grants itself the lease, timed like any other lease (renewed at
@@ -88,20 +54,6 @@ impl LeaseClient for SoloLease {
     }
 }
 
-/// Stands in for the members' quorum lease until it is built: grants
-/// nothing, so a member of a multi-member cluster never becomes primary on
-/// its own, and says why.
-#[derive(Debug, Default)]
-pub struct NoLease;
-
-impl LeaseClient for NoLease {
-    async fn update(&mut self, _want: bool) -> LeaseStatus {
-        LeaseStatus::default()
-    }
-
-    async fn release(&mut self) {}
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,10 +77,5 @@ mod tests {
             2,
             "a new acquisition is a new term"
         );
-    }
-
-    #[tokio::test]
-    async fn without_a_quorum_lease_nobody_is_leader() {
-        assert!(!NoLease.update(true).await.mine);
     }
 }

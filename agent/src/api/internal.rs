@@ -1,0 +1,117 @@
+//! Agent-to-agent endpoints: `POST /internal/lease/{prepare,propose,release}`,
+//! answered by this member's acceptor. Every call needs the cluster secret
+//! as a bearer token; without it, or with a wrong one, the answer is 401
+//! and nothing changes.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::de::DeserializeOwned;
+
+use crate::lease::{secret_matches, AcceptorService, Prepare, Propose, Release};
+
+use super::error::ApiError;
+use super::ApiState;
+
+/// What the internal endpoints need: the acceptor and the secret.
+#[derive(Clone)]
+pub struct InternalState {
+    /// This member's acceptor.
+    pub acceptor: AcceptorService,
+    /// The cluster secret peers must present.
+    pub secret: String,
+}
+
+fn authorize(state: &ApiState, headers: &HeaderMap) -> Result<InternalState, ApiError> {
+    let Some(internal) = state.internal.clone() else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "this member takes part in no quorum lease (a one-member cluster)",
+        ));
+    };
+    let presented = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match presented {
+        Some(token) if secret_matches(token, &internal.secret) => Ok(internal),
+        Some(_) => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "wrong cluster secret: every member must use the same cluster.secret_file contents",
+        )),
+        None => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "agent-to-agent endpoint: send the cluster secret as 'Authorization: Bearer <secret>'",
+        )),
+    }
+}
+
+fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+    let body =
+        body.map_err(|e| ApiError::new(e.status(), format!("cannot read the request body: {e}")))?;
+    serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("not a lease message: {e}"),
+        )
+    })
+}
+
+fn silent() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "acceptor silent: this member started less than one lease length ago and cannot vouch for leases it may have granted before",
+    )
+}
+
+/// `POST /internal/lease/prepare`.
+pub async fn prepare(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let result = authorize(&state, &headers).and_then(|internal| {
+        let msg: Prepare = parse(body)?;
+        internal.acceptor.prepare(msg).ok_or_else(silent)
+    });
+    match result {
+        Ok(reply) => Json(reply).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `POST /internal/lease/propose`.
+pub async fn propose(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let result = authorize(&state, &headers).and_then(|internal| {
+        let msg: Propose = parse(body)?;
+        internal.acceptor.propose(msg).ok_or_else(silent)
+    });
+    match result {
+        Ok(reply) => Json(reply).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `POST /internal/lease/release`.
+pub async fn release(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let result = authorize(&state, &headers).and_then(|internal| {
+        let msg: Release = parse(body)?;
+        internal.acceptor.release(msg);
+        Ok(())
+    });
+    match result {
+        Ok(()) => Json(serde_json::json!({"released": true})).into_response(),
+        Err(e) => e.into_response(),
+    }
+}

@@ -1,0 +1,335 @@
+//! The members' quorum lease as the HA loop sees it: [`QuorumLease`]
+//! drives this member's [`Proposer`] over the HTTP transport, with this
+//! member's own acceptor answering locally, and reports who holds the lease.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+
+use super::ballot::MemberName;
+use super::clock::{LeaseConfig, LocalTime};
+use super::messages::{Prepare, PrepareReply, Propose, ProposeReply, Release};
+use super::port::{LeaseClient, LeaseStatus};
+use super::proposer::{Outcome, PrepareProgress, Proposer};
+use super::service::AcceptorService;
+use super::transport::{PeerTransport, PREPARE_PATH, PROPOSE_PATH, RELEASE_PATH};
+
+/// The quorum lease of a multi-member cluster.
+pub struct QuorumLease {
+    me: MemberName,
+    proposer: Proposer,
+    acceptor: AcceptorService,
+    peers: BTreeMap<MemberName, String>,
+    transport: PeerTransport,
+    round_timeout: Duration,
+    retry_spread: Duration,
+    not_before: LocalTime,
+    known_holder: Option<(MemberName, u64, LocalTime)>,
+    jitter: u64,
+}
+
+/// Why the quorum lease could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum QuorumLeaseError {
+    /// The member list is unusable.
+    #[error("cluster.members: {0}")]
+    Members(String),
+    /// The HTTP client could not be built.
+    #[error("cannot build the HTTP client for the lease: {0}")]
+    Http(String),
+}
+
+impl QuorumLease {
+    /// The lease among `members` (name, API URL), this member being `me`.
+    /// `round_timeout` bounds each phase of a round; `retry_spread` is the
+    /// range of the random pause after a round lost to a competitor.
+    pub fn new(
+        me: &str,
+        members: &[(String, String)],
+        config: LeaseConfig,
+        acceptor: AcceptorService,
+        secret: String,
+        round_timeout: Duration,
+        retry_spread: Duration,
+    ) -> Result<QuorumLease, QuorumLeaseError> {
+        let me = MemberName::new(me);
+        let names: Vec<MemberName> = members
+            .iter()
+            .map(|(n, _)| MemberName::new(n.clone()))
+            .collect();
+        let incarnation = random_u64();
+        let proposer = Proposer::new(me.clone(), names, config, incarnation)
+            .map_err(|e| QuorumLeaseError::Members(e.to_string()))?;
+        let peers = members
+            .iter()
+            .filter(|(n, _)| n != me.as_str())
+            .map(|(n, u)| (MemberName::new(n.clone()), u.clone()))
+            .collect();
+        let transport = PeerTransport::new(secret, round_timeout)
+            .map_err(|e| QuorumLeaseError::Http(e.to_string()))?;
+        Ok(QuorumLease {
+            me,
+            proposer,
+            acceptor,
+            peers,
+            transport,
+            round_timeout,
+            retry_spread,
+            not_before: LocalTime::from_nanos(0),
+            known_holder: None,
+            jitter: incarnation | 1,
+        })
+    }
+
+    fn now(&self) -> LocalTime {
+        self.acceptor.clock().now()
+    }
+
+    /// A pseudo-random pause in `[0, retry_spread)` (xorshift: only needs
+    /// to differ between members, not to be unpredictable).
+    fn random_pause(&mut self) -> Duration {
+        self.jitter ^= self.jitter << 13;
+        self.jitter ^= self.jitter >> 7;
+        self.jitter ^= self.jitter << 17;
+        let spread = self.retry_spread.as_millis().max(1) as u64;
+        Duration::from_millis(self.jitter % spread)
+    }
+
+    /// One round: prepare to all, then propose to all, each phase bounded.
+    async fn round(&mut self) -> Outcome {
+        let prepares = self.proposer.start_acquire(self.now());
+        let mut replies: JoinSet<(MemberName, Option<PrepareReply>)> = JoinSet::new();
+        for (to, msg) in prepares {
+            self.spawn_prepare(&mut replies, to, msg);
+        }
+        let deadline = tokio::time::Instant::now() + self.round_timeout;
+        let proposals = loop {
+            let next = tokio::time::timeout_at(deadline, replies.join_next()).await;
+            let (from, reply) = match next {
+                Ok(Some(Ok((from, Some(reply))))) => (from, reply),
+                Ok(Some(_)) => continue,
+                Ok(None) | Err(_) => {
+                    return self
+                        .proposer
+                        .on_timeout(self.now())
+                        .unwrap_or(Outcome::TimedOut)
+                }
+            };
+            let now = self.now();
+            match self.proposer.on_prepare_reply(now, &from, reply) {
+                PrepareProgress::Waiting => {}
+                PrepareProgress::Propose(proposals) => break proposals,
+                PrepareProgress::Ended(outcome) => return outcome,
+            }
+        };
+        // Late promises are dropped with the set: the proposer has moved on.
+        drop(replies);
+        let mut accepts: JoinSet<(MemberName, Option<ProposeReply>)> = JoinSet::new();
+        for (to, msg) in proposals {
+            self.spawn_propose(&mut accepts, to, msg);
+        }
+        let deadline = tokio::time::Instant::now() + self.round_timeout;
+        loop {
+            let next = tokio::time::timeout_at(deadline, accepts.join_next()).await;
+            let (from, reply) = match next {
+                Ok(Some(Ok((from, Some(reply))))) => (from, reply),
+                Ok(Some(_)) => continue,
+                Ok(None) | Err(_) => {
+                    return self
+                        .proposer
+                        .on_timeout(self.now())
+                        .unwrap_or(Outcome::TimedOut)
+                }
+            };
+            let now = self.now();
+            if let Some(outcome) = self.proposer.on_propose_reply(now, &from, reply) {
+                return outcome;
+            }
+        }
+    }
+
+    fn spawn_prepare(
+        &self,
+        set: &mut JoinSet<(MemberName, Option<PrepareReply>)>,
+        to: MemberName,
+        msg: Prepare,
+    ) {
+        if to == self.me {
+            let reply = self.acceptor.prepare(msg);
+            set.spawn(async move { (to, reply) });
+            return;
+        }
+        let Some(url) = self.peers.get(&to).cloned() else {
+            return;
+        };
+        let transport = self.transport.clone();
+        set.spawn(async move {
+            let reply = match transport
+                .call::<_, PrepareReply>(&url, PREPARE_PATH, &msg)
+                .await
+            {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::debug!("lease prepare to {to}: {e}");
+                    None
+                }
+            };
+            (to, reply)
+        });
+    }
+
+    fn spawn_propose(
+        &self,
+        set: &mut JoinSet<(MemberName, Option<ProposeReply>)>,
+        to: MemberName,
+        msg: Propose,
+    ) {
+        if to == self.me {
+            let reply = self.acceptor.propose(msg);
+            set.spawn(async move { (to, reply) });
+            return;
+        }
+        let Some(url) = self.peers.get(&to).cloned() else {
+            return;
+        };
+        let transport = self.transport.clone();
+        set.spawn(async move {
+            let reply = match transport
+                .call::<_, ProposeReply>(&url, PROPOSE_PATH, &msg)
+                .await
+            {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::debug!("lease propose to {to}: {e}");
+                    None
+                }
+            };
+            (to, reply)
+        });
+    }
+
+    fn after_round(&mut self, outcome: &Outcome) {
+        let now = self.now();
+        match outcome {
+            Outcome::Acquired { .. } => self.known_holder = None,
+            Outcome::Blocked { holder, remaining } => {
+                // Someone holds it: asking again before it can have ended
+                // would only disturb the holder's renewals.
+                self.not_before = now.saturating_add(*remaining);
+                self.known_holder = Some((holder.clone(), 0, now.saturating_add(*remaining)));
+            }
+            Outcome::Preempted { .. } | Outcome::TooLate | Outcome::TimedOut => {
+                let pause = self.random_pause();
+                self.not_before = now.saturating_add(pause);
+            }
+            Outcome::LeaseTooLong { max_lease } => {
+                tracing::error!(
+                    "a member refuses leases longer than {max_lease:?}: cluster.ttl differs between members; set the same ttl everywhere"
+                );
+                let pause = self.retry_spread * 10;
+                self.not_before = now.saturating_add(pause);
+            }
+        }
+    }
+
+    fn status(&self) -> LeaseStatus {
+        let now = self.now();
+        let clock = self.acceptor.clock();
+        if let Some(held) = self.proposer.held_lease(now) {
+            return LeaseStatus {
+                holder: Some(self.me.as_str().to_string()),
+                term: held.term(),
+                expires_at: Some(clock.instant(held.expires_at)),
+                mine: true,
+            };
+        }
+        if let Some(current) = self.acceptor.current() {
+            if current.holder != self.me {
+                return LeaseStatus {
+                    holder: Some(current.holder.as_str().to_string()),
+                    term: current.ballot.term(),
+                    expires_at: Some(clock.instant(now.saturating_add(current.remaining))),
+                    mine: false,
+                };
+            }
+        }
+        match &self.known_holder {
+            Some((holder, term, until)) if *until > now => LeaseStatus {
+                holder: Some(holder.as_str().to_string()),
+                term: *term,
+                expires_at: Some(clock.instant(*until)),
+                mine: false,
+            },
+            _ => LeaseStatus::default(),
+        }
+    }
+
+    async fn send_release(&mut self) {
+        let msgs = self.proposer.release(self.now());
+        let mut set: JoinSet<()> = JoinSet::new();
+        for (to, msg) in msgs {
+            self.release_to(&mut set, to, msg);
+        }
+        let deadline = tokio::time::Instant::now() + self.round_timeout;
+        while let Ok(Some(_)) = tokio::time::timeout_at(deadline, set.join_next()).await {}
+    }
+
+    fn release_to(&self, set: &mut JoinSet<()>, to: MemberName, msg: Release) {
+        if to == self.me {
+            self.acceptor.release(msg);
+            return;
+        }
+        let Some(url) = self.peers.get(&to).cloned() else {
+            return;
+        };
+        let transport = self.transport.clone();
+        set.spawn(async move {
+            if let Err(e) = transport
+                .call::<_, serde_json::Value>(&url, RELEASE_PATH, &msg)
+                .await
+            {
+                tracing::debug!("lease release to {to}: {e}");
+            }
+        });
+    }
+}
+
+impl LeaseClient for QuorumLease {
+    async fn update(&mut self, want: bool) -> LeaseStatus {
+        let now = self.now();
+        let holding = self.proposer.holds_lease(now);
+        if want && (holding || now >= self.not_before) {
+            let outcome = self.round().await;
+            tracing::debug!("lease round: {outcome:?}");
+            self.after_round(&outcome);
+        } else if !want && holding {
+            self.send_release().await;
+        }
+        self.status()
+    }
+
+    async fn release(&mut self) {
+        if self.proposer.holds_lease(self.now()) {
+            self.send_release().await;
+        }
+    }
+}
+
+/// A random `u64` from the kernel (the proposer's incarnation: it must
+/// differ from every earlier life of this member).
+fn random_u64() -> u64 {
+    let mut buf = [0u8; 8];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = std::io::Read::read_exact(&mut f, &mut buf);
+    }
+    let from_kernel = u64::from_le_bytes(buf);
+    if from_kernel != 0 {
+        return from_kernel;
+    }
+    // No /dev/urandom: the time in nanoseconds is still unique per start.
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1)
+}

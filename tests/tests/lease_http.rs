@@ -1,0 +1,191 @@
+//! The leader lease among real agents over real HTTP: three witness-mode
+//! agents (no PostgreSQL) on loopback, `ttl = 3s`, `loop_wait = 500ms`.
+//! A witness holds the lease only in a cluster without data members,
+//! which is what these tests build.
+//!
+//! Bounds are the issue's (`ttl + 2 × loop_wait` after a kill, `2 ×
+//! loop_wait` after a clean shutdown) plus a stated slack for polling and
+//! a loaded 2-core machine; safety bounds have no slack at all.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use pgwarden_tests::*;
+
+const TTL: Duration = Duration::from_secs(3);
+const LOOP_WAIT: Duration = Duration::from_millis(500);
+/// Polling every 100 ms plus scheduling on a busy machine.
+const SLACK: Duration = Duration::from_millis(1500);
+
+fn cluster(root: &TestDir) -> Cluster {
+    let mut c = Cluster::new(root.path(), &["w1", "w2", "w3"], |_| true, "3s", "500ms");
+    c.start_all();
+    c
+}
+
+/// Waits until exactly one member holds the lease and returns it,
+/// checking at every poll that never two do.
+fn one_holder(c: &Cluster, limit: Duration, among: &[&str]) -> (String, Instant) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let holders: Vec<String> = c
+            .holders()
+            .into_iter()
+            .filter(|h| among.contains(&h.as_str()))
+            .collect();
+        assert!(holders.len() <= 1, "two holders at once: {holders:?}");
+        if let Some(h) = holders.into_iter().next() {
+            return (h, Instant::now());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no holder among {among:?} within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn others<'a>(all: &[&'a str], but: &str) -> Vec<&'a str> {
+    all.iter().copied().filter(|n| *n != but).collect()
+}
+
+const ALL: [&str; 3] = ["w1", "w2", "w3"];
+
+#[test]
+fn three_members_elect_exactly_one_holder_and_all_agree_who() {
+    let root = TestDir::new();
+    let c = cluster(&root);
+    // acceptors keep silent for one ttl after start, then someone wins
+    let (holder, _) = one_holder(&c, TTL * 4 + SLACK, &ALL);
+    // for a while, at every poll: one holder, and every member names it
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        assert_eq!(c.holders(), vec![holder.clone()]);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for n in &c.nodes {
+        let doc = n.wait_status(SLOW, "the leader's name", |d| {
+            d["leader"]["name"] == holder.as_str()
+        });
+        assert_eq!(doc["role"], "witness");
+        assert!(doc["leader"]["term"].as_u64().is_some_and(|t| t >= 1));
+        if n.name == holder {
+            let left = doc["leader"]["lease_remaining_ms"].as_u64().unwrap();
+            assert!(left > 0 && left <= TTL.as_millis() as u64, "{left}");
+        }
+    }
+}
+
+#[test]
+fn given_the_holder_is_killed_then_another_holds_within_ttl_plus_two_loops() {
+    let root = TestDir::new();
+    let mut c = cluster(&root);
+    let (holder, _) = one_holder(&c, TTL * 4 + SLACK, &ALL);
+    c.node(&holder).kill_agent();
+    let killed = Instant::now();
+    let rest = others(&ALL, &holder);
+    let (next, at) = one_holder(&c, TTL * 4 + SLACK, &rest);
+    let took = at - killed;
+    assert!(
+        took <= TTL + LOOP_WAIT * 2 + SLACK,
+        "{next} took {took:?} after kill -9 of {holder}"
+    );
+}
+
+#[test]
+fn given_the_holder_is_frozen_then_nobody_holds_before_its_lease_ran_out_and_it_learns_it_lost() {
+    let root = TestDir::new();
+    let mut c = cluster(&root);
+    let (holder, _) = one_holder(&c, TTL * 4 + SLACK, &ALL);
+    let doc = c.node(&holder).status().expect("holder status");
+    let read_at = Instant::now();
+    let remaining = Duration::from_millis(
+        doc["leader"]["lease_remaining_ms"]
+            .as_u64()
+            .expect("remaining"),
+    );
+    c.node(&holder).signal_agent(Signal::SIGSTOP);
+    let rest = others(&ALL, &holder);
+    let (next, at) = one_holder(&c, TTL * 4 + SLACK, &rest);
+    // Safety, no slack: the holder's own lease (at least `remaining` from
+    // the reading) had run out before the new holder was seen.
+    assert!(
+        at - read_at >= remaining,
+        "{next} held the lease {:?} after the reading, while {holder} still had {remaining:?}",
+        at - read_at
+    );
+    c.node(&holder).signal_agent(Signal::SIGCONT);
+    let old = c.node(&holder);
+    let doc = old.wait_status(SLOW, "the old holder to learn it lost", |d| {
+        d["leader"]["name"] == next.as_str()
+    });
+    assert_ne!(doc["leader"]["name"], holder.as_str());
+    assert_eq!(http(old.api_port, "GET", "/leader").unwrap().status, 503);
+    wait_for(SLOW, "the log line", || {
+        old.log_text()
+            .contains("lost the leader lease")
+            .then_some(())
+    });
+    assert_eq!(c.holders(), vec![next]);
+}
+
+#[test]
+fn given_a_clean_shutdown_of_the_holder_then_another_holds_within_two_loops() {
+    let root = TestDir::new();
+    let mut c = cluster(&root);
+    let (holder, _) = one_holder(&c, TTL * 4 + SLACK, &ALL);
+    // let every acceptor come out of its start-up silence
+    std::thread::sleep(TTL);
+    c.node(&holder).signal_agent(Signal::SIGTERM);
+    let stopped = Instant::now();
+    let rest = others(&ALL, &holder);
+    let (next, at) = one_holder(&c, TTL * 4, &rest);
+    let took = at - stopped;
+    assert!(
+        took <= LOOP_WAIT * 2 + SLACK,
+        "{next} took {took:?}: release, not expiry (ttl {TTL:?})"
+    );
+    assert_eq!(c.node(&holder).wait_agent(SLOW), Some(0));
+}
+
+#[test]
+fn internal_endpoints_need_the_cluster_secret_and_refuse_garbage() {
+    let root = TestDir::new();
+    let c = cluster(&root);
+    let port = c.nodes[0].api_port;
+    c.nodes[0].wait_status(SLOW, "the API", |d| d["role"] == "witness");
+    let body = r#"{"ballot":{"counter":99,"member":"w2","incarnation":1}}"#;
+    let post = |auth: Option<&str>, body: &str| {
+        let auth = auth
+            .map(|a| format!("Authorization: Bearer {a}\r\n"))
+            .unwrap_or_default();
+        let req = format!(
+            "POST /internal/lease/prepare HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        http_raw(port, req.as_bytes()).unwrap()
+    };
+    let none = post(None, body);
+    assert_eq!(none.status, 401);
+    assert!(none.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("cluster secret"));
+    assert_eq!(post(Some("wrong"), body).status, 401);
+    let garbage = post(Some("cluster-secret-for-tests"), "{not json");
+    assert_eq!(garbage.status, 422);
+    assert!(garbage.json()["error"].is_string());
+    let wrong_shape = post(Some("cluster-secret-for-tests"), r#"{"ballot": "high"}"#);
+    assert_eq!(wrong_shape.status, 422);
+    assert_eq!(
+        http(port, "GET", "/internal/lease/prepare").unwrap().status,
+        405
+    );
+    // a well-formed prepare with the secret: silent (503) during the first
+    // ttl after start, then a promise or a reject
+    let answer = wait_for(SLOW, "the acceptor to answer", || {
+        let a = post(Some("cluster-secret-for-tests"), body);
+        (a.status == 200).then_some(a)
+    });
+    assert!(answer.json()["reply"].is_string(), "{}", answer.body);
+}
