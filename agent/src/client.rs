@@ -224,6 +224,92 @@ pub fn render_status(doc: &Value) -> String {
     out
 }
 
+/// A `/cluster` document as a `patronictl list`-like table.
+pub fn render_cluster(doc: &Value) -> String {
+    let leader = doc["leader"].as_str();
+    let members = doc["members"].as_array().cloned().unwrap_or_default();
+    let leader_lsn = members
+        .iter()
+        .find(|m| m["name"].as_str().is_some() && m["name"].as_str() == leader)
+        .and_then(|m| m["wal"]["lsn"].as_str())
+        .and_then(|s| s.parse::<crate::pg::Lsn>().ok());
+    let mut rows: Vec<[String; 8]> = vec![[
+        "Member".into(),
+        "Host".into(),
+        "Role".into(),
+        "State".into(),
+        "TL".into(),
+        "Lag in MB".into(),
+        "Receiver".into(),
+        "Leader lease".into(),
+    ]];
+    let mut sorted = members.clone();
+    sorted.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    for m in &sorted {
+        let name = text(&m["name"]);
+        let host = match (m["postgres"]["host"].as_str(), m["postgres"]["port"].as_u64()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            _ => "-".into(),
+        };
+        let role = if m["error"].is_string() && m["age_ms"].is_null() { "?".to_string() } else { text(&m["role"]) };
+        let mut state = text(&m["state"]);
+        if let Some(age) = m["age_ms"].as_u64().filter(|a| *a > 5_000) {
+            state = format!("{state} ({} s old)", age / 1000);
+        }
+        if m["error"].is_string() {
+            state = format!("{state}, unreachable");
+        }
+        let lag = match (m["role"].as_str(), leader_lsn, m["wal"]["replayed_lsn"].as_str()) {
+            (Some("replica"), Some(l), Some(r)) => match r.parse::<crate::pg::Lsn>() {
+                Ok(r) => format!("{:.1}", l.bytes_after(r) as f64 / (1024.0 * 1024.0)),
+                Err(_) => "-".into(),
+            },
+            (Some("primary"), _, _) => String::new(),
+            _ => "-".into(),
+        };
+        let receiver = m["wal_receiver"]["status"].as_str().map(str::to_string).unwrap_or_else(|| {
+            if m["role"] == "replica" { "none".into() } else { String::new() }
+        });
+        let lease = if Some(name.as_str()) == leader {
+            format!(
+                "term {}, {:.1} s left",
+                text(&m["leader"]["term"]),
+                m["leader"]["lease_remaining_ms"].as_f64().unwrap_or(0.0) / 1000.0
+            )
+        } else {
+            String::new()
+        };
+        rows.push([name, host, role, state, text(&m["timeline"]), lag, receiver, lease]);
+    }
+    let mut widths = [0usize; 8];
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let line = |out: &mut String, r: &[String; 8]| {
+        let cells: Vec<String> = r.iter().enumerate().map(|(i, c)| format!("{c:<w$}", w = widths[i])).collect();
+        let _ = writeln!(out, "| {} |", cells.join(" | "));
+    };
+    let sep: String = format!("+{}+", widths.iter().map(|w| "-".repeat(w + 2)).collect::<Vec<_>>().join("+"));
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "+ Cluster: {} (leader: {}, term {}) +",
+        text(&doc["cluster"]),
+        leader.unwrap_or("none"),
+        text(&doc["term"])
+    );
+    let _ = writeln!(out, "{sep}");
+    line(&mut out, &rows[0]);
+    let _ = writeln!(out, "{sep}");
+    for r in &rows[1..] {
+        line(&mut out, r);
+    }
+    let _ = writeln!(out, "{sep}");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,6 +348,34 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("pg2 streaming (async), lag 0 bytes"), "{t}");
+    }
+
+    #[test]
+    fn a_cluster_renders_one_row_per_member_with_replica_lag_in_mb() {
+        let doc = json!({
+            "cluster": "main", "leader": "pg1", "term": 4,
+            "members": [
+                {"name": "pg2", "role": "replica", "state": "running", "timeline": 1,
+                 "postgres": {"host": "10.0.0.2", "port": 5432},
+                 "wal": {"lsn": "0/3000000", "replayed_lsn": "0/3000000"},
+                 "wal_receiver": {"status": "streaming"}, "age_ms": 200, "error": null},
+                {"name": "pg1", "role": "primary", "state": "running", "timeline": 1,
+                 "postgres": {"host": "10.0.0.1", "port": 5432},
+                 "wal": {"lsn": "0/3200000"}, "wal_receiver": null,
+                 "leader": {"name": "pg1", "term": 4, "lease_remaining_ms": 9000}},
+                {"name": "pg3", "role": null, "state": "unknown", "error": "connection refused"}
+            ]
+        });
+        let t = render_cluster(&doc);
+        assert!(t.contains("leader: pg1, term 4"), "{t}");
+        let pg2 = t.lines().find(|l| l.contains("pg2")).unwrap();
+        assert!(pg2.contains("10.0.0.2:5432") && pg2.contains("replica") && pg2.contains("2.0") && pg2.contains("streaming"), "{pg2}");
+        let pg1 = t.lines().find(|l| l.contains("| pg1")).unwrap();
+        assert!(pg1.contains("term 4, 9.0 s left"), "{pg1}");
+        let pg3 = t.lines().find(|l| l.contains("pg3")).unwrap();
+        assert!(pg3.contains("unreachable"), "{pg3}");
+        // members are sorted by name
+        assert!(t.find("| pg1").unwrap() < t.find("| pg2").unwrap());
     }
 
     #[test]

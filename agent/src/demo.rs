@@ -28,7 +28,7 @@ pub enum DemoError {
         source: std::io::Error,
     },
     /// An unsupported node count.
-    #[error("--nodes {0}: this version builds one-node clusters only (replication arrives with the quorum lease)")]
+    #[error("--nodes {0}: choose 1 to 9 nodes")]
     Nodes(u32),
     /// An agent could not be started.
     #[error("cannot start the agent {0}")]
@@ -76,7 +76,7 @@ struct DemoNode {
 
 /// Runs the demo until Ctrl-C; returns the exit code.
 pub async fn run(nodes: u32, dir: Option<PathBuf>) -> Result<i32, DemoError> {
-    if nodes != 1 {
+    if !(1..=9).contains(&nodes) {
         return Err(DemoError::Nodes(nodes));
     }
     let base = match dir {
@@ -140,6 +140,8 @@ token_file = "{secrets}/api.token"
 [cluster]
 name = "demo"
 secret_file = "{secrets}/cluster.secret"
+ttl = "5s"
+loop_wait = "500ms"
 members = [
 {members}
 ]
@@ -203,22 +205,22 @@ superuser_password_file = "{secrets}/postgres.pass"
         base.display()
     );
     loop {
-        let mut table = String::new();
+        let mut table = None;
         for node in &demo_nodes {
-            match client::get_json(&format!("{}/status", node.api_url)).await {
-                Ok((_, doc)) => table.push_str(&client::render_status(&doc)),
-                Err(_) => table.push_str(&format!("  {}: agent not answering yet\n", node.name)),
+            if let Ok((_, doc)) = client::get_json(&format!("{}/cluster", node.api_url)).await {
+                table = Some(client::render_cluster(&doc));
+                break;
             }
         }
+        let table = table.unwrap_or_else(|| "  no agent answers yet\n".to_string());
+        // Reprint when anything but the ticking lease time changed.
         let summary: String = table
             .lines()
-            .filter(|l| l.contains("role") || l.contains("state"))
+            .map(|l| l.split(" s left").next().unwrap_or(l).to_string())
+            .map(|l| l.rsplit_once(',').map(|(a, _)| a.to_string()).unwrap_or(l))
             .collect();
         if summary != last {
-            println!(
-                "--- after {:.1} s ---\n{table}",
-                started.elapsed().as_secs_f64()
-            );
+            println!("--- after {:.1} s ---\n{table}", started.elapsed().as_secs_f64());
             last = summary;
         }
         let dead = demo_nodes.iter_mut().position(|n| {
@@ -239,7 +241,7 @@ superuser_password_file = "{secrets}/postgres.pass"
         tokio::select! {
             _ = int.recv() => break,
             _ = term.recv() => break,
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
     }
     println!("stopping the agents (each stops its PostgreSQL)");

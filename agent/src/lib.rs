@@ -24,3 +24,4 @@ pub mod notify;
 pub mod pg;
 pub mod state;
 pub mod view;
+pub mod peers;

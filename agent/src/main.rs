@@ -43,10 +43,22 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// The cluster as a table: member, host, role, state, timeline, lag, receiver, lease.
+    List {
+        /// Read the agent's address from this configuration.
+        #[arg(long, short, conflicts_with = "url")]
+        config: Option<PathBuf>,
+        /// Any member's agent URL, e.g. http://10.0.0.1:8008.
+        #[arg(long)]
+        url: Option<String>,
+        /// Print the raw cluster document.
+        #[arg(long)]
+        json: bool,
+    },
     /// Start a local cluster on loopback until Ctrl-C, then remove it.
     Demo {
         /// Number of nodes.
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 3)]
         nodes: u32,
         /// Where to build it (default: a new temporary directory).
         #[arg(long)]
@@ -117,6 +129,22 @@ fn real_main(cli: Cli) -> anyhow::Result<i32> {
                 println!("{}", serde_json::to_string_pretty(&doc)?);
             } else {
                 print!("{}", client::render_status(&doc));
+            }
+            Ok(0)
+        }
+        Cmd::List { config, url, json } => {
+            let base = match client::base_url(config.as_deref(), url.as_deref()) {
+                Ok(b) => b,
+                Err(e) => {
+                    eprintln!("pgwarden: {e}");
+                    return Ok(daemon::EXIT_CONFIG);
+                }
+            };
+            let (_, doc) = runtime()?.block_on(client::get_json(&format!("{base}/cluster")))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&doc)?);
+            } else {
+                print!("{}", client::render_cluster(&doc));
             }
             Ok(0)
         }

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::peers::PeerView;
 use crate::pg::probe::Observation;
+use crate::pg::Lsn;
 
 /// The node's role, as `/status` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -102,6 +104,12 @@ pub struct NodeView {
     pub max_lag_bytes: u64,
     /// Progress of a clone, percent.
     pub progress_pct: Option<u8>,
+    /// The other members as last seen (for `/cluster`).
+    pub peers: Vec<PeerView>,
+    /// The leader's WAL position as it last reported it (for a replica's lag).
+    pub leader_lsn: Option<Lsn>,
+    /// Why this standby does not stream, in words.
+    pub wal_receiver_problem: Option<String>,
 }
 
 impl NodeView {
@@ -132,6 +140,9 @@ impl NodeView {
             ttl,
             max_lag_bytes,
             progress_pct: None,
+            peers: Vec::new(),
+            leader_lsn: None,
+            wal_receiver_problem: None,
         }
     }
 

@@ -43,6 +43,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub fn router(state: ApiState) -> Router {
     let mut r = Router::new()
         .route("/status", get(status_handler).options(status_handler))
+        .route("/cluster", get(cluster_handler))
         .route("/internal/lease/prepare", post(internal::prepare))
         .route("/internal/lease/propose", post(internal::propose))
         .route("/internal/lease/release", post(internal::release));
@@ -80,6 +81,10 @@ async fn status_handler(State(state): State<ApiState>, method: Method) -> Respon
         return StatusCode::OK.into_response();
     }
     Json(doc).into_response()
+}
+
+async fn cluster_handler(State(state): State<ApiState>) -> Response {
+    Json(status::cluster_document(&state.view.borrow(), Instant::now())).into_response()
 }
 
 async fn health_handler(

@@ -11,14 +11,18 @@ use crate::view::NodeView;
 /// The agent's version, as reported in `/status`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// Bytes the replica's replay trails what it received, or the primary's
-/// largest sender lag; `None` when unknown.
+/// How far a replica trails: the leader's last reported position minus
+/// what this replica replayed (received minus replayed when the leader's
+/// position is unknown); 0 on a primary; `None` when unknown.
 pub fn lag_bytes(view: &NodeView) -> Option<u64> {
     let obs = view.observation()?;
-    if obs.in_recovery {
-        Some(obs.received_lsn?.bytes_after(obs.replayed_lsn?))
-    } else {
-        Some(0)
+    if !obs.in_recovery {
+        return Some(0);
+    }
+    let replayed = obs.replayed_lsn?;
+    match view.leader_lsn {
+        Some(leader) => Some(leader.bytes_after(replayed)),
+        None => Some(obs.received_lsn?.bytes_after(replayed)),
     }
 }
 
@@ -107,7 +111,7 @@ pub fn status_document(view: &NodeView, now: Instant) -> Value {
         "postgres": postgres,
         "wal": wal,
         "wal_receiver": obs.and_then(|o| o.wal_receiver.clone()),
-        "wal_receiver_problem": Value::Null,
+        "wal_receiver_problem": view.wal_receiver_problem,
         "wal_senders": wal_senders,
         "leader": leader,
         "xlog": xlog,
@@ -132,5 +136,34 @@ fn patroni_replication_row(sender: &Map<String, Value>) -> Value {
         "state": pick("state"),
         "sync_state": pick("sync_state"),
         "sync_priority": pick("sync_priority"),
+    })
+}
+
+/// `GET /cluster`: this member's document and every other member's last
+/// one (with its age, or why it is missing), the leader and the term.
+pub fn cluster_document(view: &NodeView, now: Instant) -> Value {
+    let mut members = vec![status_document(view, now)];
+    for p in &view.peers {
+        let mut doc = match &p.last {
+            Some((at, doc)) => {
+                let mut d = doc.clone();
+                if let Some(m) = d.as_object_mut() {
+                    m.insert("age_ms".into(), Value::from(now.saturating_duration_since(*at).as_millis() as u64));
+                }
+                d
+            }
+            None => json!({ "name": p.name, "role": Value::Null, "state": "unknown" }),
+        };
+        if let Some(m) = doc.as_object_mut() {
+            m.insert("api_url".into(), Value::from(p.api_url.clone()));
+            m.insert("error".into(), p.error.clone().map(Value::from).unwrap_or(Value::Null));
+        }
+        members.push(doc);
+    }
+    json!({
+        "cluster": view.cluster,
+        "leader": view.leader.as_ref().map(|l| l.name.clone()),
+        "term": view.leader.as_ref().map(|l| l.term),
+        "members": members,
     })
 }

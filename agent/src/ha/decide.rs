@@ -2,6 +2,7 @@
 //! it should do now. No I/O, no clock: every branch is a row in the tables
 //! of tests below (the house rule "decide purely, act separately").
 
+use crate::pg::conf::StandbySource;
 use crate::pg::files::DataDirState;
 
 /// The local PostgreSQL, as the loop found it this iteration.
@@ -46,6 +47,16 @@ pub struct Situation {
     pub bootstrap_allowed: bool,
     /// The replication role was ensured since PostgreSQL last started as primary.
     pub role_ensured: bool,
+    /// Where an empty member clones from: the running primary holding the
+    /// lease, or a running member tagged `clonefrom`.
+    pub clone_source: Option<StandbySource>,
+    /// Why an empty member can neither bootstrap nor clone, in words.
+    pub join_blocker: Option<String>,
+    /// Where a standby streams from: the lease holder's PostgreSQL.
+    pub leader_source: Option<StandbySource>,
+    /// The lease holder belongs to another cluster (different system
+    /// identifier): following it is refused, with this reason.
+    pub foreign_leader: Option<String>,
 }
 
 /// What to do now.
@@ -72,6 +83,17 @@ pub enum Action {
     EnsureReplicationRole,
     /// Promote the standby: this node holds the lease.
     Promote,
+    /// Copy the data directory from a running member (`pg_basebackup`).
+    Clone {
+        /// The member to copy from.
+        source: StandbySource,
+    },
+    /// Keep a running standby streaming from the leader: re-point it (a
+    /// reload) when the leader moved.
+    Follow {
+        /// The leader's PostgreSQL.
+        source: StandbySource,
+    },
     /// Stop PostgreSQL: it runs as primary without the lease.
     Fence {
         /// Why.
@@ -91,7 +113,10 @@ pub fn wants_lease(s: &Situation) -> bool {
     }
     match s.data {
         DataDirState::Empty | DataDirState::Foreign => s.bootstrap_allowed,
-        DataDirState::Initialized => true,
+        // A primary's data directory keeps (or regains) its lease; a
+        // standby does not ask: choosing a new primary among standbys needs
+        // the comparison of positions that automatic failover brings.
+        DataDirState::Initialized => !s.standby_signal,
     }
 }
 
@@ -140,9 +165,12 @@ pub fn decide(s: &Situation) -> Action {
             },
         },
         Postgres::Running { in_recovery: true } if s.lease_mine => Action::Promote,
-        Postgres::Running { in_recovery: true } => match &s.lease_holder {
-            Some(_) => Action::Healthy,
-            None => Action::Wait {
+        Postgres::Running { in_recovery: true } => match (&s.lease_holder, &s.leader_source) {
+            (Some(_), Some(source)) => Action::Follow { source: source.clone() },
+            (Some(h), None) => Action::Wait {
+                reason: format!("standby: {h} holds the leader lease but its PostgreSQL address is not known yet"),
+            },
+            (None, _) => Action::Wait {
                 reason: "standby without a leader: no member holds the leader lease".into(),
             },
         },
@@ -150,9 +178,14 @@ pub fn decide(s: &Situation) -> Action {
 }
 
 fn decide_empty(s: &Situation) -> Action {
+    if let Some(source) = &s.clone_source {
+        return Action::Clone { source: source.clone() };
+    }
     if !s.bootstrap_allowed {
         return Action::Wait {
-            reason: "empty data directory: waiting until every data member is reachable and empty before a new cluster is made".into(),
+            reason: s.join_blocker.clone().unwrap_or_else(|| {
+                "empty data directory: waiting until every data member is reachable and empty before a new cluster is made".into()
+            }),
         };
     }
     if s.lease_mine {
@@ -185,6 +218,18 @@ mod tests {
             lease_holder: Some("pg1".into()),
             bootstrap_allowed: true,
             role_ensured: true,
+            clone_source: None,
+            join_blocker: None,
+            leader_source: None,
+            foreign_leader: None,
+        }
+    }
+
+    fn pg2() -> StandbySource {
+        StandbySource {
+            host: "10.0.0.2".into(),
+            port: 5432,
+            slot: Some("pg1".into()),
         }
     }
 
@@ -277,14 +322,65 @@ mod tests {
                 Action::Promote,
             ),
             (
-                "standby following a leader is healthy",
+                "standby keeps following the leader",
+                Situation {
+                    postgres: Postgres::Running { in_recovery: true },
+                    lease_mine: false,
+                    lease_holder: Some("pg2".into()),
+                    leader_source: Some(pg2()),
+                    ..base.clone()
+                },
+                Action::Follow { source: pg2() },
+            ),
+            (
+                "standby whose leader's address is unknown waits",
                 Situation {
                     postgres: Postgres::Running { in_recovery: true },
                     lease_mine: false,
                     lease_holder: Some("pg2".into()),
                     ..base.clone()
                 },
-                Action::Healthy,
+                Action::Wait {
+                    reason: "standby: pg2 holds the leader lease but its PostgreSQL address is not known yet".into(),
+                },
+            ),
+            (
+                "empty member joining a running cluster clones",
+                Situation {
+                    lease_mine: false,
+                    lease_holder: Some("pg2".into()),
+                    bootstrap_allowed: false,
+                    clone_source: Some(pg2()),
+                    ..empty.clone()
+                },
+                Action::Clone { source: pg2() },
+            ),
+            (
+                "empty member with a member down waits and says who",
+                Situation {
+                    lease_mine: false,
+                    lease_holder: None,
+                    bootstrap_allowed: false,
+                    join_blocker: Some("pg3 is not reachable".into()),
+                    ..empty.clone()
+                },
+                Action::Wait {
+                    reason: "pg3 is not reachable".into(),
+                },
+            ),
+            (
+                "a leader of another cluster is not followed",
+                Situation {
+                    postgres: Postgres::Running { in_recovery: true },
+                    lease_mine: false,
+                    lease_holder: Some("pg2".into()),
+                    leader_source: Some(pg2()),
+                    foreign_leader: Some("pg2 belongs to another cluster".into()),
+                    ..base.clone()
+                },
+                Action::Wait {
+                    reason: "pg2 belongs to another cluster".into(),
+                },
             ),
             (
                 "paused agent changes nothing",

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use crate::config::{read_secret, Config, ParamValue, SecretError};
 use crate::pg::binaries::Binaries;
-use crate::pg::ctl::{self, CtlError, InitdbOptions};
+use crate::pg::conf::{self as pgconf, StandbySource};
+use crate::pg::ctl::{self, BasebackupOptions, CtlError, InitdbOptions};
 use crate::pg::files::{self, DataDirState, FileError, ManagedFiles};
 use crate::pg::postmaster::{AdoptRefusal, Postmaster, PostmasterError, StopMode};
 use crate::pg::probe::{Observation, Probe, ProbeError};
@@ -64,7 +65,18 @@ pub enum ExecError {
     /// A running postmaster could not be adopted.
     #[error("will not start PostgreSQL: {0}")]
     Adopt(#[from] AdoptRefusal),
+    /// A failed clone is retried later.
+    #[error("{0}")]
+    Backoff(String),
 }
+
+/// Where the executor reports a clone's progress (percent; `None` when done).
+pub type ProgressReporter = std::sync::Arc<dyn Fn(Option<u8>) + Send + Sync>;
+
+/// First retry delay after a failed clone; doubles up to [`CLONE_BACKOFF_MAX`].
+const CLONE_BACKOFF_FIRST: Duration = Duration::from_secs(2);
+/// Longest delay between clone attempts.
+const CLONE_BACKOFF_MAX: Duration = Duration::from_secs(60);
 
 /// What the executor found this iteration.
 #[derive(Debug, Clone)]
@@ -111,6 +123,10 @@ pub struct LocalPostgres {
     role_ensured: bool,
     fenced: Option<String>,
     adopted_logged: bool,
+    follow: Option<StandbySource>,
+    clone_failures: u32,
+    clone_not_before: Option<Instant>,
+    progress: Option<ProgressReporter>,
 }
 
 impl LocalPostgres {
@@ -131,7 +147,24 @@ impl LocalPostgres {
             role_ensured: false,
             fenced: None,
             adopted_logged: false,
+            follow: None,
+            clone_failures: 0,
+            clone_not_before: None,
+            progress: None,
         }
+    }
+
+    /// The leader's PostgreSQL, when known: where a standby started now
+    /// streams from. An unknown leader keeps the last known source.
+    pub fn set_leader_source(&mut self, source: Option<StandbySource>) {
+        if source.is_some() {
+            self.follow = source;
+        }
+    }
+
+    /// Where clone progress goes.
+    pub fn set_progress_reporter(&mut self, reporter: ProgressReporter) {
+        self.progress = Some(reporter);
     }
 
     /// The configuration in force.
@@ -252,7 +285,9 @@ impl LocalPostgres {
             }
             Action::Bootstrap => self.bootstrap().await,
             Action::Start { as_standby } => self.start(*as_standby).await,
-            Action::EnsureReplicationRole => self.ensure_replication_role().await,
+            Action::EnsureReplicationRole => self.prepare_primary().await,
+            Action::Clone { source } => self.clone_from(source).await,
+            Action::Follow { source } => self.follow(source).await,
             Action::Promote => {
                 tracing::info!("promoting: this member holds the leader lease");
                 self.probe
@@ -330,11 +365,11 @@ impl LocalPostgres {
             }
             return Err(e.into());
         }
-        self.write_managed_files(None)?;
+        self.write_managed_files()?;
         self.start(false).await?;
         if self.postmaster.is_some() {
             self.wait_until_accepting(Duration::from_secs(60)).await;
-            self.ensure_replication_role().await?;
+            self.prepare_primary().await?;
             let obs = self.probe.observe().await?;
             let state = AgentState {
                 system_identifier: Some(obs.system_identifier.clone()),
@@ -357,7 +392,7 @@ impl LocalPostgres {
         let data_dir = self.cfg.node.data_dir.clone();
         self.runas
             .ensure_dir(&self.cfg.postgresql.socket_dir, 0o2775)?;
-        self.write_managed_files(None)?;
+        self.write_managed_files()?;
         let signal = data_dir.join("standby.signal");
         if as_standby && !signal.exists() {
             files::write_atomic(&signal, b"", 0o600, &self.runas)?;
@@ -406,6 +441,126 @@ impl LocalPostgres {
         }
     }
 
+    /// What a fresh primary needs: the replication role, and one physical
+    /// slot per other data member when `replication.slots` is on.
+    async fn prepare_primary(&mut self) -> Result<(), ExecError> {
+        self.ensure_replication_role().await?;
+        if self.cfg.replication.slots {
+            let names: Vec<String> = self
+                .cfg
+                .data_members()
+                .filter(|m| m.name != self.cfg.node.name)
+                .map(|m| m.name.clone())
+                .collect();
+            if !names.is_empty() {
+                let sql = slots_sql(&names);
+                self.probe.execute(&sql).await?;
+                tracing::info!("replication slots ensured for {}", names.join(", "));
+            }
+        }
+        self.role_ensured = true;
+        Ok(())
+    }
+
+    /// Keeps a running standby pointed at `source`: rewrites the standby
+    /// settings and reloads (PostgreSQL 13+ re-points without a restart).
+    async fn follow(&mut self, source: &StandbySource) -> Result<(), ExecError> {
+        let moved = self.follow.as_ref() != Some(source);
+        self.follow = Some(source.clone());
+        let changed = self.write_managed_files()?;
+        if changed {
+            self.probe.execute("SELECT pg_reload_conf()").await?;
+            if moved {
+                tracing::info!(
+                    "standby now streams from {}:{} (slot {}): settings rewritten, PostgreSQL reloaded",
+                    source.host,
+                    source.port,
+                    source.slot.as_deref().unwrap_or("none")
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies the data directory from `source` with `pg_basebackup`;
+    /// a failure renames the partial copy aside and backs off.
+    async fn clone_from(&mut self, source: &StandbySource) -> Result<(), ExecError> {
+        if let Some(t) = self.clone_not_before {
+            let now = Instant::now();
+            if now < t {
+                return Err(ExecError::Backoff(format!(
+                    "the last clone failed; retrying in {:?}",
+                    t.saturating_duration_since(now)
+                )));
+            }
+        }
+        let data_dir = self.cfg.node.data_dir.clone();
+        self.runas.ensure_dir(&data_dir, 0o700)?;
+        self.follow = Some(source.clone());
+        self.write_passfile()?;
+        tracing::info!(
+            "cloning from {}:{} with pg_basebackup (checkpoint fast, WAL streamed)",
+            source.host,
+            source.port
+        );
+        let report = self.progress.clone();
+        let last_log = std::sync::Mutex::new(Instant::now());
+        let on_progress = move |pct: u8| {
+            if let Some(r) = &report {
+                r(Some(pct));
+            }
+            let mut last = last_log.lock().unwrap_or_else(|p| p.into_inner());
+            if last.elapsed() >= Duration::from_secs(5) {
+                tracing::info!("cloning: {pct}% copied");
+                *last = Instant::now();
+            }
+        };
+        let passfile = files::passfile(&data_dir);
+        let opts = BasebackupOptions {
+            data_dir: &data_dir,
+            host: &source.host,
+            port: source.port,
+            user: &self.cfg.replication.user,
+            application_name: &self.cfg.node.name,
+            passfile: &passfile,
+            no_sync: self.no_sync(),
+        };
+        let result = ctl::basebackup(&self.bins, &self.runas, &opts, &on_progress).await;
+        if let Some(r) = &self.progress {
+            r(None);
+        }
+        if let Err(e) = result {
+            self.clone_failures += 1;
+            let shift = self.clone_failures.saturating_sub(1).min(6);
+            let delay = (CLONE_BACKOFF_FIRST * 2u32.pow(shift)).min(CLONE_BACKOFF_MAX);
+            self.clone_not_before = Some(Instant::now() + delay);
+            if files::data_dir_state(&data_dir) != DataDirState::Empty {
+                let moved = files::rename_aside(&data_dir, "failed-clone")?;
+                tracing::error!("the partial copy was renamed to {} (nothing deleted)", moved.display());
+            }
+            tracing::error!("clone failed (attempt {}), retrying in {delay:?}: {e}", self.clone_failures);
+            return Err(e.into());
+        }
+        self.clone_failures = 0;
+        self.clone_not_before = None;
+        // The copy carries the source's managed files: make them this member's.
+        files::write_atomic(&data_dir.join("standby.signal"), b"", 0o600, &self.runas)?;
+        self.write_managed_files()?;
+        tracing::info!("clone done: {} is a copy of {}:{}; starting it as a standby", data_dir.display(), source.host, source.port);
+        Ok(())
+    }
+
+    /// The replication password in the passfile a standby streams with.
+    fn write_passfile(&self) -> Result<(), ExecError> {
+        let password = self.secret("replication.password_file", self.cfg.replication.password_file.clone())?;
+        let text = pgconf::render_passfile(&self.cfg.replication.user, &password);
+        let path = files::passfile(&self.cfg.node.data_dir);
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+            files::write_atomic(&path, text.as_bytes(), 0o600, &self.runas)?;
+        }
+        Ok(())
+    }
+
     async fn ensure_replication_role(&mut self) -> Result<(), ExecError> {
         let password = self.secret(
             "replication.password_file",
@@ -417,7 +572,6 @@ impl LocalPostgres {
             "replication role {} ensured: REPLICATION LOGIN, not superuser",
             self.cfg.replication.user
         );
-        self.role_ensured = true;
         Ok(())
     }
 
@@ -460,7 +614,7 @@ impl LocalPostgres {
         self.cfg = applied;
         self.role_ensured = false;
         if files::data_dir_state(&self.cfg.node.data_dir) == DataDirState::Initialized {
-            let changed = self.write_managed_files(None)?;
+            let changed = self.write_managed_files()?;
             if self.postmaster.is_some() {
                 self.probe.execute("SELECT pg_reload_conf()").await?;
                 tracing::info!(
@@ -472,12 +626,23 @@ impl LocalPostgres {
         Ok(restart_needed)
     }
 
-    fn write_managed_files(
-        &self,
-        standby: Option<&std::collections::BTreeMap<String, ParamValue>>,
-    ) -> Result<bool, ExecError> {
-        let files = ManagedFiles::render(&self.cfg, self.bins.major, &self.runas, standby);
-        Ok(files.write(&self.cfg.node.data_dir, &self.runas)?)
+    /// Renders and writes the managed files; a standby's (`standby.signal`
+    /// present) include where it streams from. Returns whether anything changed.
+    fn write_managed_files(&self) -> Result<bool, ExecError> {
+        let data_dir = &self.cfg.node.data_dir;
+        let standby = if data_dir.join("standby.signal").exists() {
+            match &self.follow {
+                Some(source) => {
+                    self.write_passfile()?;
+                    Some(pgconf::standby_parameters(&self.cfg, source, &files::passfile(data_dir)))
+                }
+                None => None,
+            }
+        } else {
+            None
+        };
+        let files = ManagedFiles::render(&self.cfg, self.bins.major, &self.runas, standby.as_ref());
+        Ok(files.write(data_dir, &self.runas)?)
     }
 
     fn secret(&self, key: &'static str, path: Option<PathBuf>) -> Result<String, ExecError> {
@@ -496,6 +661,19 @@ impl LocalPostgres {
             Some(ParamValue::Text(t)) if matches!(t.as_str(), "off" | "false" | "0" | "no")
         )
     }
+}
+
+/// Creates the missing physical slots for `names` (idempotent).
+fn slots_sql(names: &[String]) -> String {
+    let list = names
+        .iter()
+        .map(|n| roles::quote_literal(n))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "SELECT pg_create_physical_replication_slot(n) FROM unnest(ARRAY[{list}]::text[]) AS n \
+         WHERE n NOT IN (SELECT slot_name FROM pg_replication_slots)"
+    )
 }
 
 /// The port the running postmaster listens on, from `postmaster.pid`

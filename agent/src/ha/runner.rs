@@ -12,6 +12,9 @@ use crate::view::{LeaderView, NodeView, PgState, PostgresView, Role};
 use super::decide::{decide, wants_lease, Action, Postgres, Situation};
 use super::executor::{LocalPostgres, Observed};
 use crate::lease::{LeaseClient, LeaseStatus};
+use crate::peers::{PeerView, Peers};
+use crate::pg::conf::StandbySource;
+use crate::pg::files::DataDirState;
 
 /// Messages from the rest of the agent to the loop.
 #[derive(Debug)]
@@ -32,6 +35,18 @@ pub struct Runner<L: LeaseClient> {
     last_action: Option<Action>,
     last_error: Option<String>,
     last_lease: LeaseStatus,
+    peers: Peers,
+}
+
+/// What the other members' documents say about joining and following.
+#[derive(Debug, Default)]
+struct Membership {
+    bootstrap_allowed: bool,
+    clone_source: Option<StandbySource>,
+    join_blocker: Option<String>,
+    leader_source: Option<StandbySource>,
+    leader_name: Option<String>,
+    foreign_leader: Option<String>,
 }
 
 impl<L: LeaseClient> Runner<L> {
@@ -43,6 +58,20 @@ impl<L: LeaseClient> Runner<L> {
         view: watch::Sender<NodeView>,
         notifier: Notifier,
     ) -> Self {
+        let peer_timeout = (cfg.cluster.loop_wait / 2).clamp(Duration::from_millis(100), Duration::from_secs(2));
+        let peers = Peers::new(&cfg.node.name, &cfg.cluster.members, peer_timeout);
+        let mut local = local;
+        if let Some(local) = &mut local {
+            let view_tx = view.clone();
+            local.set_progress_reporter(std::sync::Arc::new(move |pct| {
+                view_tx.send_modify(|v| {
+                    v.progress_pct = pct;
+                    if pct.is_some() {
+                        v.state = PgState::Cloning;
+                    }
+                });
+            }));
+        }
         Runner {
             cfg,
             local,
@@ -52,6 +81,7 @@ impl<L: LeaseClient> Runner<L> {
             last_action: None,
             last_error: None,
             last_lease: LeaseStatus::default(),
+            peers,
         }
     }
 
@@ -85,16 +115,22 @@ impl<L: LeaseClient> Runner<L> {
             Some(local) => Some(local.observe().await),
             None => None,
         };
+        self.peers.refresh().await;
         let mut situation = self.situation(observed.as_ref(), &LeaseStatus::default());
         let lease = self.lease.update(wants_lease(&situation)).await;
-        situation.lease_mine = lease.mine;
-        situation.lease_holder = lease.holder.clone();
+        situation = self.situation(observed.as_ref(), &lease);
         self.log_lease_change(&lease);
+        if let Some(local) = &mut self.local {
+            local.set_leader_source(situation.leader_source.clone());
+        }
         let action = decide(&situation);
         self.log_decision(&action);
-        if matches!(action, Action::Bootstrap) {
+        if matches!(action, Action::Bootstrap | Action::Clone { .. }) {
             let mut view = self.build_view(observed.as_ref(), &lease, &action);
-            view.state = PgState::Bootstrapping;
+            view.state = if matches!(action, Action::Bootstrap) { PgState::Bootstrapping } else { PgState::Cloning };
+            if view.state == PgState::Cloning {
+                view.progress_pct = Some(0);
+            }
             self.view.send_replace(view);
         }
         if let Some(local) = &mut self.local {
@@ -132,35 +168,140 @@ impl<L: LeaseClient> Runner<L> {
     }
 
     fn situation(&self, observed: Option<&Observed>, lease: &LeaseStatus) -> Situation {
-        let solo = self.cfg.cluster.members.len() == 1;
         let no_data_members = self.cfg.data_members().next().is_none();
         match (observed, &self.local) {
-            (Some(o), Some(local)) => Situation {
-                witness: false,
-                no_data_members,
-                paused: false,
-                data: o.data,
-                standby_signal: o.standby_signal,
-                postgres: o.postgres.clone(),
-                lease_mine: lease.mine,
-                lease_holder: lease.holder.clone(),
-                bootstrap_allowed: solo,
-                role_ensured: local.role_ensured(),
-            },
+            (Some(o), Some(local)) => {
+                let m = self.membership(o, lease);
+                Situation {
+                    witness: false,
+                    no_data_members,
+                    paused: false,
+                    data: o.data,
+                    standby_signal: o.standby_signal,
+                    postgres: o.postgres.clone(),
+                    lease_mine: lease.mine,
+                    lease_holder: lease.holder.clone().or(m.leader_name.clone()),
+                    bootstrap_allowed: m.bootstrap_allowed,
+                    role_ensured: local.role_ensured(),
+                    clone_source: m.clone_source,
+                    join_blocker: m.join_blocker,
+                    leader_source: m.leader_source,
+                    foreign_leader: m.foreign_leader,
+                }
+            }
             _ => Situation {
                 witness: true,
                 no_data_members,
                 paused: false,
-                data: crate::pg::files::DataDirState::Empty,
+                data: DataDirState::Empty,
                 standby_signal: false,
-                postgres: Postgres::NotRunning {
-                    crash_backoff: false,
-                },
+                postgres: Postgres::NotRunning { crash_backoff: false },
                 lease_mine: lease.mine,
                 lease_holder: lease.holder.clone(),
                 bootstrap_allowed: false,
                 role_ensured: false,
+                clone_source: None,
+                join_blocker: None,
+                leader_source: None,
+                foreign_leader: None,
             },
+        }
+    }
+
+    /// Reads the other members' documents: may a new cluster be made, who
+    /// leads, where to clone from and stream from.
+    fn membership(&self, o: &Observed, lease: &LeaseStatus) -> Membership {
+        let cfg = &self.cfg;
+        let me = cfg.node.name.as_str();
+        let data_peers: Vec<&PeerView> = cfg
+            .data_members()
+            .filter(|m| m.name != me)
+            .filter_map(|m| self.peers.get(&m.name))
+            .collect();
+        // The leader: the lease holder this node knows of, else a member
+        // whose own fresh document says it holds the lease.
+        let leader_name = lease.holder.clone().or_else(|| {
+            self.peers
+                .views()
+                .find(|p| {
+                    let d = p.fresh_doc();
+                    d.is_some_and(|d| d["leader"]["name"] == p.name.as_str() && d["role"] == "primary")
+                })
+                .map(|p| p.name.clone())
+        });
+        let leader_peer = leader_name.as_deref().filter(|n| *n != me).and_then(|n| self.peers.get(n));
+        let slot = cfg.replication.slots.then(|| me.to_string());
+        let source_of = |p: &PeerView| {
+            p.pg_endpoint().map(|(host, port)| StandbySource {
+                host,
+                port,
+                slot: slot.clone(),
+            })
+        };
+        let leader_source = leader_peer.filter(|p| p.is_running_primary()).and_then(|p| source_of(p));
+        let clone_source = if o.data == DataDirState::Empty {
+            leader_source.clone().or_else(|| {
+                cfg.data_members()
+                    .filter(|m| m.clonefrom && m.name != me)
+                    .filter_map(|m| self.peers.get(&m.name))
+                    .find(|p| p.fresh_str("state") == Some("running") && p.system_identifier().is_some())
+                    .and_then(|p| source_of(p))
+            })
+        } else {
+            None
+        };
+        let solo = cfg.cluster.members.len() == 1;
+        let all_empty = data_peers.iter().all(|p| p.is_uninitialized());
+        let bootstrap_allowed = o.data != DataDirState::Initialized
+            && (solo || (data_peers.len() == cfg.data_members().count() - 1 && all_empty));
+        let join_blocker = if o.data == DataDirState::Initialized || bootstrap_allowed || clone_source.is_some() {
+            None
+        } else {
+            let unreachable: Vec<String> = data_peers
+                .iter()
+                .filter(|p| p.fresh_doc().is_none())
+                .map(|p| format!("{} ({})", p.name, p.error.as_deref().unwrap_or("no answer yet")))
+                .collect();
+            let with_data: Vec<&str> = data_peers
+                .iter()
+                .filter(|p| p.fresh_doc().is_some() && !p.is_uninitialized())
+                .map(|p| p.name.as_str())
+                .collect();
+            Some(if !unreachable.is_empty() {
+                format!(
+                    "empty data directory: waiting for every data member before a new cluster is made; not reachable: {}",
+                    unreachable.join(", ")
+                )
+            } else if !with_data.is_empty() {
+                format!(
+                    "empty data directory: {} {} data, but no running primary holding the leader lease to clone from yet",
+                    with_data.join(", "),
+                    if with_data.len() == 1 { "has" } else { "have" }
+                )
+            } else {
+                "empty data directory: waiting for the leader lease to bootstrap".to_string()
+            })
+        };
+        let own_sysid = o
+            .observation
+            .as_ref()
+            .map(|obs| obs.system_identifier.clone())
+            .or_else(|| crate::state::AgentState::load(&cfg.node.data_dir).ok()?.system_identifier);
+        let foreign_leader = match (leader_peer.and_then(|p| p.system_identifier()), own_sysid, o.data) {
+            (Some(theirs), Some(ours), DataDirState::Initialized) if theirs != ours => Some(format!(
+                "refusing to follow {}: it leads a different cluster (system identifier {theirs}, this data directory has {ours}); \
+                 check cluster.members, or move this data directory aside so that the member clones afresh",
+                leader_name.as_deref().unwrap_or("?")
+            )),
+            _ => None,
+        };
+        Membership {
+            bootstrap_allowed,
+            clone_source,
+            join_blocker,
+            leader_source,
+            leader_name,
+            foreign_leader,
         }
     }
 
@@ -227,11 +368,26 @@ impl<L: LeaseClient> Runner<L> {
             view.agent_started = previous;
         }
         view.loop_last = Some(Instant::now());
+        view.peers = self.peers.views().cloned().collect();
+        view.leader_lsn = lease
+            .holder
+            .as_deref()
+            .and_then(|h| self.peers.get(h))
+            .and_then(PeerView::lsn);
         view.holds_lease = lease.mine;
+        // Another holder's term as it reports it itself: an acceptor only
+        // sees renewal ballots, whose counters grow with every renewal.
+        let reported_term = lease
+            .holder
+            .as_deref()
+            .filter(|_| !lease.mine)
+            .and_then(|h| self.peers.get(h))
+            .and_then(|p| p.fresh_doc())
+            .and_then(|d| d["leader"]["term"].as_u64());
         view.leader = match (&lease.holder, lease.expires_at) {
             (Some(name), Some(expires_at)) => Some(LeaderView {
                 name: name.clone(),
-                term: lease.term,
+                term: reported_term.unwrap_or(lease.term),
                 expires_at,
             }),
             _ => None,
@@ -299,7 +455,10 @@ impl<L: LeaseClient> Runner<L> {
             }
         }
         if cfg.cluster.members != self.cfg.cluster.members {
-            restart.push("cluster.members (lease membership)".into());
+            self.peers.set_members(&self.cfg.node.name, &cfg.cluster.members);
+            tracing::info!(
+                "cluster.members changed: peers and pg_hba follow now; the leader lease keeps its voting membership until each agent restarts (restart them one at a time)"
+            );
         }
         if !restart.is_empty() {
             tracing::warn!(
@@ -309,11 +468,9 @@ impl<L: LeaseClient> Runner<L> {
         }
         let node = self.cfg.node.clone();
         let listen = self.cfg.api.listen;
-        let members = self.cfg.cluster.members.clone();
         self.cfg = cfg;
         self.cfg.node = node;
         self.cfg.api.listen = listen;
-        self.cfg.cluster.members = members;
         self.iterate().await;
     }
 

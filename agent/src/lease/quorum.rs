@@ -27,6 +27,9 @@ pub struct QuorumLease {
     not_before: LocalTime,
     known_holder: Option<(MemberName, u64, LocalTime)>,
     jitter: u64,
+    /// The ballot counter that first won the lease now held: renewals win
+    /// higher ballots, but the term only changes with a new holding.
+    held_term: Option<u64>,
 }
 
 /// Why the quorum lease could not be set up.
@@ -79,6 +82,7 @@ impl QuorumLease {
             not_before: LocalTime::from_nanos(0),
             known_holder: None,
             jitter: incarnation | 1,
+            held_term: None,
         })
     }
 
@@ -239,7 +243,7 @@ impl QuorumLease {
         if let Some(held) = self.proposer.held_lease(now) {
             return LeaseStatus {
                 holder: Some(self.me.as_str().to_string()),
-                term: held.term(),
+                term: self.held_term.unwrap_or(held.term()),
                 expires_at: Some(clock.instant(held.expires_at)),
                 mine: true,
             };
@@ -306,6 +310,11 @@ impl LeaseClient for QuorumLease {
         } else if !want && holding {
             self.send_release().await;
         }
+        let now = self.now();
+        self.held_term = match self.proposer.held_lease(now) {
+            Some(held) => Some(self.held_term.unwrap_or(held.term())),
+            None => None,
+        };
         self.status()
     }
 

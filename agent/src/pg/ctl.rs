@@ -140,3 +140,115 @@ impl Drop for PrivateTempDir {
         let _ = fs::remove_dir_all(&self.path);
     }
 }
+
+/// Options for `pg_basebackup`.
+pub struct BasebackupOptions<'a> {
+    /// The (empty) target data directory.
+    pub data_dir: &'a Path,
+    /// The source's host.
+    pub host: &'a str,
+    /// The source's port.
+    pub port: u16,
+    /// The replication user.
+    pub user: &'a str,
+    /// `application_name` for the copy's connection.
+    pub application_name: &'a str,
+    /// The libpq password file holding the replication password.
+    pub passfile: &'a Path,
+    /// Skip fsync (test setups).
+    pub no_sync: bool,
+}
+
+/// Copies a running member's data directory with `pg_basebackup -Xs
+/// -c fast -P`, as `runas`, the password from a passfile (never the command
+/// line). `progress` is called with each percentage it reports.
+pub async fn basebackup(
+    bins: &Binaries,
+    runas: &RunAs,
+    opts: &BasebackupOptions<'_>,
+    progress: &(dyn Fn(u8) + Send + Sync),
+) -> Result<(), CtlError> {
+    use tokio::io::AsyncReadExt;
+
+    let program = bins.program("pg_basebackup");
+    let conninfo = format!(
+        "host={} port={} user={} application_name={} passfile={} connect_timeout=10",
+        opts.host,
+        opts.port,
+        opts.user,
+        opts.application_name,
+        opts.passfile.display()
+    );
+    let mut cmd = Command::new(&program);
+    cmd.arg("-D")
+        .arg(opts.data_dir)
+        .arg("-d")
+        .arg(conninfo)
+        .args(["-X", "stream", "-c", "fast", "-P", "-w"]);
+    if opts.no_sync {
+        cmd.arg("--no-sync");
+    }
+    runas.apply(&mut cmd);
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut child = tokio::process::Command::from(cmd)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| CtlError::Spawn {
+            program: program.clone(),
+            source,
+        })?;
+    let mut stderr_text = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        let mut buf = [0u8; 4096];
+        let mut pending = String::new();
+        loop {
+            let n = stderr.read(&mut buf).await.unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            pending.push_str(&String::from_utf8_lossy(&buf[..n]));
+            // Progress lines end in '\r' on a terminal and '\n' otherwise.
+            while let Some(pos) = pending.find(['\r', '\n']) {
+                let line: String = pending.drain(..=pos).collect();
+                if let Some(pct) = parse_progress(&line) {
+                    progress(pct);
+                } else if !line.trim().is_empty() {
+                    stderr_text.push_str(line.trim());
+                    stderr_text.push_str(" | ");
+                }
+            }
+        }
+    }
+    let status = child.wait().await.map_err(|source| CtlError::Spawn {
+        program: program.clone(),
+        source,
+    })?;
+    if status.success() {
+        return Ok(());
+    }
+    Err(CtlError::Failed {
+        program,
+        status: status.to_string(),
+        stderr: stderr_text.trim_end_matches(" | ").to_string(),
+    })
+}
+
+/// The percentage in a `pg_basebackup -P` line: `30728/30728 kB (100%), 1/1 tablespace`.
+pub fn parse_progress(line: &str) -> Option<u8> {
+    let open = line.find('(')?;
+    let close = line[open..].find("%)")? + open;
+    line[open + 1..close].trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basebackup_progress_lines_give_their_percentage() {
+        assert_eq!(parse_progress("30728/30728 kB (100%), 1/1 tablespace"), Some(100));
+        assert_eq!(parse_progress("    0/30728 kB (0%), 0/1 tablespace\r"), Some(0));
+        assert_eq!(parse_progress("pg_basebackup: error: connection failed"), None);
+        assert_eq!(parse_progress("(abc%)"), None);
+    }
+}

@@ -15,8 +15,24 @@ use crate::config::{Config, ParamValue};
 /// is initdb's (or a hand-written) file, to be kept as the base file.
 const MANAGED_MARK: &str = "# Managed by pgwarden";
 
-/// The file PostgreSQL's stderr goes to, inside the data directory.
-pub const SERVER_LOG: &str = "log/postgres.log";
+/// The file PostgreSQL's stderr goes to: `<data_dir>.log`, beside the data
+/// directory rather than in it, because `pg_basebackup` and `pg_rewind`
+/// copy a data directory's files from another member and would bring that
+/// member's log along (or overwrite this one's).
+pub fn server_log(data_dir: &Path) -> PathBuf {
+    sibling(data_dir, "log")
+}
+
+/// The libpq password file a standby streams with: `<data_dir>.pgpass`,
+/// outside the data directory so that no copy of the data carries it.
+pub fn passfile(data_dir: &Path) -> PathBuf {
+    sibling(data_dir, "pgpass")
+}
+
+fn sibling(data_dir: &Path, ext: &str) -> PathBuf {
+    let trimmed = data_dir.to_string_lossy().trim_end_matches('/').to_string();
+    PathBuf::from(format!("{trimmed}.{ext}"))
+}
 
 /// Why a managed file could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -181,6 +197,12 @@ pub fn rename_aside(data_dir: &Path, why: &str) -> Result<PathBuf, FileError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_log_and_passfile_live_beside_the_data_directory() {
+        assert_eq!(server_log(Path::new("/var/lib/postgresql/15/main/")), PathBuf::from("/var/lib/postgresql/15/main.log"));
+        assert_eq!(passfile(Path::new("/d/main")), PathBuf::from("/d/main.pgpass"));
+    }
 
     #[test]
     fn a_directory_is_empty_initialized_or_foreign() {

@@ -16,7 +16,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use super::binaries::Binaries;
-use super::files::SERVER_LOG;
+use super::files::server_log;
 use super::runas::RunAs;
 
 /// Why the postmaster could not be started or stopped.
@@ -160,7 +160,7 @@ impl Postmaster {
         runas: &RunAs,
         data_dir: &Path,
     ) -> Result<Postmaster, PostmasterError> {
-        let log_path = data_dir.join(SERVER_LOG);
+        let log_path = server_log(data_dir);
         let log = open_log(&log_path, runas).map_err(|source| PostmasterError::Log {
             path: log_path.clone(),
             source,
