@@ -247,11 +247,18 @@ pub fn render_cluster(doc: &Value) -> String {
     sorted.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
     for m in &sorted {
         let name = text(&m["name"]);
-        let host = match (m["postgres"]["host"].as_str(), m["postgres"]["port"].as_u64()) {
+        let host = match (
+            m["postgres"]["host"].as_str(),
+            m["postgres"]["port"].as_u64(),
+        ) {
             (Some(h), Some(p)) => format!("{h}:{p}"),
             _ => "-".into(),
         };
-        let role = if m["error"].is_string() && m["age_ms"].is_null() { "?".to_string() } else { text(&m["role"]) };
+        let role = if m["error"].is_string() && m["age_ms"].is_null() {
+            "?".to_string()
+        } else {
+            text(&m["role"])
+        };
         let mut state = text(&m["state"]);
         if let Some(age) = m["age_ms"].as_u64().filter(|a| *a > 5_000) {
             state = format!("{state} ({} s old)", age / 1000);
@@ -259,7 +266,11 @@ pub fn render_cluster(doc: &Value) -> String {
         if m["error"].is_string() {
             state = format!("{state}, unreachable");
         }
-        let lag = match (m["role"].as_str(), leader_lsn, m["wal"]["replayed_lsn"].as_str()) {
+        let lag = match (
+            m["role"].as_str(),
+            leader_lsn,
+            m["wal"]["replayed_lsn"].as_str(),
+        ) {
             (Some("replica"), Some(l), Some(r)) => match r.parse::<crate::pg::Lsn>() {
                 Ok(r) => format!("{:.1}", l.bytes_after(r) as f64 / (1024.0 * 1024.0)),
                 Err(_) => "-".into(),
@@ -267,9 +278,16 @@ pub fn render_cluster(doc: &Value) -> String {
             (Some("primary"), _, _) => String::new(),
             _ => "-".into(),
         };
-        let receiver = m["wal_receiver"]["status"].as_str().map(str::to_string).unwrap_or_else(|| {
-            if m["role"] == "replica" { "none".into() } else { String::new() }
-        });
+        let receiver = m["wal_receiver"]["status"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| {
+                if m["role"] == "replica" {
+                    "none".into()
+                } else {
+                    String::new()
+                }
+            });
         let lease = if Some(name.as_str()) == leader {
             format!(
                 "term {}, {:.1} s left",
@@ -279,7 +297,16 @@ pub fn render_cluster(doc: &Value) -> String {
         } else {
             String::new()
         };
-        rows.push([name, host, role, state, text(&m["timeline"]), lag, receiver, lease]);
+        rows.push([
+            name,
+            host,
+            role,
+            state,
+            text(&m["timeline"]),
+            lag,
+            receiver,
+            lease,
+        ]);
     }
     let mut widths = [0usize; 8];
     for r in &rows {
@@ -288,10 +315,21 @@ pub fn render_cluster(doc: &Value) -> String {
         }
     }
     let line = |out: &mut String, r: &[String; 8]| {
-        let cells: Vec<String> = r.iter().enumerate().map(|(i, c)| format!("{c:<w$}", w = widths[i])).collect();
+        let cells: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect();
         let _ = writeln!(out, "| {} |", cells.join(" | "));
     };
-    let sep: String = format!("+{}+", widths.iter().map(|w| "-".repeat(w + 2)).collect::<Vec<_>>().join("+"));
+    let sep: String = format!(
+        "+{}+",
+        widths
+            .iter()
+            .map(|w| "-".repeat(w + 2))
+            .collect::<Vec<_>>()
+            .join("+")
+    );
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -369,7 +407,13 @@ mod tests {
         let t = render_cluster(&doc);
         assert!(t.contains("leader: pg1, term 4"), "{t}");
         let pg2 = t.lines().find(|l| l.contains("pg2")).unwrap();
-        assert!(pg2.contains("10.0.0.2:5432") && pg2.contains("replica") && pg2.contains("2.0") && pg2.contains("streaming"), "{pg2}");
+        assert!(
+            pg2.contains("10.0.0.2:5432")
+                && pg2.contains("replica")
+                && pg2.contains("2.0")
+                && pg2.contains("streaming"),
+            "{pg2}"
+        );
         let pg1 = t.lines().find(|l| l.contains("| pg1")).unwrap();
         assert!(pg1.contains("term 4, 9.0 s left"), "{pg1}");
         let pg3 = t.lines().find(|l| l.contains("pg3")).unwrap();

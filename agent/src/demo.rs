@@ -220,7 +220,10 @@ superuser_password_file = "{secrets}/postgres.pass"
             .map(|l| l.rsplit_once(',').map(|(a, _)| a.to_string()).unwrap_or(l))
             .collect();
         if summary != last {
-            println!("--- after {:.1} s ---\n{table}", started.elapsed().as_secs_f64());
+            println!(
+                "--- after {:.1} s ---\n{table}",
+                started.elapsed().as_secs_f64()
+            );
             last = summary;
         }
         let dead = demo_nodes.iter_mut().position(|n| {

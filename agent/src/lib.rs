@@ -21,7 +21,7 @@ pub mod demo;
 pub mod ha;
 pub mod lease;
 pub mod notify;
+pub mod peers;
 pub mod pg;
 pub mod state;
 pub mod view;
-pub mod peers;

@@ -49,12 +49,20 @@ impl PeerView {
 
     /// Its PostgreSQL position (current LSN on a primary, replayed on a standby).
     pub fn lsn(&self) -> Option<Lsn> {
-        self.fresh_doc()?.get("wal")?.get("lsn")?.as_str()?.parse().ok()
+        self.fresh_doc()?
+            .get("wal")?
+            .get("lsn")?
+            .as_str()?
+            .parse()
+            .ok()
     }
 
     /// Its PostgreSQL `system_identifier`.
     pub fn system_identifier(&self) -> Option<&str> {
-        self.fresh_doc()?.get("postgres")?.get("system_identifier")?.as_str()
+        self.fresh_doc()?
+            .get("postgres")?
+            .get("system_identifier")?
+            .as_str()
     }
 
     /// Where its PostgreSQL is reached: (host, port).
@@ -110,7 +118,13 @@ impl Peers {
                 error: None,
                 fresh: false,
             });
-            views.insert(m.name.clone(), PeerView { api_url: m.api_url.clone(), ..view });
+            views.insert(
+                m.name.clone(),
+                PeerView {
+                    api_url: m.api_url.clone(),
+                    ..view
+                },
+            );
         }
         self.views = views;
     }
@@ -139,7 +153,9 @@ impl Peers {
         }
         while let Some(joined) = set.join_next().await {
             let Ok((name, result)) = joined else { continue };
-            let Some(view) = self.views.get_mut(&name) else { continue };
+            let Some(view) = self.views.get_mut(&name) else {
+                continue;
+            };
             match result {
                 // A peer that names itself differently is misconfigured or
                 // an impostor: its document is not this member's.

@@ -554,6 +554,47 @@ impl Cluster {
             .expect("no such node")
     }
 
+    /// Waits until one member is a running primary and every other data
+    /// member a running replica whose receiver streams; returns the primary.
+    pub fn wait_streaming(&self, data_members: &[&str]) -> String {
+        let deadline = Instant::now() + SLOW;
+        loop {
+            let docs: Vec<(String, Option<serde_json::Value>)> = self
+                .nodes
+                .iter()
+                .filter(|n| data_members.contains(&n.name.as_str()))
+                .map(|n| (n.name.clone(), n.status()))
+                .collect();
+            let primaries: Vec<&String> = docs
+                .iter()
+                .filter(|(_, d)| {
+                    d.as_ref()
+                        .is_some_and(|d| d["role"] == "primary" && d["state"] == "running")
+                })
+                .map(|(n, _)| n)
+                .collect();
+            let streaming = docs
+                .iter()
+                .filter(|(_, d)| {
+                    d.as_ref().is_some_and(|d| {
+                        d["role"] == "replica" && d["wal_receiver"]["status"] == "streaming"
+                    })
+                })
+                .count();
+            if primaries.len() == 1 && streaming == data_members.len() - 1 {
+                return primaries[0].clone();
+            }
+            if Instant::now() > deadline {
+                let mut logs = String::new();
+                for n in &self.nodes {
+                    logs.push_str(&format!("--- {} ---\n{}\n", n.name, n.log_text()));
+                }
+                panic!("the cluster did not converge within {SLOW:?}: {docs:?}\n{logs}");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// The members whose `/status` says they hold the lease (`/leader` 200), now.
     pub fn holders(&self) -> Vec<String> {
         self.nodes

@@ -84,7 +84,11 @@ async fn status_handler(State(state): State<ApiState>, method: Method) -> Respon
 }
 
 async fn cluster_handler(State(state): State<ApiState>) -> Response {
-    Json(status::cluster_document(&state.view.borrow(), Instant::now())).into_response()
+    Json(status::cluster_document(
+        &state.view.borrow(),
+        Instant::now(),
+    ))
+    .into_response()
 }
 
 async fn health_handler(

@@ -148,7 +148,10 @@ pub fn cluster_document(view: &NodeView, now: Instant) -> Value {
             Some((at, doc)) => {
                 let mut d = doc.clone();
                 if let Some(m) = d.as_object_mut() {
-                    m.insert("age_ms".into(), Value::from(now.saturating_duration_since(*at).as_millis() as u64));
+                    m.insert(
+                        "age_ms".into(),
+                        Value::from(now.saturating_duration_since(*at).as_millis() as u64),
+                    );
                 }
                 d
             }
@@ -156,7 +159,10 @@ pub fn cluster_document(view: &NodeView, now: Instant) -> Value {
         };
         if let Some(m) = doc.as_object_mut() {
             m.insert("api_url".into(), Value::from(p.api_url.clone()));
-            m.insert("error".into(), p.error.clone().map(Value::from).unwrap_or(Value::Null));
+            m.insert(
+                "error".into(),
+                p.error.clone().map(Value::from).unwrap_or(Value::Null),
+            );
         }
         members.push(doc);
     }

@@ -135,6 +135,13 @@ pub fn decide(s: &Situation) -> Action {
         DataDirState::Empty => return decide_empty(s),
         DataDirState::Initialized => {}
     }
+    if let Some(reason) = &s.foreign_leader {
+        if !s.lease_mine {
+            return Action::Wait {
+                reason: reason.clone(),
+            };
+        }
+    }
     match &s.postgres {
         Postgres::NotRunning {
             crash_backoff: true,
@@ -179,7 +186,9 @@ pub fn decide(s: &Situation) -> Action {
 
 fn decide_empty(s: &Situation) -> Action {
     if let Some(source) = &s.clone_source {
-        return Action::Clone { source: source.clone() };
+        return Action::Clone {
+            source: source.clone(),
+        };
     }
     if !s.bootstrap_allowed {
         return Action::Wait {

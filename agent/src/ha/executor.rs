@@ -89,6 +89,8 @@ pub struct Observed {
     pub postgres: Postgres,
     /// The probe's answer, when PostgreSQL answered.
     pub observation: Option<Observation>,
+    /// Why a standby does not stream, from its server log.
+    pub receiver_problem: Option<String>,
 }
 
 /// Crashes in a row and when the next start is due.
@@ -262,11 +264,29 @@ impl LocalPostgres {
                 }
             }
         };
+        let receiver_problem = observation
+            .as_ref()
+            .filter(|obs| obs.in_recovery)
+            .and_then(|obs| {
+                let status = obs
+                    .wal_receiver
+                    .as_ref()
+                    .and_then(|r| r.get("status"))
+                    .and_then(|s| s.as_str());
+                if status == Some("streaming") {
+                    return None;
+                }
+                let tail =
+                    crate::pg::diagnose::read_log_tail(&files::server_log(&data_dir), 64 * 1024)
+                        .unwrap_or_default();
+                crate::pg::diagnose::diagnose(&tail, status).map(|p| p.to_string())
+            });
         Observed {
             data,
             standby_signal,
             postgres,
             observation,
+            receiver_problem,
         }
     }
 
@@ -536,9 +556,15 @@ impl LocalPostgres {
             self.clone_not_before = Some(Instant::now() + delay);
             if files::data_dir_state(&data_dir) != DataDirState::Empty {
                 let moved = files::rename_aside(&data_dir, "failed-clone")?;
-                tracing::error!("the partial copy was renamed to {} (nothing deleted)", moved.display());
+                tracing::error!(
+                    "the partial copy was renamed to {} (nothing deleted)",
+                    moved.display()
+                );
             }
-            tracing::error!("clone failed (attempt {}), retrying in {delay:?}: {e}", self.clone_failures);
+            tracing::error!(
+                "clone failed (attempt {}), retrying in {delay:?}: {e}",
+                self.clone_failures
+            );
             return Err(e.into());
         }
         self.clone_failures = 0;
@@ -546,13 +572,21 @@ impl LocalPostgres {
         // The copy carries the source's managed files: make them this member's.
         files::write_atomic(&data_dir.join("standby.signal"), b"", 0o600, &self.runas)?;
         self.write_managed_files()?;
-        tracing::info!("clone done: {} is a copy of {}:{}; starting it as a standby", data_dir.display(), source.host, source.port);
+        tracing::info!(
+            "clone done: {} is a copy of {}:{}; starting it as a standby",
+            data_dir.display(),
+            source.host,
+            source.port
+        );
         Ok(())
     }
 
     /// The replication password in the passfile a standby streams with.
     fn write_passfile(&self) -> Result<(), ExecError> {
-        let password = self.secret("replication.password_file", self.cfg.replication.password_file.clone())?;
+        let password = self.secret(
+            "replication.password_file",
+            self.cfg.replication.password_file.clone(),
+        )?;
         let text = pgconf::render_passfile(&self.cfg.replication.user, &password);
         let path = files::passfile(&self.cfg.node.data_dir);
         if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
@@ -634,7 +668,11 @@ impl LocalPostgres {
             match &self.follow {
                 Some(source) => {
                     self.write_passfile()?;
-                    Some(pgconf::standby_parameters(&self.cfg, source, &files::passfile(data_dir)))
+                    Some(pgconf::standby_parameters(
+                        &self.cfg,
+                        source,
+                        &files::passfile(data_dir),
+                    ))
                 }
                 None => None,
             }

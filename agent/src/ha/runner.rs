@@ -58,7 +58,8 @@ impl<L: LeaseClient> Runner<L> {
         view: watch::Sender<NodeView>,
         notifier: Notifier,
     ) -> Self {
-        let peer_timeout = (cfg.cluster.loop_wait / 2).clamp(Duration::from_millis(100), Duration::from_secs(2));
+        let peer_timeout =
+            (cfg.cluster.loop_wait / 2).clamp(Duration::from_millis(100), Duration::from_secs(2));
         let peers = Peers::new(&cfg.node.name, &cfg.cluster.members, peer_timeout);
         let mut local = local;
         if let Some(local) = &mut local {
@@ -127,7 +128,11 @@ impl<L: LeaseClient> Runner<L> {
         self.log_decision(&action);
         if matches!(action, Action::Bootstrap | Action::Clone { .. }) {
             let mut view = self.build_view(observed.as_ref(), &lease, &action);
-            view.state = if matches!(action, Action::Bootstrap) { PgState::Bootstrapping } else { PgState::Cloning };
+            view.state = if matches!(action, Action::Bootstrap) {
+                PgState::Bootstrapping
+            } else {
+                PgState::Cloning
+            };
             if view.state == PgState::Cloning {
                 view.progress_pct = Some(0);
             }
@@ -195,7 +200,9 @@ impl<L: LeaseClient> Runner<L> {
                 paused: false,
                 data: DataDirState::Empty,
                 standby_signal: false,
-                postgres: Postgres::NotRunning { crash_backoff: false },
+                postgres: Postgres::NotRunning {
+                    crash_backoff: false,
+                },
                 lease_mine: lease.mine,
                 lease_holder: lease.holder.clone(),
                 bootstrap_allowed: false,
@@ -225,11 +232,16 @@ impl<L: LeaseClient> Runner<L> {
                 .views()
                 .find(|p| {
                     let d = p.fresh_doc();
-                    d.is_some_and(|d| d["leader"]["name"] == p.name.as_str() && d["role"] == "primary")
+                    d.is_some_and(|d| {
+                        d["leader"]["name"] == p.name.as_str() && d["role"] == "primary"
+                    })
                 })
                 .map(|p| p.name.clone())
         });
-        let leader_peer = leader_name.as_deref().filter(|n| *n != me).and_then(|n| self.peers.get(n));
+        let leader_peer = leader_name
+            .as_deref()
+            .filter(|n| *n != me)
+            .and_then(|n| self.peers.get(n));
         let slot = cfg.replication.slots.then(|| me.to_string());
         let source_of = |p: &PeerView| {
             p.pg_endpoint().map(|(host, port)| StandbySource {
@@ -238,14 +250,18 @@ impl<L: LeaseClient> Runner<L> {
                 slot: slot.clone(),
             })
         };
-        let leader_source = leader_peer.filter(|p| p.is_running_primary()).and_then(|p| source_of(p));
+        let leader_source = leader_peer
+            .filter(|p| p.is_running_primary())
+            .and_then(&source_of);
         let clone_source = if o.data == DataDirState::Empty {
             leader_source.clone().or_else(|| {
                 cfg.data_members()
                     .filter(|m| m.clonefrom && m.name != me)
                     .filter_map(|m| self.peers.get(&m.name))
-                    .find(|p| p.fresh_str("state") == Some("running") && p.system_identifier().is_some())
-                    .and_then(|p| source_of(p))
+                    .find(|p| {
+                        p.fresh_str("state") == Some("running") && p.system_identifier().is_some()
+                    })
+                    .and_then(&source_of)
             })
         } else {
             None
@@ -254,13 +270,22 @@ impl<L: LeaseClient> Runner<L> {
         let all_empty = data_peers.iter().all(|p| p.is_uninitialized());
         let bootstrap_allowed = o.data != DataDirState::Initialized
             && (solo || (data_peers.len() == cfg.data_members().count() - 1 && all_empty));
-        let join_blocker = if o.data == DataDirState::Initialized || bootstrap_allowed || clone_source.is_some() {
+        let join_blocker = if o.data == DataDirState::Initialized
+            || bootstrap_allowed
+            || clone_source.is_some()
+        {
             None
         } else {
             let unreachable: Vec<String> = data_peers
                 .iter()
                 .filter(|p| p.fresh_doc().is_none())
-                .map(|p| format!("{} ({})", p.name, p.error.as_deref().unwrap_or("no answer yet")))
+                .map(|p| {
+                    format!(
+                        "{} ({})",
+                        p.name,
+                        p.error.as_deref().unwrap_or("no answer yet")
+                    )
+                })
                 .collect();
             let with_data: Vec<&str> = data_peers
                 .iter()
@@ -286,7 +311,11 @@ impl<L: LeaseClient> Runner<L> {
             .observation
             .as_ref()
             .map(|obs| obs.system_identifier.clone())
-            .or_else(|| crate::state::AgentState::load(&cfg.node.data_dir).ok()?.system_identifier);
+            .or_else(|| {
+                crate::state::AgentState::load(&cfg.node.data_dir)
+                    .ok()?
+                    .system_identifier
+            });
         let foreign_leader = match (leader_peer.and_then(|p| p.system_identifier()), own_sysid, o.data) {
             (Some(theirs), Some(ours), DataDirState::Initialized) if theirs != ours => Some(format!(
                 "refusing to follow {}: it leads a different cluster (system identifier {theirs}, this data directory has {ours}); \
@@ -436,6 +465,7 @@ impl<L: LeaseClient> Runner<L> {
         if view.state == PgState::Fenced {
             view.reason = local.fenced().map(str::to_string);
         }
+        view.wal_receiver_problem = o.receiver_problem.clone();
         view.postgres = Some(PostgresView {
             pid: local.pid(),
             host: cfg.pg_advertise_host(),
@@ -455,7 +485,8 @@ impl<L: LeaseClient> Runner<L> {
             }
         }
         if cfg.cluster.members != self.cfg.cluster.members {
-            self.peers.set_members(&self.cfg.node.name, &cfg.cluster.members);
+            self.peers
+                .set_members(&self.cfg.node.name, &cfg.cluster.members);
             tracing::info!(
                 "cluster.members changed: peers and pg_hba follow now; the leader lease keeps its voting membership until each agent restarts (restart them one at a time)"
             );

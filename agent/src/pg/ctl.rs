@@ -189,7 +189,9 @@ pub async fn basebackup(
         cmd.arg("--no-sync");
     }
     runas.apply(&mut cmd);
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     let mut child = tokio::process::Command::from(cmd)
         .kill_on_drop(true)
         .spawn()
@@ -246,9 +248,18 @@ mod tests {
 
     #[test]
     fn basebackup_progress_lines_give_their_percentage() {
-        assert_eq!(parse_progress("30728/30728 kB (100%), 1/1 tablespace"), Some(100));
-        assert_eq!(parse_progress("    0/30728 kB (0%), 0/1 tablespace\r"), Some(0));
-        assert_eq!(parse_progress("pg_basebackup: error: connection failed"), None);
+        assert_eq!(
+            parse_progress("30728/30728 kB (100%), 1/1 tablespace"),
+            Some(100)
+        );
+        assert_eq!(
+            parse_progress("    0/30728 kB (0%), 0/1 tablespace\r"),
+            Some(0)
+        );
+        assert_eq!(
+            parse_progress("pg_basebackup: error: connection failed"),
+            None
+        );
         assert_eq!(parse_progress("(abc%)"), None);
     }
 }

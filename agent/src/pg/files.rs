@@ -200,8 +200,14 @@ mod tests {
 
     #[test]
     fn the_log_and_passfile_live_beside_the_data_directory() {
-        assert_eq!(server_log(Path::new("/var/lib/postgresql/15/main/")), PathBuf::from("/var/lib/postgresql/15/main.log"));
-        assert_eq!(passfile(Path::new("/d/main")), PathBuf::from("/d/main.pgpass"));
+        assert_eq!(
+            server_log(Path::new("/var/lib/postgresql/15/main/")),
+            PathBuf::from("/var/lib/postgresql/15/main.log")
+        );
+        assert_eq!(
+            passfile(Path::new("/d/main")),
+            PathBuf::from("/d/main.pgpass")
+        );
     }
 
     #[test]

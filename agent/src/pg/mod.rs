@@ -8,12 +8,14 @@
 //! - `ctl.rs`: `initdb` and the other tools.
 //! - `postmaster.rs`: start, adopt, watch and stop the postmaster.
 //! - `probe.rs`: one query per loop → [`probe::Observation`].
+//! - `diagnose.rs`: why a standby does not stream, from the server log.
 //! - `roles.rs`: the replication role.
 //! - `lsn.rs`: WAL positions.
 
 pub mod binaries;
 pub mod conf;
 pub mod ctl;
+pub mod diagnose;
 pub mod files;
 pub mod lsn;
 pub mod postmaster;
