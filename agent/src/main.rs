@@ -55,6 +55,13 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+        /// (internal) The fence guard the agent starts beside a primary's postmaster.
+    #[command(hide = true)]
+    FenceGuard {
+        /// The deadline file the agent keeps pushing forward.
+        #[arg(long)]
+        deadline_file: PathBuf,
+    },
     /// Start a local cluster on loopback until Ctrl-C, then remove it.
     Demo {
         /// Number of nodes.
@@ -148,6 +155,7 @@ fn real_main(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
+                Cmd::FenceGuard { deadline_file } => Ok(pgwarden::pg::fence_guard::run_guard(&deadline_file)),
         Cmd::Demo { nodes, dir } => Ok(runtime()?.block_on(demo::run(nodes, dir))?),
     }
 }

@@ -24,7 +24,28 @@ pub struct AgentState {
     /// When (RFC 3339).
     #[serde(default)]
     pub initialized_at: Option<String>,
+    /// Role changes, oldest first (`GET /history`).
+    #[serde(default)]
+    pub history: Vec<HistoryEntry>,
 }
+
+/// One role change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// The timeline after the change.
+    pub timeline: Option<u32>,
+    /// The WAL position at the change.
+    pub lsn: Option<String>,
+    /// Why, in words.
+    pub reason: String,
+    /// When (RFC 3339).
+    pub at: String,
+    /// The member that became (or stayed) primary.
+    pub new_leader: String,
+}
+
+/// How many role changes the state file keeps.
+pub const HISTORY_LIMIT: usize = 200;
 
 /// The state file could not be read or written.
 #[derive(Debug, thiserror::Error)]

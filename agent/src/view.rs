@@ -108,8 +108,10 @@ pub struct NodeView {
     pub peers: Vec<PeerView>,
     /// The leader's WAL position as it last reported it (for a replica's lag).
     pub leader_lsn: Option<Lsn>,
-    /// Why this standby does not stream, in words.
+        /// Why this standby does not stream, in words.
     pub wal_receiver_problem: Option<String>,
+    /// Role changes recorded in this data directory.
+    pub history: Vec<crate::state::HistoryEntry>,
 }
 
 impl NodeView {
@@ -142,7 +144,8 @@ impl NodeView {
             progress_pct: None,
             peers: Vec::new(),
             leader_lsn: None,
-            wal_receiver_problem: None,
+                        wal_receiver_problem: None,
+            history: Vec::new(),
         }
     }
 

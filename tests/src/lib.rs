@@ -3,6 +3,8 @@
 //! test in its own temporary directory with ports from the OS, and a guard
 //! that stops everything the test started even when it fails.
 
+pub mod writer;
+
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{Read, Write};

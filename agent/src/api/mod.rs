@@ -43,7 +43,8 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub fn router(state: ApiState) -> Router {
     let mut r = Router::new()
         .route("/status", get(status_handler).options(status_handler))
-        .route("/cluster", get(cluster_handler))
+                .route("/cluster", get(cluster_handler))
+        .route("/history", get(history_handler))
         .route("/internal/lease/prepare", post(internal::prepare))
         .route("/internal/lease/propose", post(internal::propose))
         .route("/internal/lease/release", post(internal::release));
@@ -81,6 +82,10 @@ async fn status_handler(State(state): State<ApiState>, method: Method) -> Respon
         return StatusCode::OK.into_response();
     }
     Json(doc).into_response()
+}
+
+async fn history_handler(State(state): State<ApiState>) -> Response {
+    Json(state.view.borrow().history.clone()).into_response()
 }
 
 async fn cluster_handler(State(state): State<ApiState>) -> Response {

@@ -2,6 +2,8 @@
 //! it should do now. No I/O, no clock: every branch is a row in the tables
 //! of tests below (the house rule "decide purely, act separately").
 
+use std::time::Duration;
+
 use crate::pg::conf::StandbySource;
 use crate::pg::files::DataDirState;
 
@@ -57,6 +59,19 @@ pub struct Situation {
     /// The lease holder belongs to another cluster (different system
     /// identifier): following it is refused, with this reason.
     pub foreign_leader: Option<String>,
+    /// Time left on this node's lease (zero when it holds none).
+    pub lease_remaining: Duration,
+    /// A primary whose lease has less than this left stops PostgreSQL.
+    pub fence_margin: Duration,
+    /// This standby is the best candidate to promote (with the reason),
+    /// when no primary is alive.
+    pub best_candidate: Option<String>,
+    /// Another member holds the lease or runs as primary.
+    pub leader_alive: bool,
+    /// This standby's timeline diverged from its upstream's.
+    pub timeline_diverged: bool,
+    /// PostgreSQL keeps crashing: this node gives its lease up.
+    pub crash_loop: bool,
 }
 
 /// What to do now.
@@ -82,7 +97,16 @@ pub enum Action {
     /// Create or repair the replication role.
     EnsureReplicationRole,
     /// Promote the standby: this node holds the lease.
-    Promote,
+    Promote {
+        /// Why this member (the positions compared).
+        reason: String,
+    },
+    /// Rejoin as a standby of `source`: `pg_rewind` from it when the
+    /// timelines diverged, then start as a standby.
+    Rewind {
+        /// The new primary.
+        source: StandbySource,
+    },
     /// Copy the data directory from a running member (`pg_basebackup`).
     Clone {
         /// The member to copy from.
@@ -113,10 +137,12 @@ pub fn wants_lease(s: &Situation) -> bool {
     }
     match s.data {
         DataDirState::Empty | DataDirState::Foreign => s.bootstrap_allowed,
-        // A primary's data directory keeps (or regains) its lease; a
-        // standby does not ask: choosing a new primary among standbys needs
-        // the comparison of positions that automatic failover brings.
-        DataDirState::Initialized => !s.standby_signal,
+        // A primary's data directory keeps (or regains) its lease, unless
+        // its PostgreSQL keeps crashing; a standby asks only when no primary
+        // is alive and it is the best candidate it can see.
+        DataDirState::Initialized if s.crash_loop => false,
+        DataDirState::Initialized if !s.standby_signal => true,
+        DataDirState::Initialized => !s.leader_alive && s.best_candidate.is_some(),
     }
 }
 
@@ -143,23 +169,41 @@ pub fn decide(s: &Situation) -> Action {
         }
     }
     match &s.postgres {
-        Postgres::NotRunning {
-            crash_backoff: true,
-        } => Action::Wait {
+        Postgres::NotRunning { crash_backoff: true } => Action::Wait {
             reason: "PostgreSQL exited unexpectedly; restarting after a backoff".into(),
         },
-        Postgres::NotRunning {
-            crash_backoff: false,
-        } => Action::Start {
-            // Never start as primary without the lease; a primary's data
-            // directory starts as a standby and is promoted once the lease is held.
-            as_standby: s.standby_signal || !s.lease_mine,
-        },
+        Postgres::NotRunning { crash_backoff: false } => {
+            if s.lease_mine {
+                // Restart in place; a standby's directory starts as a
+                // standby and is promoted once running.
+                return Action::Start {
+                    as_standby: s.standby_signal,
+                };
+            }
+            if s.standby_signal {
+                return Action::Start { as_standby: true };
+            }
+            // A former primary: rejoin the new leader (rewinding what
+            // diverged), or wait for the lease when there is no leader.
+            match &s.leader_source {
+                Some(source) if s.leader_alive => Action::Rewind { source: source.clone() },
+                _ => Action::Wait {
+                    reason: "a primary's data directory without the leader lease: waiting for the lease or for a new primary to rejoin".into(),
+                },
+            }
+        }
         Postgres::Starting => Action::Wait {
             reason: "PostgreSQL is starting and does not accept connections yet".into(),
         },
         Postgres::Running { in_recovery: false } if s.lease_mine => {
-            if s.role_ensured {
+            if s.lease_remaining < s.fence_margin {
+                Action::Fence {
+                    reason: format!(
+                        "the leader lease could not be renewed and ends in {} ms",
+                        s.lease_remaining.as_millis()
+                    ),
+                }
+            } else if s.role_ensured {
                 Action::Healthy
             } else {
                 Action::EnsureReplicationRole
@@ -171,8 +215,14 @@ pub fn decide(s: &Situation) -> Action {
                 None => "running as primary without the leader lease".into(),
             },
         },
-        Postgres::Running { in_recovery: true } if s.lease_mine => Action::Promote,
+        Postgres::Running { in_recovery: true } if s.lease_mine => Action::Promote {
+            reason: s
+                .best_candidate
+                .clone()
+                .unwrap_or_else(|| "this member holds the leader lease".into()),
+        },
         Postgres::Running { in_recovery: true } => match (&s.lease_holder, &s.leader_source) {
+            (Some(_), Some(source)) if s.timeline_diverged => Action::Rewind { source: source.clone() },
             (Some(_), Some(source)) => Action::Follow { source: source.clone() },
             (Some(h), None) => Action::Wait {
                 reason: format!("standby: {h} holds the leader lease but its PostgreSQL address is not known yet"),
@@ -231,6 +281,12 @@ mod tests {
             join_blocker: None,
             leader_source: None,
             foreign_leader: None,
+            lease_remaining: Duration::from_secs(9),
+            fence_margin: Duration::from_secs(2),
+            best_candidate: None,
+            leader_alive: false,
+            timeline_diverged: false,
+            crash_loop: false,
         }
     }
 
@@ -295,14 +351,61 @@ mod tests {
                 Action::Start { as_standby: false },
             ),
             (
-                "stopped node without the lease never starts as primary",
+                "a former primary without the lease and no leader waits",
                 Situation {
                     postgres: Postgres::NotRunning { crash_backoff: false },
                     lease_mine: false,
                     lease_holder: None,
                     ..base.clone()
                 },
+                Action::Wait {
+                    reason: "a primary's data directory without the leader lease: waiting for the lease or for a new primary to rejoin".into(),
+                },
+            ),
+            (
+                "a former primary rejoins a new leader by rewind",
+                Situation {
+                    postgres: Postgres::NotRunning { crash_backoff: false },
+                    lease_mine: false,
+                    lease_holder: Some("pg2".into()),
+                    leader_source: Some(pg2()),
+                    leader_alive: true,
+                    ..base.clone()
+                },
+                Action::Rewind { source: pg2() },
+            ),
+            (
+                "a stopped standby without the lease starts as a standby",
+                Situation {
+                    postgres: Postgres::NotRunning { crash_backoff: false },
+                    standby_signal: true,
+                    lease_mine: false,
+                    lease_holder: None,
+                    ..base.clone()
+                },
                 Action::Start { as_standby: true },
+            ),
+            (
+                "a primary whose lease runs out fences itself before it ends",
+                Situation {
+                    lease_remaining: Duration::from_millis(1500),
+                    ..base.clone()
+                },
+                Action::Fence {
+                    reason: "the leader lease could not be renewed and ends in 1500 ms".into(),
+                },
+            ),
+            (
+                "a standby whose timeline diverged is rewound",
+                Situation {
+                    postgres: Postgres::Running { in_recovery: true },
+                    lease_mine: false,
+                    lease_holder: Some("pg2".into()),
+                    leader_source: Some(pg2()),
+                    timeline_diverged: true,
+                    ..base.clone()
+                },
+                Action::Rewind { source: pg2() },
             ),
             (
                 "crashed postgres waits for its backoff",
@@ -327,8 +430,14 @@ mod tests {
             ),
             (
                 "standby holding the lease is promoted",
-                Situation { postgres: Postgres::Running { in_recovery: true }, ..base.clone() },
-                Action::Promote,
+                Situation {
+                    postgres: Postgres::Running { in_recovery: true },
+                    best_candidate: Some("highest WAL position among pg1=0/5".into()),
+                    ..base.clone()
+                },
+                Action::Promote {
+                    reason: "highest WAL position among pg1=0/5".into(),
+                },
             ),
             (
                 "standby keeps following the leader",
@@ -429,5 +538,31 @@ mod tests {
             bootstrap_allowed: false,
             ..empty
         }));
+        let standby = Situation {
+            standby_signal: true,
+            postgres: Postgres::Running { in_recovery: true },
+            lease_mine: false,
+            ..base.clone()
+        };
+        assert!(!wants_lease(&standby), "a standby that is not the best candidate does not ask");
+        let best = Situation {
+            best_candidate: Some("best".into()),
+            ..standby.clone()
+        };
+        assert!(wants_lease(&best), "the best standby asks when no primary is alive");
+        assert!(
+            !wants_lease(&Situation {
+                leader_alive: true,
+                ..best
+            }),
+            "never while a primary is alive"
+        );
+        assert!(
+            !wants_lease(&Situation {
+                crash_loop: true,
+                ..base.clone()
+            }),
+            "a crash loop gives the lease up"
+        );
     }
 }

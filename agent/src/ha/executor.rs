@@ -14,7 +14,8 @@ use crate::pg::postmaster::{AdoptRefusal, Postmaster, PostmasterError, StopMode}
 use crate::pg::probe::{Observation, Probe, ProbeError};
 use crate::pg::roles;
 use crate::pg::runas::{RunAs, RunAsError};
-use crate::state::{AgentState, StateError};
+use crate::pg::fence_guard::{Deadlines, FenceGuard};
+use crate::state::{AgentState, HistoryEntry, StateError, HISTORY_LIMIT};
 
 use super::decide::{Action, Postgres};
 
@@ -89,8 +90,10 @@ pub struct Observed {
     pub postgres: Postgres,
     /// The probe's answer, when PostgreSQL answered.
     pub observation: Option<Observation>,
-    /// Why a standby does not stream, from its server log.
+        /// Why a standby does not stream, from its server log.
     pub receiver_problem: Option<String>,
+    /// The kind of that problem (`timeline_diverged`, ...).
+    pub receiver_problem_kind: Option<&'static str>,
 }
 
 /// Crashes in a row and when the next start is due.
@@ -126,14 +129,20 @@ pub struct LocalPostgres {
     fenced: Option<String>,
     adopted_logged: bool,
     follow: Option<StandbySource>,
-    clone_failures: u32,
+        clone_failures: u32,
     clone_not_before: Option<Instant>,
     progress: Option<ProgressReporter>,
+    guard: FenceGuard,
+    history: Vec<HistoryEntry>,
 }
 
 impl LocalPostgres {
     /// Takes charge of the data directory of `cfg`.
     pub fn new(cfg: Config, bins: Binaries, runas: RunAs) -> LocalPostgres {
+                let guard = FenceGuard::new(&cfg.node.data_dir);
+        let history = AgentState::load(&cfg.node.data_dir)
+            .map(|s| s.history)
+            .unwrap_or_default();
         let probe = Probe::new(
             &cfg.postgresql.socket_dir,
             cfg.postgresql.port,
@@ -150,9 +159,59 @@ impl LocalPostgres {
             fenced: None,
             adopted_logged: false,
             follow: None,
-            clone_failures: 0,
+                        clone_failures: 0,
             clone_not_before: None,
             progress: None,
+            guard,
+            history,
+        }
+    }
+
+    /// Role changes recorded in this data directory.
+    pub fn history(&self) -> &[HistoryEntry] {
+        &self.history
+    }
+
+    /// Crashes in a row of the postmaster.
+    pub fn crashes_in_a_row(&self) -> u32 {
+        self.crashes.in_a_row
+    }
+
+    /// Keeps the fence guard in step: a running primary holding the lease
+    /// is writable until `margin` before `lease_end`; anything else disarms it.
+    pub fn guard_until(&mut self, lease_end: Option<Instant>, primary: bool, margin: Duration) {
+        match (lease_end, primary, self.pid()) {
+            (Some(end), true, Some(pid)) => {
+                if let Err(e) = self.guard.arm(pid, Deadlines::before(end, margin)) {
+                    tracing::error!("{e}");
+                }
+            }
+            _ => self.guard.disarm(),
+        }
+    }
+
+    /// Appends a role change to the history in `pgwarden.state`.
+    fn record(&mut self, reason: String, timeline: Option<u32>, lsn: Option<String>, new_leader: &str) {
+        let entry = HistoryEntry {
+            timeline,
+            lsn,
+            reason,
+            at: now_rfc3339(),
+            new_leader: new_leader.to_string(),
+        };
+        let data_dir = self.cfg.node.data_dir.clone();
+        let mut state = AgentState::load(&data_dir).unwrap_or_default();
+        // pg_rewind and pg_basebackup bring the source's state file: keep
+        // the longer history of the two.
+        if state.history.len() < self.history.len() {
+            state.history = self.history.clone();
+        }
+        state.history.push(entry);
+        let excess = state.history.len().saturating_sub(HISTORY_LIMIT);
+        state.history.drain(..excess);
+        self.history = state.history.clone();
+        if let Err(e) = state.save(&data_dir, &self.runas) {
+            tracing::error!("cannot record the role change: {e}");
         }
     }
 
@@ -279,14 +338,17 @@ impl LocalPostgres {
                 let tail =
                     crate::pg::diagnose::read_log_tail(&files::server_log(&data_dir), 64 * 1024)
                         .unwrap_or_default();
-                crate::pg::diagnose::diagnose(&tail, status).map(|p| p.to_string())
+                                crate::pg::diagnose::diagnose(&tail, status)
             });
+        let receiver_problem_kind = receiver_problem.as_ref().map(|p| p.kind());
+        let receiver_problem = receiver_problem.map(|p| p.to_string());
         Observed {
             data,
             standby_signal,
             postgres,
-            observation,
+                        observation,
             receiver_problem,
+            receiver_problem_kind,
         }
     }
 
@@ -308,18 +370,17 @@ impl LocalPostgres {
             Action::EnsureReplicationRole => self.prepare_primary().await,
             Action::Clone { source } => self.clone_from(source).await,
             Action::Follow { source } => self.follow(source).await,
-            Action::Promote => {
-                tracing::info!("promoting: this member holds the leader lease");
-                self.probe
-                    .execute("SELECT pg_promote(wait => true, wait_seconds => 60)")
-                    .await?;
-                self.role_ensured = false;
-                Ok(())
-            }
-            Action::Fence { reason } => {
+                        Action::Promote { reason } => self.promote(reason).await,
+            Action::Rewind { source } => self.rewind(source).await,
+                        Action::Fence { reason } => {
                 tracing::error!("fencing: {reason}; stopping PostgreSQL (fast, then immediate)");
                 self.fenced = Some(reason.clone());
-                self.stop(StopMode::Fast, Duration::from_secs(3)).await
+                // Fast gets half a second: no session may commit once the
+                // lease ends, and immediate is safe (crash recovery later).
+                self.stop(StopMode::Fast, Duration::from_millis(500)).await?;
+                self.guard.disarm();
+                self.record(format!("fenced: {reason}"), None, None, "");
+                Ok(())
             }
         }
     }
@@ -395,8 +456,17 @@ impl LocalPostgres {
                 system_identifier: Some(obs.system_identifier.clone()),
                 initialized_by: Some(self.cfg.node.name.clone()),
                 initialized_at: Some(now_rfc3339()),
+                history: Vec::new(),
             };
             state.save(&data_dir, &self.runas)?;
+            let me = self.cfg.node.name.clone();
+            self.history.clear();
+            self.record(
+                "initialized a new cluster with initdb".into(),
+                obs.timeline,
+                obs.current_lsn.map(|l| l.to_string()),
+                &me,
+            );
             tracing::info!(
                 system_identifier = %obs.system_identifier,
                 "bootstrap done: new cluster {} is primary on timeline {}",
@@ -458,6 +528,96 @@ impl LocalPostgres {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+        /// Promotes this standby (it holds the lease) and records why.
+    async fn promote(&mut self, reason: &str) -> Result<(), ExecError> {
+        let before = self.probe.observe().await.ok();
+        tracing::info!(
+            "promoting {}: {reason}; replayed up to {}",
+            self.cfg.node.name,
+            before
+                .as_ref()
+                .and_then(|o| o.replayed_lsn)
+                .map(|l| l.to_string())
+                .unwrap_or_else(|| "?".into())
+        );
+        self.probe
+            .execute("SELECT pg_promote(wait => true, wait_seconds => 60)")
+            .await?;
+        self.role_ensured = false;
+        let after = self.probe.observe().await.ok();
+        let me = self.cfg.node.name.clone();
+        self.record(
+            format!("promoted: {reason}"),
+            after.as_ref().and_then(|o| o.timeline),
+            after.as_ref().and_then(|o| o.current_lsn).map(|l| l.to_string()),
+            &me,
+        );
+        Ok(())
+    }
+
+    /// Rejoins as a standby of `source`: stop, CHECKPOINT on the source,
+    /// `pg_rewind`, re-render the managed files, `standby.signal`. A failed
+    /// rewind renames the data directory aside; the member then re-clones.
+    async fn rewind(&mut self, source: &StandbySource) -> Result<(), ExecError> {
+        let data_dir = self.cfg.node.data_dir.clone();
+        if self.postmaster.is_some() {
+            self.stop(StopMode::Fast, FAST_STOP_TIMEOUT).await?;
+        }
+        self.guard.disarm();
+        self.follow = Some(source.clone());
+        self.write_passfile()?;
+        let superuser = self.secret(
+            "replication.superuser_password_file",
+            self.cfg.replication.superuser_password_file.clone(),
+        )?;
+        if let Err(e) = ctl::remote_checkpoint(&source.host, source.port, &superuser).await {
+            return Err(ExecError::Backoff(format!("before pg_rewind: {e}")));
+        }
+        tracing::info!(
+            "rejoining {}:{} as a standby: pg_rewind of {}",
+            source.host,
+            source.port,
+            data_dir.display()
+        );
+        let passfile = files::passfile(&data_dir);
+        let no_sync = self.no_sync();
+        let result = ctl::rewind(&self.bins, &self.runas, &data_dir, &source.host, source.port, &passfile, no_sync).await;
+        match result {
+            Ok(output) => {
+                let summary = output
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("done")
+                    .to_string();
+                tracing::info!("pg_rewind: {summary}");
+                files::write_atomic(&data_dir.join("standby.signal"), b"", 0o600, &self.runas)?;
+                // pg_rewind copied the source's configuration files.
+                self.write_managed_files()?;
+                self.fenced = None;
+                self.record(
+                    format!(
+                        "rejoined {}:{} as a standby after pg_rewind ({summary})",
+                        source.host, source.port
+                    ),
+                    None,
+                    None,
+                    "",
+                );
+                Ok(())
+            }
+            Err(e) => {
+                let moved = files::rename_aside(&data_dir, "diverged")?;
+                tracing::error!(
+                    "pg_rewind failed ({e}); {} renamed to {} (nothing deleted); this member clones afresh",
+                    data_dir.display(),
+                    moved.display()
+                );
+                Err(e.into())
+            }
         }
     }
 
@@ -582,12 +742,23 @@ impl LocalPostgres {
     }
 
     /// The replication password in the passfile a standby streams with.
-    fn write_passfile(&self) -> Result<(), ExecError> {
+        fn write_passfile(&self) -> Result<(), ExecError> {
         let password = self.secret(
             "replication.password_file",
             self.cfg.replication.password_file.clone(),
         )?;
-        let text = pgconf::render_passfile(&self.cfg.replication.user, &password);
+        // pg_rewind connects to the new primary as the superuser.
+        let superuser = self
+            .cfg
+            .replication
+            .superuser_password_file
+            .as_deref()
+            .and_then(|p| read_secret(p).ok());
+        let mut entries = vec![(self.cfg.replication.user.as_str(), password.as_str())];
+        if let Some(pw) = &superuser {
+            entries.push((pgconf::SUPERUSER, pw.as_str()));
+        }
+        let text = pgconf::render_passfile(&entries);
         let path = files::passfile(&self.cfg.node.data_dir);
         if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
             files::write_atomic(&path, text.as_bytes(), 0o600, &self.runas)?;

@@ -15,6 +15,9 @@ use crate::lease::{LeaseClient, LeaseStatus};
 use crate::peers::{PeerView, Peers};
 use crate::pg::conf::StandbySource;
 use crate::pg::files::DataDirState;
+use crate::pg::Lsn;
+
+use super::candidate::{judge, MemberPosition};
 
 /// Messages from the rest of the agent to the loop.
 #[derive(Debug)]
@@ -34,8 +37,9 @@ pub struct Runner<L: LeaseClient> {
     notifier: Notifier,
     last_action: Option<Action>,
     last_error: Option<String>,
-    last_lease: LeaseStatus,
+        last_lease: LeaseStatus,
     peers: Peers,
+    last_leader_lsn: Option<Lsn>,
 }
 
 /// What the other members' documents say about joining and following.
@@ -45,8 +49,9 @@ struct Membership {
     clone_source: Option<StandbySource>,
     join_blocker: Option<String>,
     leader_source: Option<StandbySource>,
-    leader_name: Option<String>,
+        leader_name: Option<String>,
     foreign_leader: Option<String>,
+    leader_alive: bool,
 }
 
 impl<L: LeaseClient> Runner<L> {
@@ -81,8 +86,9 @@ impl<L: LeaseClient> Runner<L> {
             notifier,
             last_action: None,
             last_error: None,
-            last_lease: LeaseStatus::default(),
+                        last_lease: LeaseStatus::default(),
             peers,
+            last_leader_lsn: None,
         }
     }
 
@@ -157,12 +163,27 @@ impl<L: LeaseClient> Runner<L> {
                 Some(local),
                 Action::Bootstrap
                 | Action::Start { .. }
-                | Action::Promote
+                | Action::Promote { .. }
+                    | Action::Rewind { .. }
                 | Action::Fence { .. }
                 | Action::RenameAside,
             ) => Some(local.observe().await),
             _ => observed,
         };
+                if let Some(lsn) = lease
+            .holder
+            .as_deref()
+            .and_then(|h| self.peers.get(h))
+            .filter(|p| p.is_running_primary())
+            .and_then(PeerView::lsn)
+        {
+            self.last_leader_lsn = Some(lsn);
+        }
+        if let (Some(local), Some(o)) = (&mut self.local, &observed) {
+            let primary = o.postgres == Postgres::Running { in_recovery: false };
+            let end = lease.expires_at.filter(|_| lease.mine);
+            local.guard_until(end, primary, guard_margin(&self.cfg));
+        }
         let view = self.build_view(observed.as_ref(), &lease, &action);
         if view.state == PgState::Running || view.role == Role::Witness {
             self.notifier.ready();
@@ -190,8 +211,14 @@ impl<L: LeaseClient> Runner<L> {
                     role_ensured: local.role_ensured(),
                     clone_source: m.clone_source,
                     join_blocker: m.join_blocker,
-                    leader_source: m.leader_source,
+                                        leader_source: m.leader_source,
                     foreign_leader: m.foreign_leader,
+                    lease_remaining: lease.remaining(Instant::now()),
+                    fence_margin: self.fence_margin(),
+                    best_candidate: self.best_candidate(o),
+                    leader_alive: m.leader_alive,
+                    timeline_diverged: o.receiver_problem_kind == Some("timeline_diverged"),
+                    crash_loop: local.crashes_in_a_row() >= CRASH_LOOP,
                 }
             }
             _ => Situation {
@@ -209,8 +236,14 @@ impl<L: LeaseClient> Runner<L> {
                 role_ensured: false,
                 clone_source: None,
                 join_blocker: None,
-                leader_source: None,
+                                leader_source: None,
                 foreign_leader: None,
+                lease_remaining: lease.remaining(Instant::now()),
+                fence_margin: self.fence_margin(),
+                best_candidate: None,
+                leader_alive: false,
+                timeline_diverged: false,
+                crash_loop: false,
             },
         }
     }
@@ -324,6 +357,8 @@ impl<L: LeaseClient> Runner<L> {
             )),
             _ => None,
         };
+                let leader_alive = lease.holder.as_deref().is_some_and(|h| h != me)
+            || self.peers.views().any(|p| p.is_running_primary());
         Membership {
             bootstrap_allowed,
             clone_source,
@@ -331,6 +366,52 @@ impl<L: LeaseClient> Runner<L> {
             leader_source,
             leader_name,
             foreign_leader,
+            leader_alive,
+        }
+    }
+
+        /// A primary stops PostgreSQL when its lease has less than this left:
+    /// two loops, or a quarter of the lease, whichever is longer.
+    fn fence_margin(&self) -> Duration {
+        (self.cfg.cluster.loop_wait * 2).max(self.cfg.cluster.ttl / 4)
+    }
+
+
+    /// Whether this standby is the best candidate, and why (`None`: not).
+    fn best_candidate(&self, o: &Observed) -> Option<String> {
+        let obs = o.observation.as_ref().filter(|obs| obs.in_recovery)?;
+        let me = self.cfg.me()?;
+        let position = |received: Option<Lsn>, replayed: Option<Lsn>| received.max(replayed);
+        let mine = MemberPosition {
+            name: me.name.clone(),
+            lsn: position(obs.received_lsn, obs.replayed_lsn),
+            system_identifier: Some(obs.system_identifier.clone()),
+            running_primary: false,
+            nofailover: me.nofailover,
+        };
+        let lsn_field = |d: &serde_json::Value, f: &str| d["wal"][f].as_str().and_then(|s| s.parse::<Lsn>().ok());
+        let peers: Vec<MemberPosition> = self
+            .cfg
+            .data_members()
+            .filter(|m| m.name != me.name)
+            .filter_map(|m| {
+                let p = self.peers.get(&m.name)?;
+                let d = p.fresh_doc()?;
+                Some(MemberPosition {
+                    name: m.name.clone(),
+                    lsn: position(lsn_field(d, "received_lsn"), lsn_field(d, "replayed_lsn")).or(lsn_field(d, "lsn")),
+                    system_identifier: p.system_identifier().map(str::to_string),
+                    running_primary: p.is_running_primary(),
+                    nofailover: m.nofailover,
+                })
+            })
+            .collect();
+        let verdict = judge(&mine, &peers, self.last_leader_lsn, self.cfg.replication.max_lag_on_failover.bytes());
+        if verdict.is_best() {
+            Some(verdict.reason().to_string())
+        } else {
+            tracing::debug!("not a candidate: {}", verdict.reason());
+            None
         }
     }
 
@@ -465,7 +546,8 @@ impl<L: LeaseClient> Runner<L> {
         if view.state == PgState::Fenced {
             view.reason = local.fenced().map(str::to_string);
         }
-        view.wal_receiver_problem = o.receiver_problem.clone();
+                view.wal_receiver_problem = o.receiver_problem.clone();
+        view.history = local.history().to_vec();
         view.postgres = Some(PostgresView {
             pid: local.pid(),
             host: cfg.pg_advertise_host(),
@@ -506,16 +588,29 @@ impl<L: LeaseClient> Runner<L> {
     }
 
     async fn shutdown(&mut self) {
-        tracing::info!("shutting down: releasing the leader lease, stopping PostgreSQL (fast)");
+                tracing::info!("shutting down: stopping PostgreSQL (fast), then releasing the leader lease");
         self.notifier.stopping();
-        self.lease.release().await;
+        // PostgreSQL first: once the lease is released another member may
+        // promote, and this one must not be writable by then.
         if let Some(local) = &mut self.local {
             if let Err(e) = local.shutdown().await {
-                tracing::error!("stopping PostgreSQL failed: {e}");
+                tracing::error!("stopping PostgreSQL failed: {e}; keeping the lease until it expires");
+                return;
             }
+            local.guard_until(None, false, Duration::ZERO);
         }
+        self.lease.release().await;
     }
 }
+
+/// The fence guard acts this long before the lease ends: inside the
+/// agent's own fence margin, so it only fires when the agent did not.
+fn guard_margin(cfg: &Config) -> Duration {
+    (cfg.cluster.ttl / 5).max(Duration::from_millis(200))
+}
+
+/// Crashes in a row after which a primary gives its lease up.
+const CRASH_LOOP: u32 = 3;
 
 /// The one-line `STATUS=` for systemd.
 fn status_line(view: &NodeView) -> String {

@@ -238,12 +238,17 @@ pub fn render_pg_hba(cfg: &Config) -> String {
     ));
     out.push_str("host    all          all   127.0.0.1/32  scram-sha-256\n");
     out.push_str("host    all          all   ::1/128       scram-sha-256\n");
-    out.push_str("# replication from every member\n");
+    out.push_str("# replication from every member; the superuser for pg_rewind from every member\n");
     for m in cfg.data_members() {
         let Some(host) = m.pg_host() else { continue };
         out.push_str(&format!(
             "host    replication  {}  {}  scram-sha-256  # {}\n",
             hba_user(&cfg.replication.user),
+            hba_address(&host),
+            m.name
+        ));
+        out.push_str(&format!(
+            "host    postgres     {SUPERUSER}  {}  scram-sha-256  # {} (pg_rewind)\n",
             hba_address(&host),
             m.name
         ));
@@ -295,11 +300,14 @@ pub fn render_pg_ident(owner: &str) -> String {
     out
 }
 
-/// A libpq password file line (`host:port:db:user:password`) for the
-/// replication user, with `:` and `\` escaped as libpq requires.
-pub fn render_passfile(user: &str, password: &str) -> String {
+/// A libpq password file (`host:port:db:user:password` lines) for the
+/// given users, with `:` and `\` escaped as libpq requires.
+pub fn render_passfile(entries: &[(&str, &str)]) -> String {
     let esc = |s: &str| s.replace('\\', "\\\\").replace(':', "\\:");
-    format!("*:*:*:{}:{}\n", esc(user), esc(password))
+    entries
+        .iter()
+        .map(|(user, password)| format!("*:*:*:{}:{}\n", esc(user), esc(password)))
+        .collect()
 }
 
 #[cfg(test)]
@@ -502,6 +510,7 @@ mod tests {
 
     #[test]
     fn passfile_escapes_separators() {
-        assert_eq!(render_passfile("rep", "a:b\\c"), "*:*:*:rep:a\\:b\\\\c\n");
+        assert_eq!(render_passfile(&[("rep", "a:b\\c")]), "*:*:*:rep:a\\:b\\\\c\n");
+        assert_eq!(render_passfile(&[("a", "1"), ("b", "2")]), "*:*:*:a:1\n*:*:*:b:2\n");
     }
 }

@@ -235,6 +235,75 @@ pub async fn basebackup(
     })
 }
 
+/// Runs `pg_rewind --source-server` into `data_dir` (stopped), as `runas`,
+/// connecting to the new primary as the superuser through `passfile`.
+pub async fn rewind(
+    bins: &Binaries,
+    runas: &RunAs,
+    data_dir: &Path,
+    source_host: &str,
+    source_port: u16,
+    passfile: &Path,
+    no_sync: bool,
+) -> Result<String, CtlError> {
+    let program = bins.program("pg_rewind");
+    let conninfo = format!(
+        "host={source_host} port={source_port} user={SUPERUSER} dbname=postgres passfile={} connect_timeout=10",
+        passfile.display()
+    );
+    let mut cmd = Command::new(&program);
+    cmd.arg("-D").arg(data_dir).arg(format!("--source-server={conninfo}")).arg("--progress");
+    if no_sync {
+        cmd.arg("--no-sync");
+    }
+    runas.apply(&mut cmd);
+    cmd.stdin(Stdio::null());
+    let out = tokio::process::Command::from(cmd)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|source| CtlError::Spawn {
+            program: program.clone(),
+            source,
+        })?;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    if out.status.success() {
+        return Ok(stderr);
+    }
+    let tail: Vec<&str> = stderr.lines().rev().take(8).collect();
+    Err(CtlError::Failed {
+        program,
+        status: out.status.to_string(),
+        stderr: tail.into_iter().rev().collect::<Vec<_>>().join(" | "),
+    })
+}
+
+/// Asks a (newly promoted) primary for a `CHECKPOINT`, as the superuser:
+/// on PostgreSQL 15 `pg_rewind` reads the source's timeline from its
+/// control file, which only a checkpoint updates after a promotion.
+pub async fn remote_checkpoint(host: &str, port: u16, password: &str) -> Result<(), String> {
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.host(host)
+        .port(port)
+        .user(SUPERUSER)
+        .password(password)
+        .dbname("postgres")
+        .application_name("pgwarden-rewind")
+        .connect_timeout(std::time::Duration::from_secs(5));
+    let connect = tokio::time::timeout(std::time::Duration::from_secs(10), cfg.connect(tokio_postgres::NoTls));
+    let (client, conn) = connect
+        .await
+        .map_err(|_| format!("{host}:{port} did not answer within 10 s"))?
+        .map_err(|e| format!("cannot connect to {host}:{port} as {SUPERUSER}: {e}"))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    tokio::time::timeout(std::time::Duration::from_secs(60), client.batch_execute("CHECKPOINT"))
+        .await
+        .map_err(|_| format!("CHECKPOINT on {host}:{port} took longer than 60 s"))?
+        .map_err(|e| format!("CHECKPOINT on {host}:{port} failed: {e}"))
+}
+
 /// The percentage in a `pg_basebackup -P` line: `30728/30728 kB (100%), 1/1 tablespace`.
 pub fn parse_progress(line: &str) -> Option<u8> {
     let open = line.find('(')?;

@@ -8,6 +8,7 @@
 //! - `ctl.rs`: `initdb` and the other tools.
 //! - `postmaster.rs`: start, adopt, watch and stop the postmaster.
 //! - `probe.rs`: one query per loop → [`probe::Observation`].
+//! - `fence_guard.rs`: the process that stops the postmaster when its deadline passes.
 //! - `diagnose.rs`: why a standby does not stream, from the server log.
 //! - `roles.rs`: the replication role.
 //! - `lsn.rs`: WAL positions.
@@ -16,6 +17,7 @@ pub mod binaries;
 pub mod conf;
 pub mod ctl;
 pub mod diagnose;
+pub mod fence_guard;
 pub mod files;
 pub mod lsn;
 pub mod postmaster;
