@@ -55,7 +55,7 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-        /// (internal) The fence guard the agent starts beside a primary's postmaster.
+    /// (internal) The fence guard the agent starts beside a primary's postmaster.
     #[command(hide = true)]
     FenceGuard {
         /// The deadline file the agent keeps pushing forward.
@@ -155,7 +155,9 @@ fn real_main(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
-                Cmd::FenceGuard { deadline_file } => Ok(pgwarden::pg::fence_guard::run_guard(&deadline_file)),
+        Cmd::FenceGuard { deadline_file } => {
+            Ok(pgwarden::pg::fence_guard::run_guard(&deadline_file))
+        }
         Cmd::Demo { nodes, dir } => Ok(runtime()?.block_on(demo::run(nodes, dir))?),
     }
 }

@@ -108,7 +108,7 @@ pub struct NodeView {
     pub peers: Vec<PeerView>,
     /// The leader's WAL position as it last reported it (for a replica's lag).
     pub leader_lsn: Option<Lsn>,
-        /// Why this standby does not stream, in words.
+    /// Why this standby does not stream, in words.
     pub wal_receiver_problem: Option<String>,
     /// Role changes recorded in this data directory.
     pub history: Vec<crate::state::HistoryEntry>,
@@ -144,7 +144,7 @@ impl NodeView {
             progress_pct: None,
             peers: Vec::new(),
             leader_lsn: None,
-                        wal_receiver_problem: None,
+            wal_receiver_problem: None,
             history: Vec::new(),
         }
     }

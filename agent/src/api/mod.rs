@@ -43,7 +43,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub fn router(state: ApiState) -> Router {
     let mut r = Router::new()
         .route("/status", get(status_handler).options(status_handler))
-                .route("/cluster", get(cluster_handler))
+        .route("/cluster", get(cluster_handler))
         .route("/history", get(history_handler))
         .route("/internal/lease/prepare", post(internal::prepare))
         .route("/internal/lease/propose", post(internal::propose))

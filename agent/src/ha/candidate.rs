@@ -45,7 +45,12 @@ impl Verdict {
 /// Judges `me` against the members that answered this loop (`peers`).
 /// `last_leader_lsn`: the primary's last position this member saw, for
 /// `max_lag` (`replication.max_lag_on_failover`).
-pub fn judge(me: &MemberPosition, peers: &[MemberPosition], last_leader_lsn: Option<Lsn>, max_lag: u64) -> Verdict {
+pub fn judge(
+    me: &MemberPosition,
+    peers: &[MemberPosition],
+    last_leader_lsn: Option<Lsn>,
+    max_lag: u64,
+) -> Verdict {
     if me.nofailover {
         return Verdict::NotBest(format!("{} is tagged nofailover", me.name));
     }
@@ -66,7 +71,10 @@ pub fn judge(me: &MemberPosition, peers: &[MemberPosition], last_leader_lsn: Opt
     }
     let mut compared = vec![format!("{}={mine}", me.name)];
     for p in peers.iter().filter(|p| !p.nofailover) {
-        if p.system_identifier.is_some() && me.system_identifier.is_some() && p.system_identifier != me.system_identifier {
+        if p.system_identifier.is_some()
+            && me.system_identifier.is_some()
+            && p.system_identifier != me.system_identifier
+        {
             return Verdict::NotBest(format!(
                 "{} belongs to another cluster (system identifier {})",
                 p.name,
@@ -82,7 +90,10 @@ pub fn judge(me: &MemberPosition, peers: &[MemberPosition], last_leader_lsn: Opt
             ));
         }
     }
-    Verdict::Best(format!("highest WAL position among {}", compared.join(", ")))
+    Verdict::Best(format!(
+        "highest WAL position among {}",
+        compared.join(", ")
+    ))
 }
 
 #[cfg(test)]
@@ -103,7 +114,10 @@ mod tests {
     fn the_standby_with_the_highest_position_is_best() {
         let v = judge(&m("pg2", 200), &[m("pg3", 100)], Some(Lsn(200)), 1 << 20);
         assert!(v.is_best(), "{v:?}");
-        assert!(v.reason().contains("pg2=0/C8") && v.reason().contains("pg3=0/64"), "{v:?}");
+        assert!(
+            v.reason().contains("pg2=0/C8") && v.reason().contains("pg3=0/64"),
+            "{v:?}"
+        );
     }
 
     #[test]
@@ -154,7 +168,10 @@ mod tests {
 
     #[test]
     fn an_unknown_own_position_is_never_best() {
-        let me = MemberPosition { lsn: None, ..m("pg2", 0) };
+        let me = MemberPosition {
+            lsn: None,
+            ..m("pg2", 0)
+        };
         assert!(!judge(&me, &[], None, 1 << 20).is_best());
     }
 }

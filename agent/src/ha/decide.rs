@@ -544,12 +544,18 @@ mod tests {
             lease_mine: false,
             ..base.clone()
         };
-        assert!(!wants_lease(&standby), "a standby that is not the best candidate does not ask");
+        assert!(
+            !wants_lease(&standby),
+            "a standby that is not the best candidate does not ask"
+        );
         let best = Situation {
             best_candidate: Some("best".into()),
             ..standby.clone()
         };
-        assert!(wants_lease(&best), "the best standby asks when no primary is alive");
+        assert!(
+            wants_lease(&best),
+            "the best standby asks when no primary is alive"
+        );
         assert!(
             !wants_lease(&Situation {
                 leader_alive: true,

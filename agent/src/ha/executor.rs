@@ -9,12 +9,12 @@ use crate::config::{read_secret, Config, ParamValue, SecretError};
 use crate::pg::binaries::Binaries;
 use crate::pg::conf::{self as pgconf, StandbySource};
 use crate::pg::ctl::{self, BasebackupOptions, CtlError, InitdbOptions};
+use crate::pg::fence_guard::{Deadlines, FenceGuard};
 use crate::pg::files::{self, DataDirState, FileError, ManagedFiles};
 use crate::pg::postmaster::{AdoptRefusal, Postmaster, PostmasterError, StopMode};
 use crate::pg::probe::{Observation, Probe, ProbeError};
 use crate::pg::roles;
 use crate::pg::runas::{RunAs, RunAsError};
-use crate::pg::fence_guard::{Deadlines, FenceGuard};
 use crate::state::{AgentState, HistoryEntry, StateError, HISTORY_LIMIT};
 
 use super::decide::{Action, Postgres};
@@ -90,7 +90,7 @@ pub struct Observed {
     pub postgres: Postgres,
     /// The probe's answer, when PostgreSQL answered.
     pub observation: Option<Observation>,
-        /// Why a standby does not stream, from its server log.
+    /// Why a standby does not stream, from its server log.
     pub receiver_problem: Option<String>,
     /// The kind of that problem (`timeline_diverged`, ...).
     pub receiver_problem_kind: Option<&'static str>,
@@ -129,7 +129,7 @@ pub struct LocalPostgres {
     fenced: Option<String>,
     adopted_logged: bool,
     follow: Option<StandbySource>,
-        clone_failures: u32,
+    clone_failures: u32,
     clone_not_before: Option<Instant>,
     progress: Option<ProgressReporter>,
     guard: FenceGuard,
@@ -139,7 +139,7 @@ pub struct LocalPostgres {
 impl LocalPostgres {
     /// Takes charge of the data directory of `cfg`.
     pub fn new(cfg: Config, bins: Binaries, runas: RunAs) -> LocalPostgres {
-                let guard = FenceGuard::new(&cfg.node.data_dir);
+        let guard = FenceGuard::new(&cfg.node.data_dir);
         let history = AgentState::load(&cfg.node.data_dir)
             .map(|s| s.history)
             .unwrap_or_default();
@@ -159,7 +159,7 @@ impl LocalPostgres {
             fenced: None,
             adopted_logged: false,
             follow: None,
-                        clone_failures: 0,
+            clone_failures: 0,
             clone_not_before: None,
             progress: None,
             guard,
@@ -191,7 +191,13 @@ impl LocalPostgres {
     }
 
     /// Appends a role change to the history in `pgwarden.state`.
-    fn record(&mut self, reason: String, timeline: Option<u32>, lsn: Option<String>, new_leader: &str) {
+    fn record(
+        &mut self,
+        reason: String,
+        timeline: Option<u32>,
+        lsn: Option<String>,
+        new_leader: &str,
+    ) {
         let entry = HistoryEntry {
             timeline,
             lsn,
@@ -338,7 +344,7 @@ impl LocalPostgres {
                 let tail =
                     crate::pg::diagnose::read_log_tail(&files::server_log(&data_dir), 64 * 1024)
                         .unwrap_or_default();
-                                crate::pg::diagnose::diagnose(&tail, status)
+                crate::pg::diagnose::diagnose(&tail, status)
             });
         let receiver_problem_kind = receiver_problem.as_ref().map(|p| p.kind());
         let receiver_problem = receiver_problem.map(|p| p.to_string());
@@ -346,7 +352,7 @@ impl LocalPostgres {
             data,
             standby_signal,
             postgres,
-                        observation,
+            observation,
             receiver_problem,
             receiver_problem_kind,
         }
@@ -370,14 +376,15 @@ impl LocalPostgres {
             Action::EnsureReplicationRole => self.prepare_primary().await,
             Action::Clone { source } => self.clone_from(source).await,
             Action::Follow { source } => self.follow(source).await,
-                        Action::Promote { reason } => self.promote(reason).await,
+            Action::Promote { reason } => self.promote(reason).await,
             Action::Rewind { source } => self.rewind(source).await,
-                        Action::Fence { reason } => {
+            Action::Fence { reason } => {
                 tracing::error!("fencing: {reason}; stopping PostgreSQL (fast, then immediate)");
                 self.fenced = Some(reason.clone());
                 // Fast gets half a second: no session may commit once the
                 // lease ends, and immediate is safe (crash recovery later).
-                self.stop(StopMode::Fast, Duration::from_millis(500)).await?;
+                self.stop(StopMode::Fast, Duration::from_millis(500))
+                    .await?;
                 self.guard.disarm();
                 self.record(format!("fenced: {reason}"), None, None, "");
                 Ok(())
@@ -531,7 +538,7 @@ impl LocalPostgres {
         }
     }
 
-        /// Promotes this standby (it holds the lease) and records why.
+    /// Promotes this standby (it holds the lease) and records why.
     async fn promote(&mut self, reason: &str) -> Result<(), ExecError> {
         let before = self.probe.observe().await.ok();
         tracing::info!(
@@ -552,7 +559,10 @@ impl LocalPostgres {
         self.record(
             format!("promoted: {reason}"),
             after.as_ref().and_then(|o| o.timeline),
-            after.as_ref().and_then(|o| o.current_lsn).map(|l| l.to_string()),
+            after
+                .as_ref()
+                .and_then(|o| o.current_lsn)
+                .map(|l| l.to_string()),
             &me,
         );
         Ok(())
@@ -584,7 +594,16 @@ impl LocalPostgres {
         );
         let passfile = files::passfile(&data_dir);
         let no_sync = self.no_sync();
-        let result = ctl::rewind(&self.bins, &self.runas, &data_dir, &source.host, source.port, &passfile, no_sync).await;
+        let result = ctl::rewind(
+            &self.bins,
+            &self.runas,
+            &data_dir,
+            &source.host,
+            source.port,
+            &passfile,
+            no_sync,
+        )
+        .await;
         match result {
             Ok(output) => {
                 let summary = output
@@ -742,7 +761,7 @@ impl LocalPostgres {
     }
 
     /// The replication password in the passfile a standby streams with.
-        fn write_passfile(&self) -> Result<(), ExecError> {
+    fn write_passfile(&self) -> Result<(), ExecError> {
         let password = self.secret(
             "replication.password_file",
             self.cfg.replication.password_file.clone(),

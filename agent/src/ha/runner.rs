@@ -37,7 +37,7 @@ pub struct Runner<L: LeaseClient> {
     notifier: Notifier,
     last_action: Option<Action>,
     last_error: Option<String>,
-        last_lease: LeaseStatus,
+    last_lease: LeaseStatus,
     peers: Peers,
     last_leader_lsn: Option<Lsn>,
 }
@@ -49,7 +49,7 @@ struct Membership {
     clone_source: Option<StandbySource>,
     join_blocker: Option<String>,
     leader_source: Option<StandbySource>,
-        leader_name: Option<String>,
+    leader_name: Option<String>,
     foreign_leader: Option<String>,
     leader_alive: bool,
 }
@@ -86,7 +86,7 @@ impl<L: LeaseClient> Runner<L> {
             notifier,
             last_action: None,
             last_error: None,
-                        last_lease: LeaseStatus::default(),
+            last_lease: LeaseStatus::default(),
             peers,
             last_leader_lsn: None,
         }
@@ -164,13 +164,13 @@ impl<L: LeaseClient> Runner<L> {
                 Action::Bootstrap
                 | Action::Start { .. }
                 | Action::Promote { .. }
-                    | Action::Rewind { .. }
+                | Action::Rewind { .. }
                 | Action::Fence { .. }
                 | Action::RenameAside,
             ) => Some(local.observe().await),
             _ => observed,
         };
-                if let Some(lsn) = lease
+        if let Some(lsn) = lease
             .holder
             .as_deref()
             .and_then(|h| self.peers.get(h))
@@ -211,7 +211,7 @@ impl<L: LeaseClient> Runner<L> {
                     role_ensured: local.role_ensured(),
                     clone_source: m.clone_source,
                     join_blocker: m.join_blocker,
-                                        leader_source: m.leader_source,
+                    leader_source: m.leader_source,
                     foreign_leader: m.foreign_leader,
                     lease_remaining: lease.remaining(Instant::now()),
                     fence_margin: self.fence_margin(),
@@ -236,7 +236,7 @@ impl<L: LeaseClient> Runner<L> {
                 role_ensured: false,
                 clone_source: None,
                 join_blocker: None,
-                                leader_source: None,
+                leader_source: None,
                 foreign_leader: None,
                 lease_remaining: lease.remaining(Instant::now()),
                 fence_margin: self.fence_margin(),
@@ -357,7 +357,7 @@ impl<L: LeaseClient> Runner<L> {
             )),
             _ => None,
         };
-                let leader_alive = lease.holder.as_deref().is_some_and(|h| h != me)
+        let leader_alive = lease.holder.as_deref().is_some_and(|h| h != me)
             || self.peers.views().any(|p| p.is_running_primary());
         Membership {
             bootstrap_allowed,
@@ -370,12 +370,11 @@ impl<L: LeaseClient> Runner<L> {
         }
     }
 
-        /// A primary stops PostgreSQL when its lease has less than this left:
+    /// A primary stops PostgreSQL when its lease has less than this left:
     /// two loops, or a quarter of the lease, whichever is longer.
     fn fence_margin(&self) -> Duration {
         (self.cfg.cluster.loop_wait * 2).max(self.cfg.cluster.ttl / 4)
     }
-
 
     /// Whether this standby is the best candidate, and why (`None`: not).
     fn best_candidate(&self, o: &Observed) -> Option<String> {
@@ -389,7 +388,9 @@ impl<L: LeaseClient> Runner<L> {
             running_primary: false,
             nofailover: me.nofailover,
         };
-        let lsn_field = |d: &serde_json::Value, f: &str| d["wal"][f].as_str().and_then(|s| s.parse::<Lsn>().ok());
+        let lsn_field = |d: &serde_json::Value, f: &str| {
+            d["wal"][f].as_str().and_then(|s| s.parse::<Lsn>().ok())
+        };
         let peers: Vec<MemberPosition> = self
             .cfg
             .data_members()
@@ -399,14 +400,20 @@ impl<L: LeaseClient> Runner<L> {
                 let d = p.fresh_doc()?;
                 Some(MemberPosition {
                     name: m.name.clone(),
-                    lsn: position(lsn_field(d, "received_lsn"), lsn_field(d, "replayed_lsn")).or(lsn_field(d, "lsn")),
+                    lsn: position(lsn_field(d, "received_lsn"), lsn_field(d, "replayed_lsn"))
+                        .or(lsn_field(d, "lsn")),
                     system_identifier: p.system_identifier().map(str::to_string),
                     running_primary: p.is_running_primary(),
                     nofailover: m.nofailover,
                 })
             })
             .collect();
-        let verdict = judge(&mine, &peers, self.last_leader_lsn, self.cfg.replication.max_lag_on_failover.bytes());
+        let verdict = judge(
+            &mine,
+            &peers,
+            self.last_leader_lsn,
+            self.cfg.replication.max_lag_on_failover.bytes(),
+        );
         if verdict.is_best() {
             Some(verdict.reason().to_string())
         } else {
@@ -546,7 +553,7 @@ impl<L: LeaseClient> Runner<L> {
         if view.state == PgState::Fenced {
             view.reason = local.fenced().map(str::to_string);
         }
-                view.wal_receiver_problem = o.receiver_problem.clone();
+        view.wal_receiver_problem = o.receiver_problem.clone();
         view.history = local.history().to_vec();
         view.postgres = Some(PostgresView {
             pid: local.pid(),
@@ -588,13 +595,17 @@ impl<L: LeaseClient> Runner<L> {
     }
 
     async fn shutdown(&mut self) {
-                tracing::info!("shutting down: stopping PostgreSQL (fast), then releasing the leader lease");
+        tracing::info!(
+            "shutting down: stopping PostgreSQL (fast), then releasing the leader lease"
+        );
         self.notifier.stopping();
         // PostgreSQL first: once the lease is released another member may
         // promote, and this one must not be writable by then.
         if let Some(local) = &mut self.local {
             if let Err(e) = local.shutdown().await {
-                tracing::error!("stopping PostgreSQL failed: {e}; keeping the lease until it expires");
+                tracing::error!(
+                    "stopping PostgreSQL failed: {e}; keeping the lease until it expires"
+                );
                 return;
             }
             local.guard_until(None, false, Duration::ZERO);

@@ -238,7 +238,9 @@ pub fn render_pg_hba(cfg: &Config) -> String {
     ));
     out.push_str("host    all          all   127.0.0.1/32  scram-sha-256\n");
     out.push_str("host    all          all   ::1/128       scram-sha-256\n");
-    out.push_str("# replication from every member; the superuser for pg_rewind from every member\n");
+    out.push_str(
+        "# replication from every member; the superuser for pg_rewind from every member\n",
+    );
     for m in cfg.data_members() {
         let Some(host) = m.pg_host() else { continue };
         out.push_str(&format!(
@@ -510,7 +512,13 @@ mod tests {
 
     #[test]
     fn passfile_escapes_separators() {
-        assert_eq!(render_passfile(&[("rep", "a:b\\c")]), "*:*:*:rep:a\\:b\\\\c\n");
-        assert_eq!(render_passfile(&[("a", "1"), ("b", "2")]), "*:*:*:a:1\n*:*:*:b:2\n");
+        assert_eq!(
+            render_passfile(&[("rep", "a:b\\c")]),
+            "*:*:*:rep:a\\:b\\\\c\n"
+        );
+        assert_eq!(
+            render_passfile(&[("a", "1"), ("b", "2")]),
+            "*:*:*:a:1\n*:*:*:b:2\n"
+        );
     }
 }

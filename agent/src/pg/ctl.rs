@@ -252,7 +252,10 @@ pub async fn rewind(
         passfile.display()
     );
     let mut cmd = Command::new(&program);
-    cmd.arg("-D").arg(data_dir).arg(format!("--source-server={conninfo}")).arg("--progress");
+    cmd.arg("-D")
+        .arg(data_dir)
+        .arg(format!("--source-server={conninfo}"))
+        .arg("--progress");
     if no_sync {
         cmd.arg("--no-sync");
     }
@@ -290,7 +293,10 @@ pub async fn remote_checkpoint(host: &str, port: u16, password: &str) -> Result<
         .dbname("postgres")
         .application_name("pgwarden-rewind")
         .connect_timeout(std::time::Duration::from_secs(5));
-    let connect = tokio::time::timeout(std::time::Duration::from_secs(10), cfg.connect(tokio_postgres::NoTls));
+    let connect = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        cfg.connect(tokio_postgres::NoTls),
+    );
     let (client, conn) = connect
         .await
         .map_err(|_| format!("{host}:{port} did not answer within 10 s"))?
@@ -298,10 +304,13 @@ pub async fn remote_checkpoint(host: &str, port: u16, password: &str) -> Result<
     tokio::spawn(async move {
         let _ = conn.await;
     });
-    tokio::time::timeout(std::time::Duration::from_secs(60), client.batch_execute("CHECKPOINT"))
-        .await
-        .map_err(|_| format!("CHECKPOINT on {host}:{port} took longer than 60 s"))?
-        .map_err(|e| format!("CHECKPOINT on {host}:{port} failed: {e}"))
+    tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        client.batch_execute("CHECKPOINT"),
+    )
+    .await
+    .map_err(|_| format!("CHECKPOINT on {host}:{port} took longer than 60 s"))?
+    .map_err(|e| format!("CHECKPOINT on {host}:{port} failed: {e}"))
 }
 
 /// The percentage in a `pg_basebackup -P` line: `30728/30728 kB (100%), 1/1 tablespace`.

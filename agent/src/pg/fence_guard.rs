@@ -25,7 +25,11 @@ use super::files::server_log;
 /// `CLOCK_MONOTONIC` now, in nanoseconds.
 pub fn monotonic_now_ns() -> u64 {
     clock_gettime(ClockId::CLOCK_MONOTONIC)
-        .map(|t| (t.tv_sec() as u64).saturating_mul(1_000_000_000).saturating_add(t.tv_nsec() as u64))
+        .map(|t| {
+            (t.tv_sec() as u64)
+                .saturating_mul(1_000_000_000)
+                .saturating_add(t.tv_nsec() as u64)
+        })
         .unwrap_or(0)
 }
 
@@ -66,7 +70,10 @@ impl Deadlines {
     }
 
     fn render(&self, postmaster: i32) -> String {
-        format!("{postmaster} {} {} {}\n", self.sigint_at, self.sigquit_at, self.sigkill_at)
+        format!(
+            "{postmaster} {} {} {}\n",
+            self.sigint_at, self.sigquit_at, self.sigkill_at
+        )
     }
 
     fn parse(text: &str) -> Option<(i32, Deadlines)> {
@@ -83,11 +90,17 @@ impl Deadlines {
 
 /// The deadline file of a data directory (`<data_dir>.fence`).
 pub fn deadline_file(data_dir: &Path) -> PathBuf {
-    PathBuf::from(format!("{}.fence", data_dir.to_string_lossy().trim_end_matches('/')))
+    PathBuf::from(format!(
+        "{}.fence",
+        data_dir.to_string_lossy().trim_end_matches('/')
+    ))
 }
 
 fn pid_file(data_dir: &Path) -> PathBuf {
-    PathBuf::from(format!("{}.fence.pid", data_dir.to_string_lossy().trim_end_matches('/')))
+    PathBuf::from(format!(
+        "{}.fence.pid",
+        data_dir.to_string_lossy().trim_end_matches('/')
+    ))
 }
 
 /// The agent's handle on the guard of one data directory.
@@ -117,7 +130,9 @@ impl FenceGuard {
             let pm = it.next().and_then(|s| s.parse::<i32>().ok());
             if let (Some(guard), Some(pm)) = (guard, pm) {
                 if is_guard(guard) {
-                    tracing::info!("took over the running fence guard (pid {guard}) of postmaster {pm}");
+                    tracing::info!(
+                        "took over the running fence guard (pid {guard}) of postmaster {pm}"
+                    );
                     g.guard_pid = Some(guard);
                     g.postmaster = Some(pm);
                 }
@@ -147,7 +162,8 @@ impl FenceGuard {
             // two guards must never race on one deadline file.
             let _ = kill(Pid::from_raw(old), Signal::SIGTERM);
         }
-        let exe = std::env::current_exe().map_err(|e| GuardError(format!("cannot find the pgwarden binary: {e}")))?;
+        let exe = std::env::current_exe()
+            .map_err(|e| GuardError(format!("cannot find the pgwarden binary: {e}")))?;
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -201,7 +217,10 @@ fn is_guard(pid: i32) -> bool {
     let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let zombie = fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().starts_with('Z')))
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, r)| r.trim_start().starts_with('Z'))
+        })
         .unwrap_or(true);
     alive && !zombie && String::from_utf8_lossy(&cmdline).contains("fence-guard")
 }
