@@ -1,0 +1,136 @@
+//! The failover benchmark: kills the primary node (agent and PostgreSQL)
+//! of a three-node cluster under the writer, several times, and prints the
+//! median and max of: seconds from the kill until a new primary accepted a
+//! write; acknowledged writes lost; seconds until the old node streams
+//! again (its agent restarted at once, as systemd's `Restart=always` does).
+//! Then the same for a crash of PostgreSQL alone (back to writable).
+//!
+//! Run as root: `cargo run -p pgwarden-tests --bin failover-bench -- --runs 5 --ttl 10s --loop-wait 1s`
+//! (build the agent first: `cargo build -p pgwarden`).
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use pgwarden_tests::writer::{Writer, WriterTarget};
+use pgwarden_tests::*;
+
+struct Args {
+    runs: usize,
+    ttl: String,
+    loop_wait: String,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        runs: 5,
+        ttl: "10s".into(),
+        loop_wait: "1s".into(),
+    };
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < argv.len() {
+        let value = argv.get(i + 1).cloned().unwrap_or_default();
+        match argv[i].as_str() {
+            "--runs" => a.runs = value.parse().unwrap_or_else(|_| usage("--runs takes a number")),
+            "--ttl" => a.ttl = value,
+            "--loop-wait" => a.loop_wait = value,
+            other => usage(&format!("unknown argument {other}")),
+        }
+        i += 2;
+    }
+    a
+}
+
+fn usage(problem: &str) -> ! {
+    eprintln!("failover-bench: {problem}\nusage: failover-bench [--runs N] [--ttl 10s] [--loop-wait 1s]");
+    std::process::exit(2);
+}
+
+fn stats(name: &str, values: &mut [f64]) {
+    values.sort_by(|a, b| a.total_cmp(b));
+    let median = if values.is_empty() {
+        f64::NAN
+    } else if values.len() % 2 == 1 {
+        values[values.len() / 2]
+    } else {
+        (values[values.len() / 2 - 1] + values[values.len() / 2]) / 2.0
+    };
+    let max = values.last().copied().unwrap_or(f64::NAN);
+    println!("{name:<48} median {median:>7.2}   max {max:>7.2}   ({} runs: {values:.2?})", values.len());
+}
+
+const DATA: [&str; 3] = ["pg1", "pg2", "pg3"];
+
+fn main() {
+    let a = args();
+    if !require_root("failover-bench") {
+        std::process::exit(1);
+    }
+    println!("failover benchmark: {} runs, ttl {}, loop_wait {}", a.runs, a.ttl, a.loop_wait);
+    let (mut to_write, mut lost, mut to_stream, mut pg_crash) = (vec![], vec![], vec![], vec![]);
+    for run in 1..=a.runs {
+        let root = TestDir::new();
+        let mut c = Cluster::new(root.path(), &DATA, |_| false, &a.ttl, &a.loop_wait);
+        c.start_all();
+        let old = c.wait_streaming(&DATA);
+        let writer = Writer::start(c.nodes.iter().map(WriterTarget::of).collect());
+        std::thread::sleep(Duration::from_secs(3));
+        // node death: agent and postmaster together
+        let killed = Instant::now();
+        let pm = c.node(&old).postmaster_pid();
+        c.node(&old).kill_agent();
+        if let Some(pm) = pm {
+            let _ = kill(Pid::from_raw(pm), Signal::SIGKILL);
+        }
+        c.node(&old).start();
+        let ports: Vec<(String, u16)> = c.nodes.iter().filter(|n| n.name != old).map(|n| (n.name.clone(), n.api_port)).collect();
+        let new = wait_for(Duration::from_secs(120), "a new primary", || {
+            ports.iter().find(|(_, p)| http(*p, "GET", "/primary").is_ok_and(|r| r.status == 200)).map(|(n, _)| n.clone())
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let report = loop {
+            std::thread::sleep(Duration::from_millis(500));
+            // the writer must have gone through the new primary
+            if Instant::now() > deadline {
+                break writer.stop();
+            }
+            if c.node(&new).psql("SELECT count(*) FROM writer_ids").is_ok() {
+                std::thread::sleep(Duration::from_secs(1));
+                break writer.stop();
+            }
+        };
+        let first = report.first_accept_after(&new, killed);
+        let missing = report.missing_on(c.node(&new).pg_port);
+        c.wait_streaming(&DATA);
+        let streaming = killed.elapsed();
+        let write_s = first.map(|t| (t - killed).as_secs_f64()).unwrap_or(f64::NAN);
+        println!(
+            "run {run}: {old} killed; {new} accepted a write after {write_s:.2} s; {} acknowledged writes lost; {old} streaming again after {:.2} s",
+            missing.len(),
+            streaming.as_secs_f64()
+        );
+        to_write.push(write_s);
+        lost.push(missing.len() as f64);
+        to_stream.push(streaming.as_secs_f64());
+        // PostgreSQL alone crashes on the primary: back to writable
+        let primary = c.wait_streaming(&DATA);
+        let node = c.node(&primary);
+        let pm = node.postmaster_pid().unwrap_or(0);
+        let crashed = Instant::now();
+        let _ = kill(Pid::from_raw(pm), Signal::SIGKILL);
+        wait_for(Duration::from_secs(120), "writable again", || {
+            let new_pm = node.postmaster_pid()?;
+            (new_pm != pm && node.psql("CREATE TABLE IF NOT EXISTS crash_probe (id int); INSERT INTO crash_probe VALUES (1)").is_ok())
+                .then_some(())
+        });
+        let back = crashed.elapsed().as_secs_f64();
+        println!("run {run}: PostgreSQL on {primary} killed; writable again after {back:.2} s");
+        pg_crash.push(back);
+    }
+    println!();
+    stats("kill -9 of the primary node -> new primary writes (s)", &mut to_write);
+    stats("acknowledged writes lost", &mut lost);
+    stats("kill -9 -> old node streaming again (s)", &mut to_stream);
+    stats("kill -9 of postgres only -> writable again (s)", &mut pg_crash);
+}
