@@ -78,9 +78,11 @@ impl PeerView {
         self.fresh_str("role") == Some("primary") && self.fresh_str("state") == Some("running")
     }
 
-    /// It answered and has no data directory yet.
+    /// It answered and has no data directory yet, and is not making one
+    /// (a member running initdb or a clone still reports no role).
     pub fn is_uninitialized(&self) -> bool {
         self.fresh_str("role") == Some("uninitialized")
+            && !matches!(self.fresh_str("state"), Some("bootstrapping" | "cloning"))
     }
 }
 

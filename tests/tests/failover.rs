@@ -348,3 +348,55 @@ fn a_lagging_standby_is_not_promoted_while_a_good_one_exists() {
         "the promotion is logged with its reason"
     );
 }
+
+fn guard_pid(node: &Node) -> Option<i32> {
+    let text = std::fs::read_to_string(format!("{}.fence.pid", node.data_dir.display())).ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
+
+#[test]
+fn the_fence_guard_runs_beside_the_primary_only_and_survives_an_agent_restart() {
+    if !require_root("fence guard") {
+        return;
+    }
+    let root = TestDir::new();
+    let mut c = data_cluster(&root, &DATA, &[]);
+    c.start_all();
+    let primary = c.wait_streaming(&DATA);
+    let node = c.node(&primary);
+    let guard = wait_for(SLOW, "the fence guard", || {
+        guard_pid(node).filter(|p| process_alive(*p))
+    });
+    for n in DATA.iter().filter(|n| **n != primary) {
+        let standby = c.nodes.iter().find(|x| x.name == *n).unwrap();
+        assert!(
+            guard_pid(standby).is_none(),
+            "{n} is a standby and has a fence guard"
+        );
+    }
+    // kill -9 of the agent: the guard and PostgreSQL stay; the new agent takes the guard over
+    let pm = c.node(&primary).postmaster_pid().unwrap();
+    c.node(&primary).kill_agent();
+    assert!(process_alive(guard), "the guard died with the agent");
+    c.node(&primary).start();
+    c.node(&primary).wait_primary();
+    let node = c.node(&primary);
+    assert_eq!(
+        node.postmaster_pid(),
+        Some(pm),
+        "PostgreSQL was not restarted"
+    );
+    assert_eq!(guard_pid(node), Some(guard));
+    assert!(
+        node.log_text()
+            .contains("took over the running fence guard"),
+        "{}",
+        node.log_text()
+    );
+    // a clean stop: PostgreSQL stops, and the guard leaves with it
+    node.signal_agent(Signal::SIGTERM);
+    assert_eq!(c.node(&primary).wait_agent(SLOW), Some(0));
+    wait_for(Duration::from_secs(10), "the guard to leave", || {
+        (!process_alive(guard)).then_some(())
+    });
+}

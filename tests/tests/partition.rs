@@ -59,6 +59,14 @@ fn given_the_primary_is_cut_off_then_it_fences_before_the_majority_promotes_and_
         started.elapsed().as_secs_f64()
     );
     sql(c.node(&old).pg(), CREATE_TABLE).expect("create the writers' table");
+    for n in &c.nodes {
+        // Until the table reaches a standby, a write there fails for want
+        // of it, which says nothing about the member.
+        wait_for(SLOW, "the writers' table on every member", || {
+            let rows = sql(n.pg(), "SELECT to_regclass('writer_ids') IS NOT NULL").ok()?;
+            (rows == [[Some("t".to_string())]]).then_some(())
+        });
+    }
     let ids = Ids::shared();
     let outside = NetWriter::start(c.targets(), OUTSIDE_EVERY, ids.clone());
     let inside = NetWriter::start_direct_in(
@@ -133,12 +141,16 @@ fn given_the_primary_is_cut_off_then_it_fences_before_the_majority_promotes_and_
         .expect("the new primary acknowledged writes")
         .id;
     let old_pg = c.node(&old).pg();
-    wait_for(SLOW, "the old primary to replay the new primary's writes", || {
-        present_ids(old_pg, &[latest])
-            .ok()?
-            .contains(&latest)
-            .then_some(())
-    });
+    wait_for(
+        SLOW,
+        "the old primary to replay the new primary's writes",
+        || {
+            present_ids(old_pg, &[latest])
+                .ok()?
+                .contains(&latest)
+                .then_some(())
+        },
+    );
     let stopped = Instant::now();
     let log = outside.stop().merged(inside.stop());
     let report = log.report(started, stopped);
@@ -223,7 +235,13 @@ fn given_the_primary_is_cut_off_then_it_fences_before_the_majority_promotes_and_
         "{old} rejoined without pg_rewind:\n{old_log}"
     );
 
-    for n in &c.nodes { std::fs::write(format!("/tmp/partlog-{}.log", n.name), n.log_text()).unwrap(); let _ = std::fs::copy(n.dir.join("data.log"), format!("/tmp/partlog-{}.server.log", n.name)); }
+    for n in &c.nodes {
+        std::fs::write(format!("/tmp/partlog-{}.log", n.name), n.log_text()).unwrap();
+        let _ = std::fs::copy(
+            n.dir.join("data.log"),
+            format!("/tmp/partlog-{}.server.log", n.name),
+        );
+    }
     // And the test leaves nothing behind.
     let (namespaces, links) = c.net.names();
     drop(c);

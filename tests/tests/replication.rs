@@ -47,7 +47,9 @@ fn three_empty_members_become_one_primary_and_two_streaming_standbys() {
     assert_eq!(slots, format!("{}:true,{}:true", standbys[0], standbys[1]));
     // the primary's status lists both senders with every column and lag_bytes
     // (its document is as of its last loop: wait for the loop to see them)
-    let doc = p.wait_status(SLOW, "two wal senders", |d| d["wal_senders"].as_array().is_some_and(|a| a.len() == 2));
+    let doc = p.wait_status(SLOW, "two wal senders", |d| {
+        d["wal_senders"].as_array().is_some_and(|a| a.len() == 2)
+    });
     let senders = doc["wal_senders"].as_array().unwrap();
     assert_eq!(senders.len(), 2);
     for s in senders {

@@ -304,7 +304,16 @@ impl LeaseClient for QuorumLease {
         let now = self.now();
         let holding = self.proposer.holds_lease(now);
         if want && (holding || now >= self.not_before) {
-            let outcome = self.round().await;
+            let mut outcome = self.round().await;
+            if matches!(outcome, Outcome::Preempted { .. })
+                && (holding || self.known_holder.is_none())
+            {
+                // The round only learned a higher ballot (typically this
+                // member's own, from before an agent restart): try again at
+                // once above it rather than lose a loop — a restarted
+                // primary's agent must renew before its fence margin.
+                outcome = self.round().await;
+            }
             tracing::debug!("lease round: {outcome:?}");
             self.after_round(&outcome);
         } else if !want && holding {

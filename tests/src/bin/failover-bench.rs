@@ -32,7 +32,11 @@ fn args() -> Args {
     while i < argv.len() {
         let value = argv.get(i + 1).cloned().unwrap_or_default();
         match argv[i].as_str() {
-            "--runs" => a.runs = value.parse().unwrap_or_else(|_| usage("--runs takes a number")),
+            "--runs" => {
+                a.runs = value
+                    .parse()
+                    .unwrap_or_else(|_| usage("--runs takes a number"))
+            }
             "--ttl" => a.ttl = value,
             "--loop-wait" => a.loop_wait = value,
             other => usage(&format!("unknown argument {other}")),
@@ -43,7 +47,9 @@ fn args() -> Args {
 }
 
 fn usage(problem: &str) -> ! {
-    eprintln!("failover-bench: {problem}\nusage: failover-bench [--runs N] [--ttl 10s] [--loop-wait 1s]");
+    eprintln!(
+        "failover-bench: {problem}\nusage: failover-bench [--runs N] [--ttl 10s] [--loop-wait 1s]"
+    );
     std::process::exit(2);
 }
 
@@ -57,7 +63,10 @@ fn stats(name: &str, values: &mut [f64]) {
         (values[values.len() / 2 - 1] + values[values.len() / 2]) / 2.0
     };
     let max = values.last().copied().unwrap_or(f64::NAN);
-    println!("{name:<48} median {median:>7.2}   max {max:>7.2}   ({} runs: {values:.2?})", values.len());
+    println!(
+        "{name:<48} median {median:>7.2}   max {max:>7.2}   ({} runs: {values:.2?})",
+        values.len()
+    );
 }
 
 const DATA: [&str; 3] = ["pg1", "pg2", "pg3"];
@@ -67,7 +76,10 @@ fn main() {
     if !require_root("failover-bench") {
         std::process::exit(1);
     }
-    println!("failover benchmark: {} runs, ttl {}, loop_wait {}", a.runs, a.ttl, a.loop_wait);
+    println!(
+        "failover benchmark: {} runs, ttl {}, loop_wait {}",
+        a.runs, a.ttl, a.loop_wait
+    );
     let (mut to_write, mut lost, mut to_stream, mut pg_crash) = (vec![], vec![], vec![], vec![]);
     for run in 1..=a.runs {
         let root = TestDir::new();
@@ -84,9 +96,17 @@ fn main() {
             let _ = kill(Pid::from_raw(pm), Signal::SIGKILL);
         }
         c.node(&old).start();
-        let ports: Vec<(String, u16)> = c.nodes.iter().filter(|n| n.name != old).map(|n| (n.name.clone(), n.api_port)).collect();
+        let ports: Vec<(String, u16)> = c
+            .nodes
+            .iter()
+            .filter(|n| n.name != old)
+            .map(|n| (n.name.clone(), n.api_port))
+            .collect();
         let new = wait_for(Duration::from_secs(120), "a new primary", || {
-            ports.iter().find(|(_, p)| http(*p, "GET", "/primary").is_ok_and(|r| r.status == 200)).map(|(n, _)| n.clone())
+            ports
+                .iter()
+                .find(|(_, p)| http(*p, "GET", "/primary").is_ok_and(|r| r.status == 200))
+                .map(|(n, _)| n.clone())
         });
         let deadline = Instant::now() + Duration::from_secs(60);
         let report = loop {
@@ -104,7 +124,9 @@ fn main() {
         let missing = report.missing_on(c.node(&new).pg_port);
         c.wait_streaming(&DATA);
         let streaming = killed.elapsed();
-        let write_s = first.map(|t| (t - killed).as_secs_f64()).unwrap_or(f64::NAN);
+        let write_s = first
+            .map(|t| (t - killed).as_secs_f64())
+            .unwrap_or(f64::NAN);
         println!(
             "run {run}: {old} killed; {new} accepted a write after {write_s:.2} s; {} acknowledged writes lost; {old} streaming again after {:.2} s",
             missing.len(),
@@ -129,8 +151,14 @@ fn main() {
         pg_crash.push(back);
     }
     println!();
-    stats("kill -9 of the primary node -> new primary writes (s)", &mut to_write);
+    stats(
+        "kill -9 of the primary node -> new primary writes (s)",
+        &mut to_write,
+    );
     stats("acknowledged writes lost", &mut lost);
     stats("kill -9 -> old node streaming again (s)", &mut to_stream);
-    stats("kill -9 of postgres only -> writable again (s)", &mut pg_crash);
+    stats(
+        "kill -9 of postgres only -> writable again (s)",
+        &mut pg_crash,
+    );
 }
