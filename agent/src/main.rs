@@ -104,6 +104,31 @@ fn main() -> ExitCode {
     ExitCode::from(code as u8)
 }
 
+/// Fetches a document from the agent named by `--config` or `--url` and
+/// prints it, as a table or (`--json`) as it came.
+fn show(
+    config: Option<PathBuf>,
+    url: Option<String>,
+    json: bool,
+    path: &str,
+    render: fn(&serde_json::Value) -> String,
+) -> anyhow::Result<i32> {
+    let base = match client::base_url(config.as_deref(), url.as_deref()) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("pgwarden: {e}");
+            return Ok(daemon::EXIT_CONFIG);
+        }
+    };
+    let (_, doc) = runtime()?.block_on(client::get_json(&format!("{base}{path}")))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        print!("{}", render(&doc));
+    }
+    Ok(0)
+}
+
 fn real_main(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Cmd::Run { config } => {
@@ -124,36 +149,10 @@ fn real_main(cli: Cli) -> anyhow::Result<i32> {
             }
         },
         Cmd::Status { config, url, json } => {
-            let base = match client::base_url(config.as_deref(), url.as_deref()) {
-                Ok(b) => b,
-                Err(e) => {
-                    eprintln!("pgwarden: {e}");
-                    return Ok(daemon::EXIT_CONFIG);
-                }
-            };
-            let (_, doc) = runtime()?.block_on(client::get_json(&format!("{base}/status")))?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&doc)?);
-            } else {
-                print!("{}", client::render_status(&doc));
-            }
-            Ok(0)
+            show(config, url, json, "/status", client::render_status)
         }
         Cmd::List { config, url, json } => {
-            let base = match client::base_url(config.as_deref(), url.as_deref()) {
-                Ok(b) => b,
-                Err(e) => {
-                    eprintln!("pgwarden: {e}");
-                    return Ok(daemon::EXIT_CONFIG);
-                }
-            };
-            let (_, doc) = runtime()?.block_on(client::get_json(&format!("{base}/cluster")))?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&doc)?);
-            } else {
-                print!("{}", client::render_cluster(&doc));
-            }
-            Ok(0)
+            show(config, url, json, "/cluster", client::render_cluster)
         }
         Cmd::FenceGuard { deadline_file } => {
             Ok(pgwarden::pg::fence_guard::run_guard(&deadline_file))

@@ -159,28 +159,8 @@ impl QuorumLease {
         to: MemberName,
         msg: Prepare,
     ) {
-        if to == self.me {
-            let reply = self.acceptor.prepare(msg);
-            set.spawn(async move { (to, reply) });
-            return;
-        }
-        let Some(url) = self.peers.get(&to).cloned() else {
-            return;
-        };
-        let transport = self.transport.clone();
-        set.spawn(async move {
-            let reply = match transport
-                .call::<_, PrepareReply>(&url, PREPARE_PATH, &msg)
-                .await
-            {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    tracing::debug!("lease prepare to {to}: {e}");
-                    None
-                }
-            };
-            (to, reply)
-        });
+        let local = (to == self.me).then(|| self.acceptor.prepare(msg.clone()));
+        self.spawn_call(set, to, msg, PREPARE_PATH, local);
     }
 
     fn spawn_propose(
@@ -189,8 +169,25 @@ impl QuorumLease {
         to: MemberName,
         msg: Propose,
     ) {
-        if to == self.me {
-            let reply = self.acceptor.propose(msg);
+        let local = (to == self.me).then(|| self.acceptor.propose(msg.clone()));
+        self.spawn_call(set, to, msg, PROPOSE_PATH, local);
+    }
+
+    /// Adds `to`'s answer to `set`: `local` when `to` is this member (its
+    /// acceptor answered in-process), else the answer over HTTP, `None`
+    /// when it failed.
+    fn spawn_call<M, R>(
+        &self,
+        set: &mut JoinSet<(MemberName, Option<R>)>,
+        to: MemberName,
+        msg: M,
+        path: &'static str,
+        local: Option<Option<R>>,
+    ) where
+        M: serde::Serialize + Send + Sync + 'static,
+        R: serde::de::DeserializeOwned + Send + 'static,
+    {
+        if let Some(reply) = local {
             set.spawn(async move { (to, reply) });
             return;
         }
@@ -199,13 +196,10 @@ impl QuorumLease {
         };
         let transport = self.transport.clone();
         set.spawn(async move {
-            let reply = match transport
-                .call::<_, ProposeReply>(&url, PROPOSE_PATH, &msg)
-                .await
-            {
+            let reply = match transport.call::<_, R>(&url, path, &msg).await {
                 Ok(r) => Some(r),
                 Err(e) => {
-                    tracing::debug!("lease propose to {to}: {e}");
+                    tracing::debug!("lease {path} to {to}: {e}");
                     None
                 }
             };
