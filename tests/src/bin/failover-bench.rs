@@ -2,7 +2,9 @@
 //! of a three-node cluster under the writer, several times, and prints the
 //! median and max of: seconds from the kill until a new primary accepted a
 //! write; acknowledged writes lost; seconds until the old node streams
-//! again (its agent restarted at once, as systemd's `Restart=always` does).
+//! again (its agent restarted once the new primary took writes, as after
+//! a reboot; restarted at once, within the lease, it would simply keep
+//! its lease and restart PostgreSQL as primary, with no failover).
 //! Then the same for a crash of PostgreSQL alone (back to writable).
 //!
 //! Run as root: `cargo run -p pgwarden-tests --bin failover-bench -- --runs 5 --ttl 10s --loop-wait 1s`
@@ -95,7 +97,6 @@ fn main() {
         if let Some(pm) = pm {
             let _ = kill(Pid::from_raw(pm), Signal::SIGKILL);
         }
-        c.node(&old).start();
         let ports: Vec<(String, u16)> = c
             .nodes
             .iter()
@@ -122,6 +123,8 @@ fn main() {
         };
         let first = report.first_accept_after(&new, killed);
         let missing = report.missing_on(c.node(&new).pg_port);
+        // the dead node comes back (a reboot, systemd restarting the agent)
+        c.node(&old).start();
         c.wait_streaming(&DATA);
         let streaming = killed.elapsed();
         let write_s = first
