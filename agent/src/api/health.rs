@@ -44,9 +44,16 @@ fn running(view: &NodeView) -> bool {
     view.state == PgState::Running && view.observation().is_some()
 }
 
+/// This node holds the lease *now*: the view says so and the lease has not
+/// run out since (the view is as of the last loop, which may be stuck in a
+/// long action).
+pub fn holds_lease_now(view: &NodeView, now: Instant) -> bool {
+    view.holds_lease && view.leader.as_ref().is_some_and(|l| l.expires_at > now)
+}
+
 /// A read-write primary this node may be: running, not in recovery, holding the lease.
-pub fn is_primary(view: &NodeView) -> bool {
-    running(view) && view.role == Role::Primary && view.holds_lease
+pub fn is_primary(view: &NodeView, now: Instant) -> bool {
+    running(view) && view.role == Role::Primary && holds_lease_now(view, now)
 }
 
 /// A replica that streams, within the filter.
@@ -68,10 +75,10 @@ pub fn is_replica(view: &NodeView, filter: &ReplicaFilter) -> bool {
 /// Whether `check` passes for `view` at `now`.
 pub fn passes(check: Check, view: &NodeView, filter: &ReplicaFilter, now: Instant) -> bool {
     match check {
-        Check::Primary => is_primary(view),
-        Check::Leader => view.holds_lease,
+        Check::Primary => is_primary(view, now),
+        Check::Leader => holds_lease_now(view, now),
         Check::Replica => is_replica(view, filter),
-        Check::ReadOnly => is_primary(view) || is_replica(view, filter),
+        Check::ReadOnly => is_primary(view, now) || is_replica(view, filter),
         // Which standbys the primary counts as synchronous is known from
         // quorum mode only; until then no standby claims to be one.
         Check::Sync => false,
@@ -81,7 +88,7 @@ pub fn passes(check: Check, view: &NodeView, filter: &ReplicaFilter, now: Instan
             .loop_last
             .is_some_and(|t| now.saturating_duration_since(t) <= view.ttl),
         Check::Readiness => {
-            is_primary(view)
+            is_primary(view, now)
                 || is_replica(
                     view,
                     &ReplicaFilter {
@@ -212,6 +219,24 @@ mod tests {
             &ReplicaFilter::default(),
             Instant::now()
         ));
+    }
+
+    #[test]
+    fn a_lease_that_ran_out_since_the_last_loop_is_not_held() {
+        let v = view(
+            Role::Primary,
+            PgState::Running,
+            Some(observation(false, None)),
+            true,
+        );
+        let later = Instant::now() + Duration::from_secs(11);
+        assert!(!passes(
+            Check::Primary,
+            &v,
+            &ReplicaFilter::default(),
+            later
+        ));
+        assert!(!passes(Check::Leader, &v, &ReplicaFilter::default(), later));
     }
 
     #[test]
