@@ -25,3 +25,4 @@ pub mod peers;
 pub mod pg;
 pub mod state;
 pub mod view;
+pub mod watchdog;

@@ -470,3 +470,43 @@ fn given_an_agent_started_as_postgres_then_it_bootstraps_without_switching_users
         "f"
     );
 }
+
+#[test]
+fn with_a_required_watchdog_the_primary_feeds_it_and_disarms_it_on_stop_and_without_one_never_becomes_primary(
+) {
+    if !require_root("watchdog") {
+        return;
+    }
+    // a regular file stands in for /dev/watchdog: it records every feed
+    let root = TestDir::new();
+    let device = root.path().join("watchdog");
+    std::fs::write(&device, b"").unwrap();
+    let mut node = Node::single(root.path(), "pg1");
+    node.start_with_env(&[
+        ("PGWARDEN_NODE__WATCHDOG", "required"),
+        ("PGWARDEN_NODE__WATCHDOG_DEVICE", device.to_str().unwrap()),
+    ]);
+    node.wait_primary();
+    wait_for(SLOW, "feeds", || {
+        (std::fs::read(&device).ok()?.len() >= 3).then_some(())
+    });
+    node.signal_agent(Signal::SIGTERM);
+    assert_eq!(node.wait_agent(SLOW), Some(0));
+    let fed = std::fs::read(&device).unwrap();
+    assert_eq!(fed.last(), Some(&b'V'), "magic close on stop");
+    assert!(fed[..fed.len() - 1].iter().all(|b| *b == 0));
+
+    let root = TestDir::new();
+    let mut node = Node::single(root.path(), "pg1");
+    let missing = root.path().join("no-watchdog");
+    node.start_with_env(&[
+        ("PGWARDEN_NODE__WATCHDOG", "required"),
+        ("PGWARDEN_NODE__WATCHDOG_DEVICE", missing.to_str().unwrap()),
+    ]);
+    let doc = node.wait_status(SLOW, "the reason", |d| {
+        d["reason"].as_str().is_some_and(|r| r.contains("watchdog"))
+    });
+    assert_ne!(doc["role"], "primary");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(http(node.api_port, "GET", "/primary").unwrap().status, 503);
+}

@@ -47,6 +47,31 @@ pub struct NodeSection {
     /// A witness votes in elections and runs no PostgreSQL.
     #[serde(default)]
     pub witness: bool,
+    /// Whether a primary keeps a hardware/softdog watchdog fed.
+    #[serde(default)]
+    pub watchdog: WatchdogMode,
+    /// The watchdog device.
+    #[serde(default = "default_watchdog_device")]
+    pub watchdog_device: PathBuf,
+}
+
+/// `node.watchdog`: a machine that freezes must not keep a writable primary
+/// (as Patroni's watchdog option).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WatchdogMode {
+    /// No watchdog.
+    #[default]
+    Off,
+    /// Use the watchdog when the device can be opened; go on without it otherwise.
+    Auto,
+    /// Never be primary without a working watchdog.
+    Required,
+}
+
+/// Linux's watchdog device.
+pub fn default_watchdog_device() -> PathBuf {
+    PathBuf::from("/dev/watchdog")
 }
 
 /// `[api]`

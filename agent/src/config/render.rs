@@ -38,6 +38,21 @@ pub fn effective_toml(cfg: &Config) -> String {
             .comment("bin_dir is not set: postgres, initdb, ... are found from PATH or pg_config"),
     }
     out.kv("witness", &cfg.node.witness.to_string());
+    out.kv(
+        "watchdog",
+        &format!(
+            "\"{}\"",
+            match cfg.node.watchdog {
+                super::model::WatchdogMode::Off => "off",
+                super::model::WatchdogMode::Auto => "auto",
+                super::model::WatchdogMode::Required => "required",
+            }
+        ),
+    );
+    out.kv(
+        "watchdog_device",
+        &format!("{:?}", cfg.node.watchdog_device.display().to_string()),
+    );
 
     out.section("api");
     out.kv("listen", &string(&cfg.api.listen.to_string()));

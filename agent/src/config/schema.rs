@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use super::fields::{describe, Table};
 use super::model::{
     default_loop_wait, default_ttl, ApiSection, ClusterSection, Config, Member, NodeSection,
-    ParamValue, PostgresqlSection, ReplicationSection, SyncMode,
+    ParamValue, PostgresqlSection, ReplicationSection, SyncMode, WatchdogMode,
 };
 use super::report::Report;
 use super::validate;
@@ -29,7 +29,14 @@ pub(super) struct SectionSpec {
 pub(super) const SECTIONS: &[SectionSpec] = &[
     SectionSpec {
         name: "node",
-        keys: &["name", "data_dir", "bin_dir", "witness"],
+        keys: &[
+            "name",
+            "data_dir",
+            "bin_dir",
+            "witness",
+            "watchdog",
+            "watchdog_device",
+        ],
     },
     SectionSpec {
         name: "api",
@@ -234,11 +241,40 @@ fn read_node(t: &Table, r: &mut Report) -> NodeSection {
             "missing: add data_dir = \"/var/lib/postgresql/15/main\" under [node] (or witness = true on a node that runs no PostgreSQL)",
         );
     }
+    let watchdog = match t.get("watchdog") {
+        None => WatchdogMode::Off,
+        Some(Value::String(s)) => match s.as_str() {
+            "off" => WatchdogMode::Off,
+            "auto" => WatchdogMode::Auto,
+            "required" => WatchdogMode::Required,
+            _ => {
+                r.error(
+                    &t.key("watchdog"),
+                    format!("{s:?} is not a watchdog mode; write watchdog = \"off\", \"auto\" or \"required\""),
+                );
+                WatchdogMode::Off
+            }
+        },
+        Some(_) => {
+            t.wrong_type(
+                r,
+                "watchdog",
+                "\"off\", \"auto\" or \"required\"",
+                "\"off\"",
+            );
+            WatchdogMode::Off
+        }
+    };
+    let watchdog_device = t
+        .path(r, "watchdog_device", "\"/dev/watchdog\"")
+        .unwrap_or_else(super::model::default_watchdog_device);
     NodeSection {
         name: name.unwrap_or_default(),
         data_dir: data_dir.unwrap_or_default(),
         bin_dir,
         witness,
+        watchdog,
+        watchdog_device,
     }
 }
 

@@ -804,7 +804,11 @@ impl LocalPostgres {
         if let Some(mut pm) = self.postmaster.take() {
             let pid = pm.pid();
             let exit = pm.stop(mode, timeout).await?;
-            tracing::info!(pid, "PostgreSQL stopped ({mode:?}): {}", exit.how);
+            tracing::info!(
+                pid,
+                "PostgreSQL stopped ({mode:?} shutdown asked, escalated if it took too long): {}",
+                exit.how
+            );
         }
         self.role_ensured = false;
         Ok(())

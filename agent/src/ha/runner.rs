@@ -5,9 +5,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::config::Config;
+use crate::config::{Config, WatchdogMode};
 use crate::notify::Notifier;
 use crate::view::{LeaderView, NodeView, PgState, PostgresView, Role};
+use crate::watchdog::Watchdog;
 
 use super::decide::{decide, wants_lease, Action, Postgres, Situation};
 use super::executor::{LocalPostgres, Observed};
@@ -40,6 +41,8 @@ pub struct Runner<L: LeaseClient> {
     last_lease: LeaseStatus,
     peers: Peers,
     last_leader_lsn: Option<Lsn>,
+    watchdog: Watchdog,
+    watchdog_blocker: Option<String>,
 }
 
 /// What the other members' documents say about joining and following.
@@ -66,6 +69,15 @@ impl<L: LeaseClient> Runner<L> {
         let peer_timeout =
             (cfg.cluster.loop_wait / 2).clamp(Duration::from_millis(100), Duration::from_secs(2));
         let peers = Peers::new(&cfg.node.name, &cfg.cluster.members, peer_timeout);
+        let watchdog = Watchdog::new(
+            if local.is_some() {
+                cfg.node.watchdog
+            } else {
+                WatchdogMode::Off
+            },
+            &cfg.node.watchdog_device,
+            Watchdog::timeout_for(cfg.cluster.ttl, cfg.cluster.loop_wait),
+        );
         let mut local = local;
         if let Some(local) = &mut local {
             let view_tx = view.clone();
@@ -89,6 +101,8 @@ impl<L: LeaseClient> Runner<L> {
             last_lease: LeaseStatus::default(),
             peers,
             last_leader_lsn: None,
+            watchdog,
+            watchdog_blocker: None,
         }
     }
 
@@ -124,7 +138,15 @@ impl<L: LeaseClient> Runner<L> {
         };
         self.peers.refresh().await;
         let mut situation = self.situation(observed.as_ref(), &LeaseStatus::default());
-        let lease = self.lease.update(wants_lease(&situation)).await;
+        let blocker = self.watchdog.blocker();
+        if blocker != self.watchdog_blocker {
+            if let Some(b) = &blocker {
+                tracing::error!("{b}");
+            }
+            self.watchdog_blocker = blocker;
+        }
+        let want = wants_lease(&situation) && self.watchdog_blocker.is_none();
+        let lease = self.lease.update(want).await;
         situation = self.situation(observed.as_ref(), &lease);
         self.log_lease_change(&lease);
         if let Some(local) = &mut self.local {
@@ -179,10 +201,27 @@ impl<L: LeaseClient> Runner<L> {
         {
             self.last_leader_lsn = Some(lsn);
         }
+        // A long action (initdb, a start with crash recovery, a promotion)
+        // may have used up much of the lease: renew it before the guard is
+        // armed with its end, or the guard would stop a healthy primary.
+        let lease = if lease.mine
+            && !matches!(
+                action,
+                Action::Healthy | Action::Wait { .. } | Action::Follow { .. }
+            ) {
+            self.lease.update(true).await
+        } else {
+            lease
+        };
         if let (Some(local), Some(o)) = (&mut self.local, &observed) {
             let primary = o.postgres == Postgres::Running { in_recovery: false };
             let end = lease.expires_at.filter(|_| lease.mine);
             local.guard_until(end, primary, guard_margin(&self.cfg));
+            if primary && end.is_some() {
+                self.watchdog.keepalive();
+            } else {
+                self.watchdog.disarm();
+            }
         }
         let view = self.build_view(observed.as_ref(), &lease, &action);
         if view.state == PgState::Running || view.role == Role::Witness {
@@ -448,7 +487,10 @@ impl<L: LeaseClient> Runner<L> {
             }
         } else if !lease.mine && lease.holder != before.holder {
             match &lease.holder {
-                Some(h) => tracing::info!("{h} holds the leader lease (term {})", lease.term),
+                Some(h) if lease.term > 0 => {
+                    tracing::info!("{h} holds the leader lease (term {})", lease.term)
+                }
+                Some(h) => tracing::info!("{h} holds the leader lease"),
                 None => tracing::info!("no member holds the leader lease"),
             }
         }
@@ -516,6 +558,11 @@ impl<L: LeaseClient> Runner<L> {
         if let Some(e) = &self.last_error {
             view.reason = Some(e.clone());
         }
+        // The watchdog is why this node will not lead: say that rather
+        // than "waiting for the lease".
+        if let Some(b) = &self.watchdog_blocker {
+            view.reason = Some(b.clone());
+        }
         let (Some(o), Some(local)) = (observed, &self.local) else {
             view.state = PgState::Running;
             view.reason = None;
@@ -551,7 +598,11 @@ impl<L: LeaseClient> Runner<L> {
             PgState::Stopped
         };
         if view.state == PgState::Fenced {
-            view.reason = local.fenced().map(str::to_string);
+            view.reason = match (local.fenced(), &view.reason) {
+                (Some(why), Some(now)) => Some(format!("fenced ({why}); now {now}")),
+                (Some(why), None) => Some(format!("fenced ({why})")),
+                (None, now) => now.clone(),
+            };
         }
         view.wal_receiver_problem = o.receiver_problem.clone();
         view.history = local.history().to_vec();
@@ -610,6 +661,7 @@ impl<L: LeaseClient> Runner<L> {
             }
             local.guard_until(None, false, Duration::ZERO);
         }
+        self.watchdog.disarm();
         self.lease.release().await;
     }
 }

@@ -333,6 +333,8 @@ mod tests {
                 data_dir: PathBuf::from("/var/lib/postgresql/15/main"),
                 bin_dir: None,
                 witness: false,
+                watchdog: Default::default(),
+                watchdog_device: crate::config::default_watchdog_device(),
             },
             api: Default::default(),
             cluster: ClusterSection {
