@@ -72,6 +72,8 @@ pub struct Situation {
     pub timeline_diverged: bool,
     /// PostgreSQL keeps crashing: this node gives its lease up.
     pub crash_loop: bool,
+    /// Tagged `nofailover`: never primary, not even to bootstrap.
+    pub nofailover: bool,
 }
 
 /// What to do now.
@@ -127,7 +129,7 @@ pub enum Action {
 
 /// Whether this node should ask for (or renew) the lease this iteration.
 pub fn wants_lease(s: &Situation) -> bool {
-    if s.paused {
+    if s.paused || s.nofailover {
         return false;
     }
     if s.witness {
@@ -287,6 +289,7 @@ mod tests {
             leader_alive: false,
             timeline_diverged: false,
             crash_loop: false,
+            nofailover: false,
         }
     }
 
@@ -569,6 +572,14 @@ mod tests {
                 ..base.clone()
             }),
             "a crash loop gives the lease up"
+        );
+        assert!(
+            !wants_lease(&Situation {
+                nofailover: true,
+                data: DataDirState::Empty,
+                ..base.clone()
+            }),
+            "a nofailover member never leads, not even to bootstrap"
         );
     }
 }

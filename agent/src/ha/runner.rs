@@ -258,6 +258,7 @@ impl<L: LeaseClient> Runner<L> {
                     leader_alive: m.leader_alive,
                     timeline_diverged: o.receiver_problem_kind == Some("timeline_diverged"),
                     crash_loop: local.crashes_in_a_row() >= CRASH_LOOP,
+                    nofailover: self.cfg.me().is_some_and(|m| m.nofailover),
                 }
             }
             _ => Situation {
@@ -283,6 +284,7 @@ impl<L: LeaseClient> Runner<L> {
                 leader_alive: false,
                 timeline_diverged: false,
                 crash_loop: false,
+                nofailover: false,
             },
         }
     }
