@@ -188,10 +188,6 @@ fn a_nofailover_member_is_never_promoted() {
     if !require_root("nofailover") {
         return;
     }
-    let root = TestDir::new();
-    let mut c = data_cluster(&root, &["pg1", "pg2"], &[]);
-    let _ = &mut c;
-    drop(c);
     // pg1, pg2 (nofailover), w1: when pg1 dies, pg2 must stay a standby
     let root = TestDir::new();
     let mut c = data_cluster(&root, &["pg1", "pg2", "w1"], &["w1"]);
