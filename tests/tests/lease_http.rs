@@ -189,3 +189,55 @@ fn internal_endpoints_need_the_cluster_secret_and_refuse_garbage() {
     });
     assert!(answer.json()["reply"].is_string(), "{}", answer.body);
 }
+
+#[test]
+fn a_member_that_hangs_cannot_stall_the_others() {
+    let root = TestDir::new();
+    let mut c = Cluster::new(root.path(), &["w1", "w2", "w3"], |_| true, "3s", "500ms");
+    // w3 is not an agent: its port accepts connections, reads, and never answers
+    let w3_port = c.node("w3").api_port;
+    let hanging = std::net::TcpListener::bind(("127.0.0.1", w3_port)).unwrap();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    std::thread::spawn(move || {
+        for conn in hanging.incoming().flatten() {
+            if let Ok(mut v) = keep.lock() {
+                v.push(conn);
+            }
+        }
+    });
+    c.node("w1").start();
+    c.node("w2").start();
+    let ports = [("w1", c.node("w1").api_port), ("w2", c.node("w2").api_port)];
+    let holders = || -> Vec<&str> {
+        ports
+            .iter()
+            .filter(|(_, p)| http(*p, "GET", "/leader").is_ok_and(|a| a.status == 200))
+            .map(|(n, _)| *n)
+            .collect()
+    };
+    let holder = wait_for(TTL * 4 + SLACK, "a holder among w1, w2", || {
+        let h = holders();
+        assert!(h.len() <= 1, "two holders: {h:?}");
+        h.first().map(|s| s.to_string())
+    });
+    // the loops keep their pace while every call to w3 times out
+    for name in ["w1", "w2"] {
+        let doc = c.node(name).status().unwrap();
+        let loop_ms = doc["agent"]["loop_last_ms_ago"].as_u64().unwrap();
+        assert!(
+            loop_ms < 3_000,
+            "{name}'s loop stalled: last ran {loop_ms} ms ago"
+        );
+        assert_eq!(
+            http(c.node(name).api_port, "GET", "/liveness")
+                .unwrap()
+                .status,
+            200
+        );
+    }
+    // and the holder keeps renewing: still the same holder a few seconds later
+    std::thread::sleep(TTL * 2);
+    assert_eq!(holders(), vec![holder.as_str()]);
+    drop(held);
+}
