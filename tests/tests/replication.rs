@@ -98,8 +98,13 @@ fn three_empty_members_become_one_primary_and_two_streaming_standbys() {
             .status,
         503
     );
-    // `pgwarden list` shows the whole cluster from any member
-    let table = list(c.node(standbys[0]));
+    // `pgwarden list` shows the whole cluster from any member (each row as
+    // of that member's last loop: wait for the loops to have seen it all)
+    let standby = c.node(standbys[0]);
+    let table = wait_for(SLOW, "the list to show both standbys streaming", || {
+        let t = list(standby);
+        (t.matches("streaming").count() == 2).then_some(t)
+    });
     assert!(table.contains(&format!("leader: {primary}")), "{table}");
     assert_eq!(table.matches("streaming").count(), 2, "{table}");
     for n in DATA {
