@@ -164,9 +164,12 @@ fn quorum_parts(cfg: &Config) -> Result<(api::internal::InternalState, QuorumLea
         .iter()
         .map(|m| (m.name.clone(), m.api_url.clone()))
         .collect();
-    // Each phase of a round must fit well inside a loop period.
-    let round_timeout =
-        (cfg.cluster.loop_wait / 2).clamp(Duration::from_millis(100), Duration::from_secs(2));
+    // Each phase of a round gets one loop period (at most 2 s): a loaded
+    // machine answers late, and a renewal has ttl/4 or more to spare.
+    let round_timeout = cfg
+        .cluster
+        .loop_wait
+        .clamp(Duration::from_millis(200), Duration::from_secs(2));
     let lease = QuorumLease::new(
         &cfg.node.name,
         &members,

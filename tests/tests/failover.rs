@@ -16,7 +16,7 @@ fn data_cluster(root: &TestDir, names: &[&str], witness: &[&str]) -> Cluster {
         root.path(),
         names,
         move |n| witness.iter().any(|w| w == n),
-        "3s",
+        "5s",
         "500ms",
     )
 }

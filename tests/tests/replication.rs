@@ -9,7 +9,7 @@ use pgwarden_tests::*;
 const DATA: [&str; 3] = ["pg1", "pg2", "pg3"];
 
 fn data_cluster(root: &TestDir, names: &[&str]) -> Cluster {
-    Cluster::new(root.path(), names, |_| false, "3s", "500ms")
+    Cluster::new(root.path(), names, |_| false, "5s", "500ms")
 }
 
 fn list(node: &Node) -> String {
@@ -47,8 +47,10 @@ fn three_empty_members_become_one_primary_and_two_streaming_standbys() {
     assert_eq!(slots, format!("{}:true,{}:true", standbys[0], standbys[1]));
     // the primary's status lists both senders with every column and lag_bytes
     // (its document is as of its last loop: wait for the loop to see them)
-    let doc = p.wait_status(SLOW, "two wal senders", |d| {
-        d["wal_senders"].as_array().is_some_and(|a| a.len() == 2)
+    let doc = p.wait_status(SLOW, "two wal senders with replies", |d| {
+        d["wal_senders"]
+            .as_array()
+            .is_some_and(|a| a.len() == 2 && a.iter().all(|s| s["replay_lsn"].is_string()))
     });
     let senders = doc["wal_senders"].as_array().unwrap();
     assert_eq!(senders.len(), 2);
@@ -157,7 +159,7 @@ fn a_fourth_member_added_with_sighup_clones_and_streams() {
     c.start_all();
     let primary = c.wait_streaming(&DATA);
     let mut pg4 = Node::new(root.path(), "pg4");
-    pg4.ttl = "3s".into();
+    pg4.ttl = "5s".into();
     pg4.loop_wait = "500ms".into();
     let mut members: Vec<(String, u16, bool)> = c
         .nodes

@@ -66,8 +66,10 @@ impl<L: LeaseClient> Runner<L> {
         view: watch::Sender<NodeView>,
         notifier: Notifier,
     ) -> Self {
-        let peer_timeout =
-            (cfg.cluster.loop_wait / 2).clamp(Duration::from_millis(100), Duration::from_secs(2));
+        let peer_timeout = cfg
+            .cluster
+            .loop_wait
+            .clamp(Duration::from_millis(200), Duration::from_secs(2));
         let peers = Peers::new(&cfg.node.name, &cfg.cluster.members, peer_timeout);
         let watchdog = Watchdog::new(
             if local.is_some() {
@@ -109,7 +111,18 @@ impl<L: LeaseClient> Runner<L> {
     /// Runs until a shutdown request has been carried out.
     pub async fn run(mut self, mut control: mpsc::Receiver<Control>) {
         loop {
+            let began = Instant::now();
             self.iterate().await;
+            let took = began.elapsed();
+            if took > (self.cfg.cluster.loop_wait * 2).max(Duration::from_secs(2)) {
+                // Long actions (initdb, a clone, a rewind) are expected to;
+                // anything else here is worth an operator's attention.
+                tracing::warn!(
+                    "an HA loop iteration took {took:?} (loop_wait {:?}); last action: {:?}",
+                    self.cfg.cluster.loop_wait,
+                    self.last_action
+                );
+            }
             let sleep = tokio::time::sleep(self.cfg.cluster.loop_wait);
             tokio::pin!(sleep);
             tokio::select! {
