@@ -62,12 +62,29 @@ pub fn require_root(test: &str) -> bool {
     false
 }
 
-/// A free TCP port on loopback.
+/// A free TCP port on loopback for a server a test starts later.
+///
+/// Not port 0's answer: that comes from the ephemeral range, where every
+/// outgoing connection of every test (HTTP clients, psql, replication)
+/// also takes its local port, so a port found free now may be some
+/// client's by the time PostgreSQL binds it. Ports come instead from
+/// 20000–31999, below the ephemeral range, each handed out once per
+/// process (the start depends on the process id, so that concurrent test
+/// binaries rarely meet), and checked free when handed out.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    let start = (std::process::id() * 97) % SPAN;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (LOW + (start + n) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 20000-31999")
 }
 
 /// Polls `f` every 100 ms until it returns `Some`, or panics after `limit`
@@ -509,6 +526,14 @@ impl Drop for Node {
         self.stop_postgres_hard();
         if std::thread::panicking() {
             eprintln!("--- agent log of {} ---\n{}", self.name, self.log_text());
+            let server =
+                fs::read_to_string(format!("{}.log", self.data_dir.display())).unwrap_or_default();
+            let tail: Vec<&str> = server.lines().rev().take(15).collect();
+            eprintln!(
+                "--- PostgreSQL log of {} (last lines) ---\n{}",
+                self.name,
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
         }
     }
 }
