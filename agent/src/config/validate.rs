@@ -345,6 +345,12 @@ fn check_members(c: &Config, r: &mut Report) {
             ),
         );
     }
+    if c.replication.synchronous == SyncMode::Quorum && !r.failed("replication.synchronous") {
+        r.warn(
+            "replication.synchronous",
+            "\"quorum\" is not implemented in this version: replication stays asynchronous and the last acknowledged writes can be lost on failover; set synchronous = \"off\" to say so",
+        );
+    }
     if members.len() == 2 {
         r.warn(
             "cluster.members",
