@@ -230,12 +230,9 @@ superuser_password_file = "{secrets}/postgres.pass"
             }
         }
         let table = table.unwrap_or_else(|| "  no agent answers yet\n".to_string());
-        // Reprint when anything but the ticking lease time changed.
-        let summary: String = table
-            .lines()
-            .map(|l| l.split(" s left").next().unwrap_or(l).to_string())
-            .map(|l| l.rsplit_once(',').map(|(a, _)| a.to_string()).unwrap_or(l))
-            .collect();
+        // Reprint when a role, state or receiver changed, not for every
+        // tick of a number (lease time, ages, terms).
+        let summary: String = table.chars().filter(|c| !c.is_ascii_digit()).collect();
         if summary != last {
             println!(
                 "--- after {:.1} s ---\n{table}",
@@ -248,15 +245,26 @@ superuser_password_file = "{secrets}/postgres.pass"
                 .as_mut()
                 .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
         });
-        if let Some(dead) = dead.map(|i| &demo_nodes[i]) {
+        if let Some(i) = dead {
+            // Killing an agent is part of trying the demo: say so and keep
+            // showing the others (the cluster carries on without it).
+            let dead = &mut demo_nodes[i];
+            dead.child = None;
             let log =
                 fs::read_to_string(dead.config.with_file_name("agent.log")).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            let tail: Vec<&str> = log.lines().rev().take(5).collect();
             println!("agent {} exited; the end of its log:", dead.name);
             for line in tail.into_iter().rev() {
                 println!("  {line}");
             }
-            break;
+            println!(
+                "restart it with: {} run --config {}",
+                exe.display(),
+                dead.config.display()
+            );
+            if demo_nodes.iter().all(|n| n.child.is_none()) {
+                break;
+            }
         }
         tokio::select! {
             _ = int.recv() => break,
