@@ -109,19 +109,10 @@ impl QuorumLease {
         }
         let deadline = tokio::time::Instant::now() + self.round_timeout;
         let proposals = loop {
-            let next = tokio::time::timeout_at(deadline, replies.join_next()).await;
-            let (from, reply) = match next {
-                Ok(Some(Ok((from, Some(reply))))) => (from, reply),
-                Ok(Some(_)) => continue,
-                Ok(None) | Err(_) => {
-                    return self
-                        .proposer
-                        .on_timeout(self.now())
-                        .unwrap_or(Outcome::TimedOut)
-                }
+            let Some((from, reply)) = next_reply(&mut replies, deadline).await else {
+                return self.timed_out();
             };
-            let now = self.now();
-            match self.proposer.on_prepare_reply(now, &from, reply) {
+            match self.proposer.on_prepare_reply(self.now(), &from, reply) {
                 PrepareProgress::Waiting => {}
                 PrepareProgress::Propose(proposals) => break proposals,
                 PrepareProgress::Ended(outcome) => return outcome,
@@ -135,22 +126,20 @@ impl QuorumLease {
         }
         let deadline = tokio::time::Instant::now() + self.round_timeout;
         loop {
-            let next = tokio::time::timeout_at(deadline, accepts.join_next()).await;
-            let (from, reply) = match next {
-                Ok(Some(Ok((from, Some(reply))))) => (from, reply),
-                Ok(Some(_)) => continue,
-                Ok(None) | Err(_) => {
-                    return self
-                        .proposer
-                        .on_timeout(self.now())
-                        .unwrap_or(Outcome::TimedOut)
-                }
+            let Some((from, reply)) = next_reply(&mut accepts, deadline).await else {
+                return self.timed_out();
             };
-            let now = self.now();
-            if let Some(outcome) = self.proposer.on_propose_reply(now, &from, reply) {
+            if let Some(outcome) = self.proposer.on_propose_reply(self.now(), &from, reply) {
                 return outcome;
             }
         }
+    }
+
+    /// A phase ran out of time or of answers.
+    fn timed_out(&mut self) -> Outcome {
+        self.proposer
+            .on_timeout(self.now())
+            .unwrap_or(Outcome::TimedOut)
     }
 
     fn spawn_prepare(
@@ -324,6 +313,21 @@ impl LeaseClient for QuorumLease {
     async fn release(&mut self) {
         if self.proposer.holds_lease(self.now()) {
             self.send_release().await;
+        }
+    }
+}
+
+/// The next usable answer of a phase, or `None` once every member has
+/// answered (or failed to) or the phase's deadline has passed.
+async fn next_reply<R: Send + 'static>(
+    set: &mut JoinSet<(MemberName, Option<R>)>,
+    deadline: tokio::time::Instant,
+) -> Option<(MemberName, R)> {
+    loop {
+        match tokio::time::timeout_at(deadline, set.join_next()).await {
+            Ok(Some(Ok((from, Some(reply))))) => return Some((from, reply)),
+            Ok(Some(_)) => continue,
+            Ok(None) | Err(_) => return None,
         }
     }
 }
