@@ -4,6 +4,7 @@
 //! that stops everything the test started even when it fails.
 
 pub mod netns;
+pub mod slots;
 pub mod writer;
 
 use std::fmt::Write as _;
@@ -99,6 +100,19 @@ pub fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>
             Instant::now() < deadline,
             "timed out after {limit:?} waiting for {what}"
         );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Checks `f` every 100 ms for `length`: panics with `what` and the
+/// problem the first time it finds one (a property that must hold
+/// throughout, such as "never primary").
+pub fn holds_for(length: Duration, what: &str, mut f: impl FnMut() -> Result<(), String>) {
+    let until = Instant::now() + length;
+    while Instant::now() < until {
+        if let Err(problem) = f() {
+            panic!("{what} did not hold: {problem}");
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -213,6 +227,13 @@ pub struct Node {
     agent: Option<Child>,
     log: PathBuf,
     run_as: Option<(u32, u32)>,
+    /// The binary this node runs (a copy `postgres` can reach, when it runs as `postgres`).
+    bin: PathBuf,
+    /// Members of the cluster in its configuration: the slots it takes.
+    members: usize,
+    /// Held from the first start until the node is dropped (after its
+    /// processes are killed): see [`slots`].
+    slots: Option<std::sync::Arc<slots::Slots>>,
 }
 
 impl Node {
@@ -250,6 +271,9 @@ impl Node {
             agent: None,
             log: PathBuf::new(),
             run_as: None,
+            bin: pgwarden_bin(),
+            members: 1,
+            slots: None,
         }
     }
 
@@ -274,6 +298,7 @@ impl Node {
             );
         }
         let witness = members.iter().any(|(n, _, w)| *w && *n == self.name);
+        self.members = members.len();
         let mut params = vec![
             "fsync = false".to_string(),
             "shared_buffers = \"16MB\"".to_string(),
@@ -328,8 +353,15 @@ superuser_password_file = "{secrets}/postgres.pass"
     }
 
     /// Starts `pgwarden run` as the `postgres` user (the systemd unit's
-    /// case): the node's directory and the secrets are given to `postgres` first.
+    /// case): the node's directory and the secrets are given to `postgres`
+    /// first, and the agent runs from a copy of the binary in the node's
+    /// directory, because `postgres` may not be able to reach the build
+    /// (a clone under root's 0700 home directory).
     pub fn start_as_postgres(&mut self) {
+        let copy = self.dir.join("pgwarden");
+        fs::copy(pgwarden_bin(), &copy).expect("copy the pgwarden binary for postgres");
+        fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).expect("chmod");
+        self.bin = copy;
         let pg = nix::unistd::User::from_name("postgres")
             .ok()
             .flatten()
@@ -350,11 +382,14 @@ superuser_password_file = "{secrets}/postgres.pass"
     /// Starts `pgwarden run` with extra environment variables.
     pub fn start_with_env(&mut self, env: &[(&str, &str)]) {
         assert!(self.agent.is_none(), "{} already running", self.name);
+        if self.slots.is_none() {
+            self.slots = Some(slots::for_this_test(self.members));
+        }
         let n = fs::read_dir(&self.dir).map(|d| d.count()).unwrap_or(0);
         self.log = self.dir.join(format!("agent-{n}.log"));
         let log = fs::File::create(&self.log).expect("log");
         let err = log.try_clone().expect("log");
-        let mut cmd = Command::new(pgwarden_bin());
+        let mut cmd = Command::new(&self.bin);
         if let Some((uid, gid)) = self.run_as {
             std::os::unix::process::CommandExt::uid(&mut cmd, uid);
             std::os::unix::process::CommandExt::gid(&mut cmd, gid);

@@ -631,8 +631,10 @@ pub struct NetCluster {
     pub nodes: Vec<NetNode>,
     /// Their network (dropped after the nodes).
     pub net: Network,
-    /// The files (dropped last).
+    /// The files.
     pub dir: TestDir,
+    /// This test's share of the machine (dropped last: see [`crate::slots`]).
+    _slots: Arc<crate::slots::Slots>,
 }
 
 impl NetCluster {
@@ -641,6 +643,7 @@ impl NetCluster {
     /// whole test subnet in with the superuser's password, for the test's
     /// own connections). Errors when the network cannot be built.
     pub fn new(names: &[&str], ttl: &str, loop_wait: &str) -> Result<NetCluster, String> {
+        let slots = crate::slots::for_this_test(names.len());
         let dir = TestDir::new();
         let mut net = Network::create()?;
         let secrets = dir.path().join("secrets");
@@ -719,7 +722,12 @@ superuser_password_file = "{secrets}/postgres.pass"
             );
             fs::write(&n.config, text).map_err(|e| format!("write config: {e}"))?;
         }
-        Ok(NetCluster { nodes, net, dir })
+        Ok(NetCluster {
+            nodes,
+            net,
+            dir,
+            _slots: slots,
+        })
     }
 
     /// Starts every agent.

@@ -146,6 +146,23 @@ impl Writer {
         }
     }
 
+    /// Waits (up to `limit`) until `member` acknowledged a routed write
+    /// sent through `/primary` after `t`; returns when it did.
+    pub fn wait_routed_accept(&self, member: &str, t: Instant, limit: Duration) -> Instant {
+        crate::wait_for(
+            limit,
+            &format!("the writer to write through {member}"),
+            || {
+                self.log
+                    .lock()
+                    .acked
+                    .iter()
+                    .find(|(id, m, at)| *id > 0 && m == member && *at > t)
+                    .map(|(_, _, at)| *at)
+            },
+        )
+    }
+
     /// Stops writing, waits for the thread, and reports. Writes in flight
     /// are abandoned: they are neither acknowledged nor refused.
     pub fn stop(mut self) -> WriterReport {
