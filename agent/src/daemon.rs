@@ -12,7 +12,9 @@ use crate::api::{self, ApiState};
 use crate::config::{self, Config};
 use crate::ha::executor::LocalPostgres;
 use crate::ha::runner::{Control, Runner};
-use crate::lease::{AcceptorService, LeaseClient, LeaseConfig, MonoClock, QuorumLease, SoloLease};
+use crate::lease::durable::{boot_id, NotesFile};
+use crate::lease::service::Start;
+use crate::lease::{AcceptorService, BootClock, LeaseClient, LeaseConfig, QuorumLease, SoloLease};
 use crate::notify::Notifier;
 use crate::pg::binaries::{data_dir_major, Binaries};
 use crate::pg::runas::RunAs;
@@ -116,7 +118,7 @@ pub async fn run(config_path: &Path) -> i32 {
         }
         Some((_, lease)) => {
             tracing::info!(
-                "leader lease among {} members (majority {}), ttl {:?}; this member's acceptor stays silent for one ttl after start",
+                "leader lease among {} members (majority {}), ttl {:?}",
                 cfg.cluster.members.len(),
                 cfg.cluster.members.len() / 2 + 1,
                 cfg.cluster.ttl
@@ -157,7 +159,29 @@ fn quorum_parts(cfg: &Config) -> Result<(api::internal::InternalState, QuorumLea
         config::read_secret(secret_file).map_err(|e| format!("cluster.secret_file: {e}"))?;
     let lease_cfg = LeaseConfig::new(cfg.cluster.ttl, LEASE_MAX_DRIFT_PPM)
         .map_err(|e| format!("cluster.ttl: {e}"))?;
-    let acceptor = AcceptorService::new(lease_cfg, MonoClock::new());
+    let (acceptor, resumed) = if cfg.node.data_dir.as_os_str().is_empty() {
+        tracing::warn!(
+            "node.data_dir is not set: this witness keeps no lease notes, so its acceptor stays silent for one ttl ({:?}) after every start; set node.data_dir to a path whose parent directory the agent may write (the notes go to <data_dir>.lease)",
+            cfg.cluster.ttl
+        );
+        (AcceptorService::new(lease_cfg, BootClock::new()), None)
+    } else {
+        let file = NotesFile::new(NotesFile::beside(&cfg.node.data_dir), boot_id());
+        let path = file.path().display().to_string();
+        let (acceptor, resumed, start) = AcceptorService::open(lease_cfg, BootClock::new(), file);
+        match &start {
+            Start::Fresh => tracing::info!("lease notes: {path} is new; this member's acceptor answers at once"),
+            Start::Resumed => tracing::info!(
+                "lease notes: resumed from {path}; this member's acceptor answers at once{}",
+                if resumed.is_some() { ", and this member still holds the leader lease it held before the restart" } else { "" }
+            ),
+            Start::Silent(why) => tracing::warn!(
+                "lease notes: {why}; this member's acceptor stays silent for one ttl ({:?}) before it votes",
+                cfg.cluster.ttl
+            ),
+        }
+        (acceptor, resumed)
+    };
     let members: Vec<(String, String)> = cfg
         .cluster
         .members
@@ -178,6 +202,7 @@ fn quorum_parts(cfg: &Config) -> Result<(api::internal::InternalState, QuorumLea
         secret.clone(),
         round_timeout,
         cfg.cluster.loop_wait,
+        resumed,
     )
     .map_err(|e| e.to_string())?;
     Ok((api::internal::InternalState { acceptor, secret }, lease))

@@ -14,6 +14,7 @@
 //! - [`client`]: the CLI's side of the API (`status`, ...).
 
 pub mod api;
+pub mod boottime;
 pub mod client;
 pub mod config;
 pub mod daemon;

@@ -3,11 +3,16 @@
 //!
 //! Rules, in the order they are applied to every message:
 //!
-//! 1. **Silent after (re)start.** For `T` on its own clock after it was
-//!    created, the acceptor answers nothing and ignores releases. It kept no
-//!    notes, so it cannot know what it promised or accepted in a previous
-//!    life; after `T`, every lease it may have granted then has ended at its
-//!    holder (whose view always ends first).
+//! 1. **Silent after a restart it cannot account for.** An acceptor that
+//!    lost its notes (a reboot: its clock readings are from another boot;
+//!    a damaged state file) answers nothing and ignores releases for `T`
+//!    on its own clock: it cannot know what it promised or accepted in a
+//!    previous life; after `T`, every lease it may have granted then has
+//!    ended at its holder (whose view always ends first). An acceptor
+//!    restarted on the same boot resumes from its notes
+//!    ([`Acceptor::restore`]: the caller persisted [`Acceptor::state`]
+//!    before each answer), and one that never answered anything has
+//!    nothing to forget ([`Acceptor::fresh`]): both answer at once.
 //! 2. **Promise** a prepare whose ballot is at least the highest promised,
 //!    and report every unexpired lease accepted; otherwise **reject** it,
 //!    naming the higher promise.
@@ -41,6 +46,27 @@ use std::time::Duration;
 struct AcceptedLease {
     ballot: Ballot,
     expires_at: LocalTime,
+}
+
+/// Everything an acceptor must remember to resume after a restart on the
+/// same boot: its promise and every lease it accepted, with expiries on
+/// this member's clock. Persisted by the caller before each answer that
+/// changed it ([`Acceptor::state`]); meaningless on another boot, whose
+/// clock readings start elsewhere.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AcceptorState {
+    /// The highest ballot promised.
+    pub promised: Option<Ballot>,
+    /// Every accepted lease, with its end on this member's clock.
+    pub accepted: Vec<(Ballot, LocalTime)>,
+}
+
+impl AcceptorState {
+    /// Nothing promised, nothing accepted: an acceptor in this state has
+    /// nothing to forget.
+    pub fn is_empty(&self) -> bool {
+        self.promised.is_none() && self.accepted.is_empty()
+    }
 }
 
 /// What an acceptor can tell about the lease, for status pages: the newest
@@ -80,6 +106,50 @@ impl Acceptor {
             accepted: Vec::new(),
             #[cfg(test)]
             fault: Fault::None,
+        }
+    }
+
+    /// An acceptor that never answered anything before: it has nothing to
+    /// forget, so it answers at once (a new cluster elects without waiting).
+    pub fn fresh(config: LeaseConfig) -> Acceptor {
+        Acceptor {
+            lease_len: config.lease_len(),
+            silent_until: LocalTime::from_nanos(0),
+            promised: None,
+            accepted: Vec::new(),
+            #[cfg(test)]
+            fault: Fault::None,
+        }
+    }
+
+    /// An acceptor resuming, on the same boot, from the notes its previous
+    /// life persisted before each answer: it answers at once.
+    pub fn restore(config: LeaseConfig, now: LocalTime, state: AcceptorState) -> Acceptor {
+        let mut accepted: Vec<AcceptedLease> = state
+            .accepted
+            .into_iter()
+            .map(|(ballot, expires_at)| AcceptedLease { ballot, expires_at })
+            .collect();
+        accepted.sort_by(|a, b| a.ballot.cmp(&b.ballot));
+        accepted.dedup_by(|a, b| a.ballot == b.ballot);
+        let mut acceptor = Acceptor {
+            accepted,
+            promised: state.promised,
+            ..Acceptor::fresh(config)
+        };
+        acceptor.forget_expired(now);
+        acceptor
+    }
+
+    /// Its notes, to persist before an answer is sent.
+    pub fn state(&self) -> AcceptorState {
+        AcceptorState {
+            promised: self.promised.clone(),
+            accepted: self
+                .accepted
+                .iter()
+                .map(|l| (l.ballot.clone(), l.expires_at))
+                .collect(),
         }
     }
 

@@ -50,10 +50,10 @@ impl From<String> for MemberName {
 /// - `member` makes ballots of different proposers distinct; it is also the
 ///   would-be lease **owner**: a proposer only ever proposes itself.
 /// - `incarnation` makes ballots of two lives of the same member distinct.
-///   Nothing is written to disk, so a restarted proposer counts from 1 again;
-///   without this, an accept sent to its previous life (delayed in the
-///   network) would be counted for the new one, and that accept may predate
-///   the new round's timer. The agent draws a random `u64` at startup.
+///   A restarted proposer counts from its notes (or from 1) again; without
+///   this, an accept sent to its previous life (delayed in the network)
+///   would be counted for the new one, and that accept may predate the new
+///   round's timer. The agent draws a random `u64` at startup.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Ballot {
     /// Grows with every round; the term of the lease this ballot wins.

@@ -25,9 +25,16 @@
 //!   own lease in the reports does not stand in its way.
 //! - **Release.** The holder stops holding, then tells every acceptor to
 //!   drop its leases, so the next holder need not wait for them to expire.
-//! - **Restart.** A (re)started acceptor answers nothing for `T` on its own
-//!   clock: it kept no notes, and after `T` every lease it might have
-//!   granted before has ended at its holder.
+//! - **Restart.** An acceptor persists its promise and accepted leases
+//!   (with times on `CLOCK_BOOTTIME` and the boot id) before each answer
+//!   that changed them ([`durable`]). Restarted on the same boot it
+//!   resumes from these notes and answers at once; one that never answered
+//!   anything answers at once too. After a reboot, or with damaged notes,
+//!   it answers nothing for `T` on its own clock: after `T` every lease it
+//!   might have granted before has ended at its holder. A proposer's held
+//!   lease is in the notes too: an agent restarted on the same boot still
+//!   holds it until the end it computed before, so a restart does not
+//!   cost the primary its lease.
 //!
 //! # Assumptions
 //!
@@ -39,6 +46,10 @@
 //! - **The same `T`** everywhere; an acceptor refuses a longer proposal.
 //! - Members follow the protocol (no Byzantine members). A restarted
 //!   proposer takes a new incarnation number.
+//! - A member's lease notes are not deleted while the cluster runs, and a
+//!   machine replaced with an empty disk comes back no sooner than `T`
+//!   after the one it replaces stopped (an absent notes file reads as
+//!   "never answered anything").
 //!
 //! Messages may be lost, duplicated, delayed for any time and reordered;
 //! members may crash and restart at any moment.
@@ -73,6 +84,7 @@
 //!   lease `T·(1−ρ)/(1+ρ)`.
 //! - [`ballot`]: [`MemberName`] and [`Ballot`].
 //! - [`messages`]: the five messages, serialisable for the HTTP transport.
+//! - [`durable`]: the lease notes on disk, and how a start resumes from them.
 //! - [`acceptor`]: the acceptor's rules.
 //! - [`proposer`]: rounds to acquire, renew and release, and the renewal
 //!   rule [`should_renew`].
@@ -91,6 +103,7 @@
 pub mod acceptor;
 pub mod ballot;
 pub mod clock;
+pub mod durable;
 pub mod messages;
 pub mod port;
 pub mod proposer;
@@ -101,12 +114,12 @@ mod simulation;
 pub mod solo;
 pub mod transport;
 
-pub use acceptor::{Acceptor, CurrentLease};
+pub use acceptor::{Acceptor, AcceptorState, CurrentLease};
 pub use ballot::{Ballot, MemberName};
 pub use clock::{LeaseConfig, LeaseConfigError, LocalTime, MAX_DRIFT_PPM};
 pub use messages::{LeaseReport, Prepare, PrepareReply, Propose, ProposeReply, Release};
 pub use port::{LeaseClient, LeaseStatus};
 pub use proposer::{should_renew, HeldLease, MembersError, Outcome, PrepareProgress, Proposer};
 pub use quorum::{QuorumLease, QuorumLeaseError};
-pub use service::{secret_matches, AcceptorService, MonoClock};
+pub use service::{secret_matches, AcceptorService, BootClock};
 pub use solo::SoloLease;

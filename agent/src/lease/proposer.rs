@@ -415,18 +415,30 @@ impl Proposer {
     pub fn release(&mut self, _now: LocalTime) -> Vec<(MemberName, Release)> {
         let held = self.held.take().map(|lease| lease.ballot);
         let running = self.round.take().map(|round| round.ballot);
-        let Some(ballot) = held.into_iter().chain(running).max() else {
-            return Vec::new();
-        };
+        // A held lease resumed from an earlier life has that life's
+        // incarnation: release the newest ballot of each life involved.
+        let mut newest: Vec<Ballot> = Vec::new();
+        for ballot in held.into_iter().chain(running) {
+            match newest
+                .iter_mut()
+                .find(|b| b.incarnation == ballot.incarnation)
+            {
+                Some(b) if *b < ballot => *b = ballot,
+                Some(_) => {}
+                None => newest.push(ballot),
+            }
+        }
         self.members
             .iter()
-            .map(|member| {
-                (
-                    member.clone(),
-                    Release {
-                        ballot: ballot.clone(),
-                    },
-                )
+            .flat_map(|member| {
+                newest.iter().map(|ballot| {
+                    (
+                        member.clone(),
+                        Release {
+                            ballot: ballot.clone(),
+                        },
+                    )
+                })
             })
             .collect()
     }
@@ -434,6 +446,17 @@ impl Proposer {
     /// True while this member holds the lease, on its own clock.
     pub fn holds_lease(&self, now: LocalTime) -> bool {
         self.held_lease(now).is_some()
+    }
+
+    /// Resumes holding a lease that an earlier life of this member won on
+    /// this boot (the lease notes): it is this member's lease, timed on the
+    /// same clock, so holding it until the same end is what the earlier life
+    /// would have done. Ballots go on above it.
+    pub fn resume_holding(&mut self, lease: HeldLease, now: LocalTime) {
+        if now < lease.expires_at {
+            self.learn(&lease.ballot);
+            self.held = Some(lease);
+        }
     }
 
     /// The lease this member holds now, if any.

@@ -9,6 +9,7 @@ use tokio::task::JoinSet;
 
 use super::ballot::MemberName;
 use super::clock::{LeaseConfig, LocalTime};
+use super::durable::Holding;
 use super::messages::{Prepare, PrepareReply, Propose, ProposeReply, Release};
 use super::port::{LeaseClient, LeaseStatus};
 use super::proposer::{Outcome, PrepareProgress, Proposer};
@@ -25,11 +26,23 @@ pub struct QuorumLease {
     round_timeout: Duration,
     retry_spread: Duration,
     not_before: LocalTime,
-    known_holder: Option<(MemberName, u64, LocalTime)>,
+    /// Another member's lease that blocked this member's last round.
+    known_holder: Option<KnownHolder>,
     jitter: u64,
     /// The ballot counter that first won the lease now held: renewals win
     /// higher ballots, but the term only changes with a new holding.
     held_term: Option<u64>,
+}
+
+/// Another member's lease that this member waits for.
+#[derive(Debug, Clone)]
+struct KnownHolder {
+    holder: MemberName,
+    /// Its end, as the longest report had it.
+    until: LocalTime,
+    /// When this member learned of it: a release from the holder after
+    /// this moment ends the wait.
+    since: LocalTime,
 }
 
 /// Why the quorum lease could not be set up.
@@ -47,6 +60,9 @@ impl QuorumLease {
     /// The lease among `members` (name, API URL), this member being `me`.
     /// `round_timeout` bounds each phase of a round; `retry_spread` is the
     /// range of the random pause after a round lost to a competitor.
+    /// `resumed`: the lease an earlier life of this agent held on this
+    /// boot, from the lease notes ([`AcceptorService::open`]).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         me: &str,
         members: &[(String, String)],
@@ -55,6 +71,7 @@ impl QuorumLease {
         secret: String,
         round_timeout: Duration,
         retry_spread: Duration,
+        resumed: Option<Holding>,
     ) -> Result<QuorumLease, QuorumLeaseError> {
         let me = MemberName::new(me);
         let names: Vec<MemberName> = members
@@ -62,8 +79,12 @@ impl QuorumLease {
             .map(|(n, _)| MemberName::new(n.clone()))
             .collect();
         let incarnation = random_u64();
-        let proposer = Proposer::new(me.clone(), names, config, incarnation)
+        let mut proposer = Proposer::new(me.clone(), names, config, incarnation)
             .map_err(|e| QuorumLeaseError::Members(e.to_string()))?;
+        let held_term = resumed.map(|h| {
+            proposer.resume_holding(h.lease, acceptor.clock().now());
+            h.term
+        });
         let peers = members
             .iter()
             .filter(|(n, _)| n != me.as_str())
@@ -82,7 +103,7 @@ impl QuorumLease {
             not_before: LocalTime::from_nanos(0),
             known_holder: None,
             jitter: incarnation | 1,
-            held_term: None,
+            held_term,
         })
     }
 
@@ -112,6 +133,7 @@ impl QuorumLease {
             let Some((from, reply)) = next_reply(&mut replies, deadline).await else {
                 return self.timed_out();
             };
+            tracing::debug!("lease prepare reply from {from}: {reply:?}");
             match self.proposer.on_prepare_reply(self.now(), &from, reply) {
                 PrepareProgress::Waiting => {}
                 PrepareProgress::Propose(proposals) => break proposals,
@@ -129,6 +151,7 @@ impl QuorumLease {
             let Some((from, reply)) = next_reply(&mut accepts, deadline).await else {
                 return self.timed_out();
             };
+            tracing::debug!("lease propose reply from {from}: {reply:?}");
             if let Some(outcome) = self.proposer.on_propose_reply(self.now(), &from, reply) {
                 return outcome;
             }
@@ -204,7 +227,11 @@ impl QuorumLease {
                 // Someone holds it: asking again before it can have ended
                 // would only disturb the holder's renewals.
                 self.not_before = now.saturating_add(*remaining);
-                self.known_holder = Some((holder.clone(), 0, now.saturating_add(*remaining)));
+                self.known_holder = Some(KnownHolder {
+                    holder: holder.clone(),
+                    until: now.saturating_add(*remaining),
+                    since: now,
+                });
             }
             Outcome::Preempted { .. } | Outcome::TooLate | Outcome::TimedOut => {
                 let pause = self.random_pause();
@@ -242,10 +269,10 @@ impl QuorumLease {
             }
         }
         match &self.known_holder {
-            Some((holder, term, until)) if *until > now => LeaseStatus {
-                holder: Some(holder.as_str().to_string()),
-                term: *term,
-                expires_at: Some(clock.instant(*until)),
+            Some(known) if known.until > now => LeaseStatus {
+                holder: Some(known.holder.as_str().to_string()),
+                term: 0,
+                expires_at: Some(clock.instant(known.until)),
                 mine: false,
             },
             _ => LeaseStatus::default(),
@@ -254,6 +281,8 @@ impl QuorumLease {
 
     async fn send_release(&mut self) {
         let msgs = self.proposer.release(self.now());
+        // The notes first: a restart after this must not resume the lease.
+        self.acceptor.set_holding(None);
         let mut set: JoinSet<()> = JoinSet::new();
         for (to, msg) in msgs {
             self.release_to(&mut set, to, msg);
@@ -282,19 +311,40 @@ impl QuorumLease {
     }
 }
 
+impl QuorumLease {
+    /// The holder of a lease this member waited for sent this member's
+    /// acceptor a release since (a release goes to every acceptor): stop
+    /// waiting, so that the next holder takes over in its next loop rather
+    /// than at the end of a lease nobody holds any more.
+    fn notice_release(&mut self, now: LocalTime) {
+        let Some(known) = &self.known_holder else {
+            return;
+        };
+        if now < known.until && self.acceptor.released_since(&known.holder, known.since) {
+            tracing::debug!("{} released the leader lease before its end", known.holder);
+            self.known_holder = None;
+            self.not_before = now;
+        }
+    }
+}
+
 impl LeaseClient for QuorumLease {
     async fn update(&mut self, want: bool) -> LeaseStatus {
         let now = self.now();
+        self.notice_release(now);
         let holding = self.proposer.holds_lease(now);
         if want && (holding || now >= self.not_before) {
             let mut outcome = self.round().await;
-            if matches!(outcome, Outcome::Preempted { .. })
-                && (holding || self.known_holder.is_none())
-            {
-                // The round only learned a higher ballot (typically this
-                // member's own, from before an agent restart): try again at
-                // once above it rather than lose a loop — a restarted
-                // primary's agent must renew before its fence margin.
+            // A round that only learned a higher ballot (typically this
+            // member's own, from before an agent restart, whose last round
+            // may have reached some acceptors and not others) tries again at
+            // once above it rather than lose a loop.
+            for _ in 0..2 {
+                if !matches!(outcome, Outcome::Preempted { .. })
+                    || !(holding || self.known_holder.is_none())
+                {
+                    break;
+                }
                 outcome = self.round().await;
             }
             tracing::debug!("lease round: {outcome:?}");
@@ -303,10 +353,12 @@ impl LeaseClient for QuorumLease {
             self.send_release().await;
         }
         let now = self.now();
-        self.held_term = match self.proposer.held_lease(now) {
-            Some(held) => Some(self.held_term.unwrap_or(held.term())),
-            None => None,
-        };
+        let holding = self.proposer.held_lease(now).map(|held| Holding {
+            term: self.held_term.unwrap_or(held.term()),
+            lease: held.clone(),
+        });
+        self.held_term = holding.as_ref().map(|h| h.term);
+        self.acceptor.set_holding(holding);
         self.status()
     }
 

@@ -16,9 +16,13 @@
 //!   member that has restarted since reaches its new life, as with any
 //!   connectionless transport or retrying client. A member's messages to
 //!   itself are never lost and take at most a millisecond.
-//! - **Crashes**: a member crashes and comes back with a brand-new acceptor
-//!   (silent for `T`) and proposer (new incarnation): nothing survives.
-//!   Some crash right after answering, forgetting a promise just given.
+//! - **Crashes**: a member crashes and comes back with a new proposer (new
+//!   incarnation) and an acceptor that resumes as the agent's does
+//!   ([`super::durable`]): after an agent restart on the same boot, from
+//!   the notes persisted before each answer (answering at once, and still
+//!   holding a lease it held); after a reboot (its clock starts elsewhere)
+//!   or with damaged notes, silent for `T` — or at once if it had never
+//!   answered anything. Some crash right after answering.
 //! - **Members** behave like the agent will: try to acquire when they do not
 //!   hold the lease, back off at random after a failed round (eagerly in
 //!   some runs, to provoke duels), try again about when a reported lease
@@ -73,11 +77,11 @@
 //! One variant, the paper's single-record acceptor, needs a schedule too
 //! precise for random search; a hand-played schedule shows it instead.
 
-use super::acceptor::Acceptor;
+use super::acceptor::{Acceptor, AcceptorState};
 use super::ballot::MemberName;
 use super::clock::{LeaseConfig, LocalTime};
 use super::messages::{Prepare, PrepareReply, Propose, ProposeReply, Release};
-use super::proposer::{should_renew, Outcome, PrepareProgress, Proposer};
+use super::proposer::{should_renew, HeldLease, Outcome, PrepareProgress, Proposer};
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::fmt;
@@ -108,6 +112,14 @@ pub(crate) enum Fault {
     /// An acceptor that never ends its post-restart silence: nothing can be
     /// elected, which the liveness check must notice.
     AcceptorNeverWakes,
+    /// (f) The acceptor persists its notes after sending its answer: a
+    /// crash in between restarts it, on the same boot, without the promise
+    /// or the accept it just gave — and it answers at once.
+    AcceptorPersistsAfterAnswering,
+    /// (g) The notes keep the held lease after a release: an agent
+    /// restarted soon after resumes a lease it gave up, which another
+    /// member may hold by then.
+    ReleaseKeepsHeldNotes,
 }
 
 const MS: u64 = 1_000_000;
@@ -332,8 +344,20 @@ struct Network {
     base: Link,
 }
 
+/// What a member's agent keeps on disk ([`super::durable`]).
+#[derive(Clone, Debug, Default)]
+struct Disk {
+    acceptor: AcceptorState,
+    holding: Option<HeldLease>,
+    /// Which boot wrote it: the member's reboot count.
+    boot: u32,
+}
+
 struct Node {
     clock: Clock,
+    /// Reboots so far (the boot id).
+    boot: u32,
+    disk: Disk,
     up: bool,
     /// Bumped at every crash and restart, so that timers of an earlier life
     /// are recognised and dropped.
@@ -363,6 +387,12 @@ struct Stats {
     messages: u64,
     delays_past_t: u64,
     crashes: u64,
+    /// Restarts by how the acceptor resumed: same boot, rebooted, damaged notes.
+    resumed: u64,
+    /// Same-boot restarts that resumed holding the lease.
+    resumed_holding: u64,
+    rebooted: u64,
+    damaged: u64,
     acquisitions: u64,
     renewals: u64,
     handovers: u64,
@@ -380,6 +410,10 @@ impl Stats {
         self.messages += other.messages;
         self.delays_past_t += other.delays_past_t;
         self.crashes += other.crashes;
+        self.resumed += other.resumed;
+        self.resumed_holding += other.resumed_holding;
+        self.rebooted += other.rebooted;
+        self.damaged += other.damaged;
         self.acquisitions += other.acquisitions;
         self.renewals += other.renewals;
         self.handovers += other.handovers;
@@ -521,6 +555,8 @@ impl Sim {
             let (acceptor, proposer) = sim.fresh_state(i, clock.read(0));
             sim.nodes.push(Node {
                 clock,
+                boot: 0,
+                disk: Disk::default(),
                 up: true,
                 life: 0,
                 acceptor,
@@ -801,25 +837,106 @@ impl Sim {
     }
 
     fn restart(&mut self, i: usize) {
+        // How the agent comes back decides what its acceptor remembers.
+        let kind = self.rng.below(10);
+        if (6..=8).contains(&kind) {
+            // A reboot: the boot clock starts again elsewhere.
+            let node = &mut self.nodes[i];
+            node.boot += 1;
+            let real = self.now;
+            node.clock.base_real = real;
+            node.clock.base_local = self.rng.between(0, 1_000_000 * MS);
+        }
         let now = self.local(i);
-        let (acceptor, proposer) = self.fresh_state(i, now);
+        let (fresh_acceptor, proposer) = self.fresh_state(i, now);
+        let disk = self.nodes[i].disk.clone();
+        let has_notes = !disk.acceptor.is_empty() || disk.holding.is_some();
+        let (mut acceptor, mut proposer, how) = if kind <= 5 && disk.boot == self.nodes[i].boot {
+            self.stats.resumed += 1;
+            let mut proposer = proposer;
+            if let Some(lease) = disk.holding.clone() {
+                proposer.resume_holding(lease, now);
+                if proposer.holds_lease(now) {
+                    self.stats.resumed_holding += 1;
+                }
+            }
+            (
+                Acceptor::restore(self.config, now, disk.acceptor.clone()).with_fault(self.fault),
+                proposer,
+                "resumes from its notes",
+            )
+        } else if kind == 9 {
+            self.stats.damaged += 1;
+            (fresh_acceptor, proposer, "finds its notes damaged")
+        } else {
+            self.stats.rebooted += 1;
+            if has_notes {
+                (fresh_acceptor, proposer, "rebooted")
+            } else {
+                (
+                    Acceptor::fresh(self.config).with_fault(self.fault),
+                    proposer,
+                    "rebooted, never answered before",
+                )
+            }
+        };
+        std::mem::swap(&mut acceptor, &mut self.nodes[i].acceptor);
+        std::mem::swap(&mut proposer, &mut self.nodes[i].proposer);
         let next_attempt = now.saturating_add(Duration::from_nanos(self.rng.between(0, 300 * MS)));
         let node = &mut self.nodes[i];
         node.up = true;
         node.life += 1;
-        node.acceptor = acceptor;
-        node.proposer = proposer;
         node.next_attempt = next_attempt;
         let life = node.life;
+        self.persist_acceptor(i);
+        self.persist_holding(i);
         self.note(|s| {
             format!(
-                "{} RESTARTS (silent until its {})",
+                "{} RESTARTS, {how} (silent until its {}){}",
                 s.names[i],
-                s.nodes[i].acceptor.silent_until()
+                s.nodes[i].acceptor.silent_until(),
+                if s.nodes[i].proposer.holds_lease(s.local(i)) {
+                    ", holding its lease"
+                } else {
+                    ""
+                }
             )
         });
         let tick = self.rng.between(TICK.0, TICK.1);
         self.schedule(tick, Event::Tick { node: i, life });
+    }
+
+    /// The acceptor's notes, as the agent writes them before answering.
+    fn persist_acceptor(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        node.disk.acceptor = node.acceptor.state();
+        node.disk.boot = node.boot;
+    }
+
+    /// The held lease, as the agent writes it after each round.
+    fn persist_holding(&mut self, i: usize) {
+        let now = self.local(i);
+        let node = &mut self.nodes[i];
+        let held = node.proposer.held_lease(now).cloned();
+        if held.is_none() && self.fault == Fault::ReleaseKeepsHeldNotes {
+            return;
+        }
+        node.disk.holding = held;
+        node.disk.boot = node.boot;
+    }
+
+    /// Sends an acceptor's answer, its notes persisted first (or after, in
+    /// the planted bug), and perhaps crashes it right after.
+    fn answer(&mut self, to: usize, from: usize, payload: Payload) {
+        let late = self.fault == Fault::AcceptorPersistsAfterAnswering;
+        if !late {
+            self.persist_acceptor(to);
+        }
+        self.send(to, from, payload);
+        self.maybe_crash_after_reply(to);
+        if late && self.nodes[to].up {
+            self.persist_acceptor(to);
+        }
     }
 
     fn send(&mut self, from: usize, to: usize, payload: Payload) {
@@ -891,6 +1008,7 @@ impl Sim {
                 self.note(|s| format!("{} RELEASES", s.names[i]));
                 self.stats.releases += 1;
                 let releases = self.nodes[i].proposer.release(now);
+                self.persist_holding(i);
                 for (to, release) in releases {
                     let to = self.index_of(&to);
                     self.send(i, to, Payload::Release(release));
@@ -926,6 +1044,7 @@ impl Sim {
 
     /// What the member's loop does once a round has ended.
     fn react(&mut self, i: usize, outcome: Outcome) {
+        self.persist_holding(i);
         let now = self.local(i);
         self.note(|s| format!("{}: {}", s.names[i], describe_outcome(&outcome)));
         let holding = self.nodes[i].proposer.holds_lease(now);
@@ -992,8 +1111,7 @@ impl Sim {
             Payload::Prepare(prepare) => {
                 let reply = self.nodes[to].acceptor.on_prepare(now, prepare);
                 if let Some(reply) = reply {
-                    self.send(to, from, Payload::PrepareReply(reply));
-                    self.maybe_crash_after_reply(to);
+                    self.answer(to, from, Payload::PrepareReply(reply));
                 }
             }
             Payload::Propose(propose) => {
@@ -1004,11 +1122,13 @@ impl Sim {
                     acceptor.on_propose(now, propose)
                 };
                 if let Some(reply) = reply {
-                    self.send(to, from, Payload::ProposeReply(reply));
-                    self.maybe_crash_after_reply(to);
+                    self.answer(to, from, Payload::ProposeReply(reply));
                 }
             }
-            Payload::Release(release) => self.nodes[to].acceptor.on_release(now, release),
+            Payload::Release(release) => {
+                self.nodes[to].acceptor.on_release(now, release);
+                self.persist_acceptor(to);
+            }
             Payload::PrepareReply(reply) => {
                 let sender = self.names[from].clone();
                 match self.nodes[to]
@@ -1328,6 +1448,14 @@ fn given_thousands_of_seeded_runs_with_chaos_then_never_two_holders_and_every_co
         // defends against, or the absence of failures means nothing.
         assert!(total.crashes > 0, "no member ever crashed: {total:?}");
         assert!(
+            total.resumed > 0 && total.rebooted > 0 && total.damaged > 0,
+            "restarts did not cover resuming, rebooting and damaged notes: {total:?}"
+        );
+        assert!(
+            total.resumed_holding > 0,
+            "no restarted member ever resumed a held lease: {total:?}"
+        );
+        assert!(
             total.delays_past_t > 0,
             "no message was ever delayed past T: {total:?}"
         );
@@ -1389,6 +1517,16 @@ fn given_an_acceptor_without_the_ballot_check_then_two_holders_are_found() {
 #[test]
 fn given_a_holder_that_ignores_clock_drift_then_two_holders_are_found() {
     assert_caught(Fault::HolderIgnoresDrift, 1_000);
+}
+
+#[test]
+fn given_an_acceptor_that_persists_its_notes_after_answering_then_two_holders_are_found() {
+    assert_caught(Fault::AcceptorPersistsAfterAnswering, 2_000);
+}
+
+#[test]
+fn given_notes_that_keep_a_released_lease_then_two_holders_are_found() {
+    assert_caught(Fault::ReleaseKeepsHeldNotes, 2_000);
 }
 
 #[test]

@@ -17,38 +17,15 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
-use nix::time::{clock_gettime, ClockId};
 use nix::unistd::Pid;
 
 use super::files::server_log;
-
-/// `CLOCK_MONOTONIC` now, in nanoseconds.
-pub fn monotonic_now_ns() -> u64 {
-    clock_gettime(ClockId::CLOCK_MONOTONIC)
-        .map(|t| {
-            (t.tv_sec() as u64)
-                .saturating_mul(1_000_000_000)
-                .saturating_add(t.tv_nsec() as u64)
-        })
-        .unwrap_or(0)
-}
-
-/// An `Instant` as `CLOCK_MONOTONIC` nanoseconds (both are that clock on Linux).
-pub fn instant_to_monotonic_ns(t: Instant) -> u64 {
-    let now_ns = monotonic_now_ns();
-    let now = Instant::now();
-    if t >= now {
-        now_ns.saturating_add((t - now).as_nanos() as u64)
-    } else {
-        now_ns.saturating_sub((now - t).as_nanos() as u64)
-    }
-}
 
 /// When the guard signals the postmaster: fast shutdown, then immediate,
 /// then SIGKILL — all before the lease ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Deadlines {
-    /// SIGINT (fast shutdown) at this monotonic time.
+    /// SIGINT (fast shutdown) at this `CLOCK_BOOTTIME` reading.
     pub sigint_at: u64,
     /// SIGQUIT (immediate shutdown).
     pub sigquit_at: u64,
@@ -60,7 +37,7 @@ impl Deadlines {
     /// Deadlines ending `margin` before `lease_end`: fast stop at
     /// `lease_end − margin`, immediate at `− margin/2`, kill at `− margin/4`.
     pub fn before(lease_end: Instant, margin: Duration) -> Deadlines {
-        let end = instant_to_monotonic_ns(lease_end);
+        let end = crate::boottime::from_instant(lease_end);
         let m = margin.as_nanos() as u64;
         Deadlines {
             sigint_at: end.saturating_sub(m),
@@ -249,7 +226,7 @@ pub fn run_guard(deadline_file: &Path) -> i32 {
             say(&format!("postmaster {pm} is gone; exiting"));
             return 0;
         }
-        let now = monotonic_now_ns();
+        let now = crate::boottime::now_ns();
         let due = if now >= d.sigkill_at {
             Some(Signal::SIGKILL)
         } else if now >= d.sigquit_at {
@@ -283,15 +260,8 @@ mod tests {
         let end = Instant::now() + Duration::from_secs(10);
         let d = Deadlines::before(end, Duration::from_secs(2));
         assert!(d.sigint_at < d.sigquit_at && d.sigquit_at < d.sigkill_at);
-        assert!(d.sigkill_at < instant_to_monotonic_ns(end));
+        assert!(d.sigkill_at < crate::boottime::from_instant(end));
         assert_eq!(Deadlines::parse(&d.render(42)), Some((42, d)));
         assert_eq!(Deadlines::parse("garbage"), None);
-    }
-
-    #[test]
-    fn instants_map_onto_the_monotonic_clock() {
-        let a = instant_to_monotonic_ns(Instant::now());
-        let b = monotonic_now_ns();
-        assert!(b >= a && b - a < 1_000_000_000);
     }
 }
