@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::config;
+use crate::status_doc::{ClusterDoc, Role, StatusDoc};
 
 /// A client command failed.
 #[derive(Debug, thiserror::Error)]
@@ -89,120 +90,96 @@ pub async fn get_json(url: &str) -> Result<(u16, Value), ClientError> {
     Ok((status, body))
 }
 
-fn text(v: &Value) -> String {
-    match v {
-        Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
+fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
+}
+
+/// Reads an agent's answer as `T`, or says what is wrong with it.
+fn typed<T: serde::de::DeserializeOwned>(doc: &Value, what: &str) -> Result<T, String> {
+    serde_json::from_value(doc.clone())
+        .map_err(|e| format!("the agent's answer is not {what}: {e}"))
 }
 
 /// A status document as a readable table.
-pub fn render_status(doc: &Value) -> String {
+pub fn render_status(doc: &Value) -> Result<String, String> {
+    let doc: StatusDoc = typed(doc, "a status document")?;
     let mut out = String::new();
-    let g = |path: &[&str]| -> Value {
-        let mut cur = doc;
-        for p in path {
-            match cur.get(p) {
-                Some(v) => cur = v,
-                None => return Value::Null,
-            }
-        }
-        cur.clone()
-    };
     let mut row = |k: &str, v: String| {
         let _ = writeln!(out, "  {k:<16}{v}");
     };
-    row(
-        "member",
-        format!(
-            "{} (cluster {})",
-            text(&g(&["name"])),
-            text(&g(&["cluster"]))
-        ),
-    );
-    row("role", text(&g(&["role"])));
-    let mut state = text(&g(&["state"]));
-    if let Value::String(reason) = g(&["reason"]) {
+    row("member", format!("{} (cluster {})", doc.name, doc.cluster));
+    row("role", json_name(&doc.role));
+    let mut state = json_name(&doc.state);
+    if let Some(reason) = &doc.reason {
         state = format!("{state}: {reason}");
     }
     row("state", state);
-    let leader = g(&["leader"]);
     row(
         "leader",
-        if leader.is_null() {
-            "none".into()
-        } else {
-            format!(
+        match &doc.leader {
+            None => "none".into(),
+            Some(l) => format!(
                 "{} (term {}, lease {:.1} s left)",
-                text(&leader["name"]),
-                text(&leader["term"]),
-                leader["lease_remaining_ms"].as_f64().unwrap_or(0.0) / 1000.0
-            )
+                l.name,
+                l.term,
+                l.lease_remaining_ms as f64 / 1000.0
+            ),
         },
     );
-    if !g(&["postgres"]).is_null() {
-        let version = g(&["postgres", "version_num"])
-            .as_u64()
+    if let Some(pg) = &doc.postgres {
+        let version = pg
+            .version_num
             .map(|v| format!("{}.{}", v / 10000, v % 10000));
         row(
             "postgres",
             format!(
                 "{} on {}:{}, pid {}, timeline {}",
                 version.unwrap_or_else(|| "not answering".into()),
-                text(&g(&["postgres", "host"])),
-                text(&g(&["postgres", "port"])),
-                text(&g(&["postgres", "pid"])),
-                text(&g(&["postgres", "timeline"])),
+                pg.host,
+                pg.port,
+                opt(pg.pid),
+                opt(pg.timeline),
             ),
         );
-        row("system id", text(&g(&["postgres", "system_identifier"])));
-        row("started", text(&g(&["postgres", "start_time"])));
-        row(
-            "pending restart",
-            text(&g(&["postgres", "pending_restart"])),
-        );
+        row("system id", opt(pg.system_identifier.as_deref()));
+        row("started", opt(pg.start_time.as_deref()));
+        row("pending restart", pg.pending_restart.to_string());
+        let wal = doc.wal.as_ref();
         row(
             "wal",
             format!(
                 "lsn {}, received {}, replayed {}, lag {} bytes",
-                text(&g(&["wal", "lsn"])),
-                text(&g(&["wal", "received_lsn"])),
-                text(&g(&["wal", "replayed_lsn"])),
-                text(&g(&["wal", "lag_bytes"])),
+                opt(wal.and_then(|w| w.lsn)),
+                opt(wal.and_then(|w| w.received_lsn)),
+                opt(wal.and_then(|w| w.replayed_lsn)),
+                opt(wal.and_then(|w| w.lag_bytes)),
             ),
         );
-        let receiver = g(&["wal_receiver"]);
         row(
             "wal receiver",
-            if receiver.is_null() {
-                match g(&["wal_receiver_problem"]) {
-                    Value::String(p) => format!("none: {p}"),
-                    _ => "none".into(),
-                }
-            } else {
-                format!(
+            match (&doc.wal_receiver, &doc.wal_receiver_problem) {
+                (Some(r), _) => format!(
                     "{} from {}:{}",
-                    text(&receiver["status"]),
-                    text(&receiver["sender_host"]),
-                    text(&receiver["sender_port"])
-                )
+                    r.status,
+                    opt(r.sender_host.as_deref()),
+                    opt(r.sender_port)
+                ),
+                (None, Some(p)) => format!("none: {p}"),
+                (None, None) => "none".into(),
             },
         );
-        let senders = g(&["wal_senders"]);
-        let senders = senders.as_array().cloned().unwrap_or_default();
-        if senders.is_empty() {
+        if doc.wal_senders.is_empty() {
             row("wal senders", "none".into());
         }
-        for (i, s) in senders.iter().enumerate() {
+        for (i, s) in doc.wal_senders.iter().enumerate() {
             row(
                 if i == 0 { "wal senders" } else { "" },
                 format!(
                     "{} {} ({}), lag {} bytes",
-                    text(&s["application_name"]),
-                    text(&s["state"]),
-                    text(&s["sync_state"]),
-                    text(&s["lag_bytes"])
+                    opt(s.application_name.as_deref()),
+                    opt(s.state.as_deref()),
+                    opt(s.sync_state.as_deref()),
+                    opt(s.lag_bytes)
                 ),
             );
         }
@@ -211,28 +188,32 @@ pub fn render_status(doc: &Value) -> String {
         "agent",
         format!(
             "{}, up {} s, loop {} ms ago{}",
-            text(&g(&["agent", "version"])),
-            text(&g(&["agent", "uptime_s"])),
-            text(&g(&["agent", "loop_last_ms_ago"])),
-            if g(&["agent", "paused"]) == Value::Bool(true) {
-                ", paused"
-            } else {
-                ""
-            }
+            doc.agent.version,
+            doc.agent.uptime_s,
+            opt(doc.agent.loop_last_ms_ago),
+            if doc.agent.paused { ", paused" } else { "" }
         ),
     );
-    out
+    Ok(out)
+}
+
+/// A role or state as the document spells it.
+fn json_name<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(Value::String(s)) => s,
+        _ => "?".into(),
+    }
 }
 
 /// A `/cluster` document as a `patronictl list`-like table.
-pub fn render_cluster(doc: &Value) -> String {
-    let leader = doc["leader"].as_str();
-    let members = doc["members"].as_array().cloned().unwrap_or_default();
-    let leader_lsn = members
+pub fn render_cluster(doc: &Value) -> Result<String, String> {
+    let doc: ClusterDoc = typed(doc, "a cluster document")?;
+    let leader = doc.leader.as_deref();
+    let leader_lsn = doc
+        .members
         .iter()
-        .find(|m| m["name"].as_str().is_some() && m["name"].as_str() == leader)
-        .and_then(|m| m["wal"]["lsn"].as_str())
-        .and_then(|s| s.parse::<crate::pg::Lsn>().ok());
+        .filter(|m| Some(m.name.as_str()) == leader)
+        .find_map(|m| m.status.as_ref()?.wal.as_ref()?.lsn);
     let mut rows: Vec<[String; 8]> = vec![[
         "Member".into(),
         "Host".into(),
@@ -243,66 +224,60 @@ pub fn render_cluster(doc: &Value) -> String {
         "Receiver".into(),
         "Leader lease".into(),
     ]];
-    let mut sorted = members.clone();
-    sorted.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    let mut sorted = doc.members.clone();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
     for m in &sorted {
-        let name = text(&m["name"]);
-        let host = match (
-            m["postgres"]["host"].as_str(),
-            m["postgres"]["port"].as_u64(),
-        ) {
-            (Some(h), Some(p)) => format!("{h}:{p}"),
-            _ => "-".into(),
+        let st = m.status.as_ref();
+        let host = st
+            .and_then(|d| d.postgres.as_ref())
+            .map(|p| format!("{}:{}", p.host, p.port))
+            .unwrap_or_else(|| "-".into());
+        let role = match st {
+            Some(d) => json_name(&d.role),
+            None => "?".into(),
         };
-        let role = if m["error"].is_string() && m["age_ms"].is_null() {
-            "?".to_string()
-        } else {
-            text(&m["role"])
-        };
-        let mut state = text(&m["state"]);
-        if let Some(age) = m["age_ms"].as_u64().filter(|a| *a > 5_000) {
+        let mut state = st
+            .map(|d| json_name(&d.state))
+            .unwrap_or_else(|| "unknown".into());
+        if let Some(age) = m.age_ms.filter(|a| *a > 5_000) {
             state = format!("{state} ({} s old)", age / 1000);
         }
-        if m["error"].is_string() {
+        if m.error.is_some() {
             state = format!("{state}, unreachable");
         }
         let lag = match (
-            m["role"].as_str(),
+            st.map(|d| d.role),
             leader_lsn,
-            m["wal"]["replayed_lsn"].as_str(),
+            st.and_then(|d| d.wal.as_ref()?.replayed_lsn),
         ) {
-            (Some("replica"), Some(l), Some(r)) => match r.parse::<crate::pg::Lsn>() {
-                Ok(r) => format!("{:.1}", l.bytes_after(r) as f64 / (1024.0 * 1024.0)),
-                Err(_) => "-".into(),
-            },
-            (Some("primary"), _, _) => String::new(),
+            (Some(Role::Replica), Some(l), Some(r)) => {
+                format!("{:.1}", l.bytes_after(r) as f64 / (1024.0 * 1024.0))
+            }
+            (Some(Role::Primary), _, _) => String::new(),
             _ => "-".into(),
         };
-        let receiver = m["wal_receiver"]["status"]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| {
-                if m["role"] == "replica" {
-                    "none".into()
-                } else {
-                    String::new()
-                }
-            });
-        let lease = if Some(name.as_str()) == leader {
-            format!(
+        let receiver = match st {
+            Some(d) => match (&d.wal_receiver, d.role) {
+                (Some(r), _) => r.status.clone(),
+                (None, Role::Replica) => "none".into(),
+                (None, _) => String::new(),
+            },
+            None => String::new(),
+        };
+        let lease = match st.and_then(|d| d.leader.as_ref()) {
+            Some(l) if Some(m.name.as_str()) == leader && l.name == m.name => format!(
                 "term {}, {:.1} s left",
-                text(&m["leader"]["term"]),
-                m["leader"]["lease_remaining_ms"].as_f64().unwrap_or(0.0) / 1000.0
-            )
-        } else {
-            String::new()
+                l.term,
+                l.lease_remaining_ms as f64 / 1000.0
+            ),
+            _ => String::new(),
         };
         rows.push([
-            name,
+            m.name.clone(),
             host,
             role,
             state,
-            text(&m["timeline"]),
+            opt(st.and_then(|d| d.timeline)),
             lag,
             receiver,
             lease,
@@ -334,9 +309,9 @@ pub fn render_cluster(doc: &Value) -> String {
     let _ = writeln!(
         out,
         "+ Cluster: {} (leader: {}, term {}) +",
-        text(&doc["cluster"]),
+        doc.cluster,
         leader.unwrap_or("none"),
-        text(&doc["term"])
+        opt(doc.term)
     );
     let _ = writeln!(out, "{sep}");
     line(&mut out, &rows[0]);
@@ -345,7 +320,7 @@ pub fn render_cluster(doc: &Value) -> String {
         line(&mut out, r);
     }
     let _ = writeln!(out, "{sep}");
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -366,19 +341,33 @@ mod tests {
         );
     }
 
+    fn status(name: &str, role: &str, extra: Value) -> Value {
+        let mut doc = json!({
+            "name": name, "cluster": "main", "role": role, "state": "running", "reason": null,
+            "agent": {"version": "0.1.0", "uptime_s": 5, "loop_last_ms_ago": 20, "paused": false},
+            "postgres": {"version_num": 150018, "host": format!("10.0.0.{}", &name[2..]), "port": 5432,
+                         "pid": 42, "timeline": 1, "system_identifier": "7311",
+                         "start_time": "2026-11-26T12:00:00Z", "pending_restart": false},
+            "timeline": 1
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            doc[k] = v.clone();
+        }
+        doc
+    }
+
     #[test]
     fn a_primary_status_renders_as_a_table() {
-        let doc = json!({
-            "name": "pg1", "cluster": "main", "role": "primary", "state": "running", "reason": null,
-            "leader": {"name": "pg1", "term": 3, "lease_remaining_ms": 9500},
-            "postgres": {"version_num": 150018, "host": "10.0.0.1", "port": 5432, "pid": 42, "timeline": 1,
-                         "system_identifier": "7311", "start_time": "2026-11-26T12:00:00Z", "pending_restart": false},
-            "wal": {"lsn": "0/5000148", "received_lsn": null, "replayed_lsn": null, "lag_bytes": 0},
-            "wal_receiver": null, "wal_receiver_problem": null,
-            "wal_senders": [{"application_name": "pg2", "state": "streaming", "sync_state": "async", "lag_bytes": 0}],
-            "agent": {"version": "0.1.0", "uptime_s": 5, "loop_last_ms_ago": 20, "paused": false}
-        });
-        let t = render_status(&doc);
+        let doc = status(
+            "pg1",
+            "primary",
+            json!({
+                "leader": {"name": "pg1", "term": 3, "lease_remaining_ms": 9500},
+                "wal": {"lsn": "0/5000148", "received_lsn": null, "replayed_lsn": null, "lag_bytes": 0},
+                "wal_senders": [{"application_name": "pg2", "state": "streaming", "sync_state": "async", "lag_bytes": 0}]
+            }),
+        );
+        let t = render_status(&doc).unwrap();
         assert!(t.contains("role            primary"), "{t}");
         assert!(t.contains("pg1 (term 3, lease 9.5 s left)"), "{t}");
         assert!(
@@ -393,18 +382,16 @@ mod tests {
         let doc = json!({
             "cluster": "main", "leader": "pg1", "term": 4,
             "members": [
-                {"name": "pg2", "role": "replica", "state": "running", "timeline": 1,
-                 "postgres": {"host": "10.0.0.2", "port": 5432},
-                 "wal": {"lsn": "0/3000000", "replayed_lsn": "0/3000000"},
-                 "wal_receiver": {"status": "streaming"}, "age_ms": 200, "error": null},
-                {"name": "pg1", "role": "primary", "state": "running", "timeline": 1,
-                 "postgres": {"host": "10.0.0.1", "port": 5432},
-                 "wal": {"lsn": "0/3200000"}, "wal_receiver": null,
-                 "leader": {"name": "pg1", "term": 4, "lease_remaining_ms": 9000}},
-                {"name": "pg3", "role": null, "state": "unknown", "error": "connection refused"}
+                {"name": "pg2", "age_ms": 200, "error": null, "status": status("pg2", "replica", json!({
+                    "wal": {"lsn": "0/3000000", "replayed_lsn": "0/3000000", "received_lsn": null, "lag_bytes": null},
+                    "wal_receiver": {"status": "streaming"}}))},
+                {"name": "pg1", "status": status("pg1", "primary", json!({
+                    "wal": {"lsn": "0/3200000", "received_lsn": null, "replayed_lsn": null, "lag_bytes": 0},
+                    "leader": {"name": "pg1", "term": 4, "lease_remaining_ms": 9000}}))},
+                {"name": "pg3", "error": "connection refused"}
             ]
         });
-        let t = render_cluster(&doc);
+        let t = render_cluster(&doc).unwrap();
         assert!(t.contains("leader: pg1, term 4"), "{t}");
         let pg2 = t.lines().find(|l| l.contains("pg2")).unwrap();
         assert!(
@@ -423,9 +410,11 @@ mod tests {
     }
 
     #[test]
-    fn a_document_missing_fields_still_renders() {
-        let t = render_status(&json!({"name": "pg1"}));
-        assert!(t.contains("pg1"));
-        assert!(t.contains("leader          none"));
+    fn an_answer_that_is_not_a_status_document_is_an_error_naming_what_is_missing() {
+        let e = render_status(&json!({"name": "pg1"})).unwrap_err();
+        assert!(
+            e.contains("not a status document") && e.contains("cluster"),
+            "{e}"
+        );
     }
 }

@@ -225,8 +225,10 @@ superuser_password_file = "{secrets}/postgres.pass"
         let mut table = None;
         for node in &demo_nodes {
             if let Ok((_, doc)) = client::get_json(&format!("{}/cluster", node.api_url)).await {
-                table = Some(client::render_cluster(&doc));
-                break;
+                if let Ok(t) = client::render_cluster(&doc) {
+                    table = Some(t);
+                    break;
+                }
             }
         }
         let table = table.unwrap_or_else(|| "  no agent answers yet\n".to_string());

@@ -9,6 +9,10 @@
 //! - [`ha`]: the decision loop. [`ha::decide`] is pure; the executor acts.
 //! - [`api`]: the HTTP API (status, Patroni-compatible health checks).
 //! - [`state`]: the agent's own state file in the data directory.
+//! - [`status_doc`]: the status document, the one wire format members read.
+//! - [`peers`]: the other members' documents, fetched each loop.
+//! - [`lease`]: the leader lease among the members.
+//! - [`boottime`]: the clock deadlines are on.
 //! - [`view`]: the snapshot the HA loop publishes and the API reads.
 //! - [`daemon`]: `pgwarden run`: wires the loop, the API, signals and systemd.
 //! - [`client`]: the CLI's side of the API (`status`, ...).
@@ -25,5 +29,6 @@ pub mod notify;
 pub mod peers;
 pub mod pg;
 pub mod state;
+pub mod status_doc;
 pub mod view;
 pub mod watchdog;

@@ -61,6 +61,9 @@ enum Cmd {
         /// The deadline file the agent keeps pushing forward.
         #[arg(long)]
         deadline_file: PathBuf,
+        /// The data directory whose postmaster it stops.
+        #[arg(long)]
+        data_dir: PathBuf,
     },
     /// Start a local cluster on loopback until Ctrl-C, then remove it.
     Demo {
@@ -111,7 +114,7 @@ fn show(
     url: Option<String>,
     json: bool,
     path: &str,
-    render: fn(&serde_json::Value) -> String,
+    render: fn(&serde_json::Value) -> Result<String, String>,
 ) -> anyhow::Result<i32> {
     let base = match client::base_url(config.as_deref(), url.as_deref()) {
         Ok(b) => b,
@@ -123,10 +126,18 @@ fn show(
     let (_, doc) = runtime()?.block_on(client::get_json(&format!("{base}{path}")))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&doc)?);
-    } else {
-        print!("{}", render(&doc));
+        return Ok(0);
     }
-    Ok(0)
+    match render(&doc) {
+        Ok(text) => {
+            print!("{text}");
+            Ok(0)
+        }
+        Err(e) => {
+            eprintln!("pgwarden: {e} (is {base} a pgwarden agent of this version?)");
+            Ok(daemon::EXIT_RUNTIME)
+        }
+    }
 }
 
 fn real_main(cli: Cli) -> anyhow::Result<i32> {
@@ -154,9 +165,13 @@ fn real_main(cli: Cli) -> anyhow::Result<i32> {
         Cmd::List { config, url, json } => {
             show(config, url, json, "/cluster", client::render_cluster)
         }
-        Cmd::FenceGuard { deadline_file } => {
-            Ok(pgwarden::pg::fence_guard::run_guard(&deadline_file))
-        }
+        Cmd::FenceGuard {
+            deadline_file,
+            data_dir,
+        } => Ok(pgwarden::pg::fence_guard::run_guard(
+            &deadline_file,
+            &data_dir,
+        )),
         Cmd::Demo { nodes, dir } => Ok(runtime()?.block_on(demo::run(nodes, dir))?),
     }
 }

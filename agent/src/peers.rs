@@ -1,16 +1,17 @@
 //! The other members, as their agents describe themselves: each HA loop
 //! asks every other member's `GET /status` in parallel, with a short
 //! timeout, and keeps the last answer with its age. A member that does not
-//! answer keeps its last document (marked stale by its age) and the error.
+//! answer, or answers with something that is not a status document, is
+//! unreachable for this loop (with the reason); its last good document is
+//! kept for `/cluster`, marked stale by its age.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use tokio::task::JoinSet;
 
 use crate::config::Member;
-use crate::pg::Lsn;
+use crate::status_doc::StatusDoc;
 
 /// What this agent knows of one other member.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,7 +21,7 @@ pub struct PeerView {
     /// Its API.
     pub api_url: String,
     /// Its last status document, and when it arrived.
-    pub last: Option<(Instant, Value)>,
+    pub last: Option<(Instant, StatusDoc)>,
     /// Why the last request failed, if it did.
     pub error: Option<String>,
     /// The last request succeeded (in this loop).
@@ -28,61 +29,9 @@ pub struct PeerView {
 }
 
 impl PeerView {
-    /// The last document, if any.
-    pub fn doc(&self) -> Option<&Value> {
-        self.last.as_ref().map(|(_, d)| d)
-    }
-
     /// The last document, only when it arrived in this loop.
-    pub fn fresh_doc(&self) -> Option<&Value> {
-        if self.fresh {
-            self.doc()
-        } else {
-            None
-        }
-    }
-
-    /// A string field of the fresh document.
-    pub fn fresh_str(&self, field: &str) -> Option<&str> {
-        self.fresh_doc()?.get(field)?.as_str()
-    }
-
-    /// Its PostgreSQL position (current LSN on a primary, replayed on a standby).
-    pub fn lsn(&self) -> Option<Lsn> {
-        self.fresh_doc()?
-            .get("wal")?
-            .get("lsn")?
-            .as_str()?
-            .parse()
-            .ok()
-    }
-
-    /// Its PostgreSQL `system_identifier`.
-    pub fn system_identifier(&self) -> Option<&str> {
-        self.fresh_doc()?
-            .get("postgres")?
-            .get("system_identifier")?
-            .as_str()
-    }
-
-    /// Where its PostgreSQL is reached: (host, port).
-    pub fn pg_endpoint(&self) -> Option<(String, u16)> {
-        let pg = self.fresh_doc()?.get("postgres")?;
-        let host = pg.get("host")?.as_str()?.to_string();
-        let port = u16::try_from(pg.get("port")?.as_u64()?).ok()?;
-        Some((host, port))
-    }
-
-    /// It answered and runs PostgreSQL as a primary that accepts connections.
-    pub fn is_running_primary(&self) -> bool {
-        self.fresh_str("role") == Some("primary") && self.fresh_str("state") == Some("running")
-    }
-
-    /// It answered and has no data directory yet, and is not making one
-    /// (a member running initdb or a clone still reports no role).
-    pub fn is_uninitialized(&self) -> bool {
-        self.fresh_str("role") == Some("uninitialized")
-            && !matches!(self.fresh_str("state"), Some("bootstrapping" | "cloning"))
+    pub fn fresh_doc(&self) -> Option<&StatusDoc> {
+        self.last.as_ref().filter(|_| self.fresh).map(|(_, d)| d)
     }
 }
 
@@ -140,10 +89,11 @@ impl Peers {
             let http = self.http.clone();
             set.spawn(async move {
                 let result = match http.get(&url).send().await {
-                    Ok(resp) if resp.status().is_success() => resp
-                        .json::<Value>()
-                        .await
-                        .map_err(|e| format!("{url}: not a status document: {e}")),
+                    Ok(resp) if resp.status().is_success() => match resp.bytes().await {
+                        Ok(body) => serde_json::from_slice::<StatusDoc>(&body)
+                            .map_err(|e| format!("{url}: not a status document: {e}")),
+                        Err(e) => Err(format!("{url}: {e}")),
+                    },
                     Ok(resp) => Err(format!("{url}: answered {}", resp.status())),
                     Err(e) => Err(format!("{url}: {e}")),
                 };
@@ -158,23 +108,30 @@ impl Peers {
             let Some(view) = self.views.get_mut(&name) else {
                 continue;
             };
-            match result {
+            let error = match result {
                 // A peer that names itself differently is misconfigured or
                 // an impostor: its document is not this member's.
-                Ok(doc) if doc.get("name").and_then(Value::as_str) != Some(name.as_str()) => {
-                    view.error = Some(format!(
-                        "{} answered as {:?}, not {name}: check cluster.members",
-                        view.api_url,
-                        doc.get("name")
-                    ));
-                }
+                Ok(doc) if doc.name != name => Some(format!(
+                    "{} answered as {:?}, not {name}: check cluster.members",
+                    view.api_url, doc.name
+                )),
                 Ok(doc) => {
                     view.last = Some((Instant::now(), doc));
-                    view.error = None;
                     view.fresh = true;
+                    None
                 }
-                Err(e) => view.error = Some(e),
+                Err(e) => Some(e),
+            };
+            if let Some(e) = error.as_deref().filter(|_| error != view.error) {
+                // A member that answers with something unreadable is worth
+                // a warning; one that is down says so in its own way.
+                if e.contains("not a status document") || e.contains("answered as") {
+                    tracing::warn!("{name} counts as unreachable: {e}");
+                } else {
+                    tracing::info!("{name} is unreachable: {e}");
+                }
             }
+            view.error = error;
         }
     }
 

@@ -27,6 +27,10 @@ pub struct AgentState {
     /// Role changes, oldest first (`GET /history`).
     #[serde(default)]
     pub history: Vec<HistoryEntry>,
+    /// The last position this member saw the primary at: what
+    /// `max_lag_on_failover` is measured against after an agent restart.
+    #[serde(default)]
+    pub last_leader_position: Option<crate::status_doc::Position>,
 }
 
 /// One role change.

@@ -5,49 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
 use crate::peers::PeerView;
 use crate::pg::probe::Observation;
 use crate::pg::Lsn;
-
-/// The node's role, as `/status` reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Runs PostgreSQL read-write.
-    Primary,
-    /// Runs PostgreSQL in recovery.
-    Replica,
-    /// Runs no PostgreSQL; votes only.
-    Witness,
-    /// Has no data yet.
-    Uninitialized,
-}
-
-/// What the node's PostgreSQL is doing, as `/status` reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PgState {
-    /// Started, not yet accepting connections.
-    Starting,
-    /// Accepting connections.
-    Running,
-    /// Not running, on purpose or waiting.
-    Stopped,
-    /// Exited unexpectedly; a restart is scheduled.
-    Crashed,
-    /// `initdb` is running.
-    Bootstrapping,
-    /// `pg_basebackup` is running.
-    Cloning,
-    /// `pg_rewind` is running.
-    Rewinding,
-    /// Stopped because this node may not be primary.
-    Fenced,
-    /// The agent is paused: it observes, and changes nothing.
-    Paused,
-}
+pub use crate::status_doc::{Position, Role, State};
 
 /// Who holds the leader lease, as this node knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,7 +44,7 @@ pub struct NodeView {
     /// Role.
     pub role: Role,
     /// State.
-    pub state: PgState,
+    pub state: State,
     /// Why the node is in this state, in words, when it is not plainly healthy.
     pub reason: Option<String>,
     /// When the agent started.
@@ -112,6 +73,8 @@ pub struct NodeView {
     pub wal_receiver_problem: Option<String>,
     /// Role changes recorded in this data directory.
     pub history: Vec<crate::state::HistoryEntry>,
+    /// The last position this node saw the primary at.
+    pub last_leader_position: Option<Position>,
 }
 
 impl NodeView {
@@ -131,7 +94,7 @@ impl NodeView {
             } else {
                 Role::Uninitialized
             },
-            state: PgState::Starting,
+            state: State::Starting,
             reason: Some("the agent is starting".into()),
             agent_started: Instant::now(),
             loop_last: None,
@@ -146,6 +109,7 @@ impl NodeView {
             leader_lsn: None,
             wal_receiver_problem: None,
             history: Vec::new(),
+            last_leader_position: None,
         }
     }
 

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use crate::config::ByteSize;
-use crate::view::{NodeView, PgState, Role};
+use crate::view::{NodeView, Role, State};
 
 use super::status::{lag_bytes, receiver_status};
 
@@ -41,7 +41,7 @@ pub enum Check {
 }
 
 fn running(view: &NodeView) -> bool {
-    view.state == PgState::Running && view.observation().is_some()
+    view.state == State::Running && view.observation().is_some()
 }
 
 /// This node holds the lease *now*: the view says so and the lease has not
@@ -121,15 +121,18 @@ mod tests {
             start_time: "2026-11-26T12:00:00Z".into(),
             pending_restart: false,
             wal_senders: vec![],
-            wal_receiver: receiver.map(|s| {
-                let mut m = serde_json::Map::new();
-                m.insert("status".into(), s.into());
-                m
+            wal_receiver: receiver.map(|s| crate::status_doc::WalReceiver {
+                status: s.into(),
+                sender_host: None,
+                sender_port: None,
+                slot_name: None,
+                received_tli: None,
+                other: serde_json::Map::new(),
             }),
         }
     }
 
-    fn view(role: Role, state: PgState, obs: Option<Observation>, lease: bool) -> NodeView {
+    fn view(role: Role, state: State, obs: Option<Observation>, lease: bool) -> NodeView {
         let mut v = NodeView::initial("pg1", "main", false, Duration::from_secs(10), 1 << 20);
         v.role = role;
         v.state = state;
@@ -171,7 +174,7 @@ mod tests {
     fn a_primary_holding_the_lease_passes_primary_leader_read_only_health_liveness_readiness() {
         let v = view(
             Role::Primary,
-            PgState::Running,
+            State::Running,
             Some(observation(false, None)),
             true,
         );
@@ -197,7 +200,7 @@ mod tests {
     fn a_primary_without_the_lease_is_not_primary() {
         let v = view(
             Role::Primary,
-            PgState::Running,
+            State::Running,
             Some(observation(false, None)),
             false,
         );
@@ -225,7 +228,7 @@ mod tests {
     fn a_lease_that_ran_out_since_the_last_loop_is_not_held() {
         let v = view(
             Role::Primary,
-            PgState::Running,
+            State::Running,
             Some(observation(false, None)),
             true,
         );
@@ -241,7 +244,7 @@ mod tests {
 
     #[test]
     fn stopped_postgres_fails_everything_but_liveness() {
-        let v = view(Role::Primary, PgState::Stopped, None, true);
+        let v = view(Role::Primary, State::Stopped, None, true);
         let passed: Vec<Check> = codes(&v)
             .into_iter()
             .filter(|(_, ok)| *ok)
@@ -254,7 +257,7 @@ mod tests {
     fn a_streaming_replica_passes_replica_within_lag_and_state_filters() {
         let v = view(
             Role::Replica,
-            PgState::Running,
+            State::Running,
             Some(observation(true, Some("streaming"))),
             false,
         );
@@ -283,7 +286,7 @@ mod tests {
     fn a_replica_that_does_not_stream_is_not_a_replica() {
         let v = view(
             Role::Replica,
-            PgState::Running,
+            State::Running,
             Some(observation(true, None)),
             false,
         );
@@ -305,7 +308,7 @@ mod tests {
     fn liveness_fails_when_the_loop_stalled_longer_than_ttl() {
         let mut v = view(
             Role::Primary,
-            PgState::Running,
+            State::Running,
             Some(observation(false, None)),
             true,
         );

@@ -1,79 +1,37 @@
-//! The decision: a pure function from what the node sees to the one thing
-//! it should do now. No I/O, no clock: every branch is a row in the tables
-//! of tests below (the house rule "decide purely, act separately").
+//! The decision: a pure function from the situation and the lease to the
+//! one thing this node should do now. No I/O, no clock: every branch is a
+//! row in the tables of tests below (the house rule "decide purely, act
+//! separately").
+//!
+//! The rules that keep "never two writable PostgreSQL servers":
+//! - only the lease holder makes PostgreSQL writable (a read-write start,
+//!   a promotion, a bootstrap), and only with more than the fence margin
+//!   of lease left, and never in a term in which it fenced itself;
+//! - a primary without the lease, or with less than the margin left, or
+//!   one that may no longer lead, is fenced — also when it does not answer
+//!   its probe, since it may still take writes on open sessions;
+//! - a primary's data directory without the lease starts as a standby (to
+//!   learn how far its WAL goes) and asks for the lease only as the best
+//!   candidate ([`super::candidate`]), like any standby.
 
 use std::time::Duration;
 
 use crate::pg::conf::StandbySource;
 use crate::pg::files::DataDirState;
 
-/// The local PostgreSQL, as the loop found it this iteration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Postgres {
-    /// No postmaster runs.
-    NotRunning {
-        /// It exited without being asked to, and a restart is not due yet.
-        crash_backoff: bool,
-    },
-    /// A postmaster runs but does not accept connections (yet).
-    Starting,
-    /// It answers queries.
-    Running {
-        /// `pg_is_in_recovery()`.
-        in_recovery: bool,
-    },
-}
+use super::situation::{CrashLoop, PeerReport, Postgres, Situation};
 
-/// Everything a decision depends on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Situation {
-    /// This node runs no PostgreSQL.
-    pub witness: bool,
-    /// The cluster has no data members at all (a lease-only cluster): then
-    /// a witness may hold the lease, there being no primary to protect.
-    pub no_data_members: bool,
-    /// The operator paused automatic actions.
-    pub paused: bool,
-    /// What the data directory holds.
-    pub data: DataDirState,
-    /// `standby.signal` exists.
-    pub standby_signal: bool,
-    /// The postmaster.
-    pub postgres: Postgres,
-    /// This node holds the leader lease.
-    pub lease_mine: bool,
+/// The lease as this node sees it in this iteration.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Lease {
+    /// This node holds it.
+    pub mine: bool,
     /// Who does, when someone does.
-    pub lease_holder: Option<String>,
-    /// A new cluster may be created here (every data member reachable and
-    /// empty; trivially true for a one-member cluster).
-    pub bootstrap_allowed: bool,
-    /// The replication role was ensured since PostgreSQL last started as primary.
-    pub role_ensured: bool,
-    /// Where an empty member clones from: the running primary holding the
-    /// lease, or a running member tagged `clonefrom`.
-    pub clone_source: Option<StandbySource>,
-    /// Why an empty member can neither bootstrap nor clone, in words.
-    pub join_blocker: Option<String>,
-    /// Where a standby streams from: the lease holder's PostgreSQL.
-    pub leader_source: Option<StandbySource>,
-    /// The lease holder belongs to another cluster (different system
-    /// identifier): following it is refused, with this reason.
-    pub foreign_leader: Option<String>,
+    pub holder: Option<String>,
+    /// Its term.
+    pub term: u64,
     /// Time left on this node's lease (zero when it holds none).
-    pub lease_remaining: Duration,
-    /// A primary whose lease has less than this left stops PostgreSQL.
-    pub fence_margin: Duration,
-    /// This standby is the best candidate to promote (with the reason),
-    /// when no primary is alive.
-    pub best_candidate: Option<String>,
-    /// Another member holds the lease or runs as primary.
-    pub leader_alive: bool,
-    /// This standby's timeline diverged from its upstream's.
-    pub timeline_diverged: bool,
-    /// PostgreSQL keeps crashing: this node gives its lease up.
-    pub crash_loop: bool,
-    /// Tagged `nofailover`: never primary, not even to bootstrap.
-    pub nofailover: bool,
+    pub remaining: Duration,
 }
 
 /// What to do now.
@@ -96,7 +54,7 @@ pub enum Action {
         /// With `standby.signal`.
         as_standby: bool,
     },
-    /// Create or repair the replication role.
+    /// Create or repair the replication role and slots.
     EnsureReplicationRole,
     /// Promote the standby: this node holds the lease.
     Promote {
@@ -120,36 +78,155 @@ pub enum Action {
         /// The leader's PostgreSQL.
         source: StandbySource,
     },
-    /// Stop PostgreSQL: it runs as primary without the lease.
+    /// Stop PostgreSQL at once: it may take writes it must not.
     Fence {
         /// Why.
         reason: String,
     },
 }
 
+impl Action {
+    /// Whether carrying it out can make PostgreSQL writable: the fence
+    /// guard is armed with the lease's end before it starts.
+    pub fn makes_writable(&self) -> bool {
+        matches!(
+            self,
+            Action::Bootstrap | Action::Promote { .. } | Action::Start { as_standby: false }
+        )
+    }
+}
+
+/// The leader: the lease holder this node knows of, else a member whose
+/// own document says it holds the lease.
+fn leader<'a>(s: &'a Situation, lease: &'a Lease) -> Option<&'a str> {
+    match &lease.holder {
+        Some(h) => Some(h.as_str()),
+        None => s
+            .peers
+            .iter()
+            .find(|p| p.fresh && p.claims_leadership)
+            .map(|p| p.name.as_str()),
+    }
+}
+
+/// The leader's report, when it is another member.
+fn leader_peer<'a>(s: &'a Situation, lease: &'a Lease) -> Option<&'a PeerReport> {
+    leader(s, lease)
+        .filter(|n| *n != s.me)
+        .and_then(|n| s.peer(n))
+}
+
+/// Where a standby streams from: the leader's running PostgreSQL.
+pub fn leader_source(s: &Situation, lease: &Lease) -> Option<StandbySource> {
+    leader_peer(s, lease)
+        .filter(|p| p.fresh && p.running_primary)
+        .and_then(|p| s.source_of(p))
+}
+
+/// Another member holds the lease or runs as primary.
+fn leader_alive(s: &Situation, lease: &Lease) -> bool {
+    lease.holder.as_deref().is_some_and(|h| h != s.me)
+        || s.peers.iter().any(|p| p.fresh && p.running_primary)
+}
+
+/// The leader leads another cluster (its system identifier differs).
+fn foreign_leader(s: &Situation, lease: &Lease) -> Option<String> {
+    let p = leader_peer(s, lease)?;
+    let (theirs, ours) = (
+        p.system_identifier.as_deref()?,
+        s.system_identifier.as_deref()?,
+    );
+    (s.data == DataDirState::Initialized && theirs != ours).then(|| format!(
+        "refusing to follow {}: it leads a different cluster (system identifier {theirs}, this data directory has {ours}); \
+         check cluster.members, or move this data directory aside so that the member clones afresh",
+        p.name
+    ))
+}
+
+/// Why this node, holding the lease, must not (go on) lead.
+fn must_step_down(s: &Situation) -> Option<String> {
+    if s.nofailover {
+        return Some("tagged nofailover: stepping down".into());
+    }
+    if let CrashLoop::GiveUp { to, crashes } = &s.crash_loop {
+        return Some(format!(
+            "PostgreSQL crashed {crashes} times in a row: handing over to {to}"
+        ));
+    }
+    None
+}
+
+/// Whether this node may make PostgreSQL writable now.
+fn may_lead(s: &Situation, lease: &Lease) -> Result<(), String> {
+    if !lease.mine {
+        return Err("this member does not hold the leader lease".into());
+    }
+    if lease.remaining <= s.fence_margin {
+        return Err(format!(
+            "the leader lease has {} ms left, not more than the fence margin ({} ms)",
+            lease.remaining.as_millis(),
+            s.fence_margin.as_millis()
+        ));
+    }
+    if s.fenced_in_term == Some(lease.term) {
+        return Err(format!(
+            "fenced in term {}: waits for a new term of the lease",
+            lease.term
+        ));
+    }
+    match must_step_down(s) {
+        Some(why) => Err(why),
+        None => Ok(()),
+    }
+}
+
 /// Whether this node should ask for (or renew) the lease this iteration.
-pub fn wants_lease(s: &Situation) -> bool {
-    if s.paused || s.nofailover {
-        return false;
+pub fn wants_lease(s: &Situation, lease: &Lease) -> bool {
+    if s.paused {
+        // Paused: a holder keeps its lease, nobody new asks.
+        return lease.mine;
     }
     if s.witness {
         // A witness votes; it holds the lease only where no member could
         // use it, so that it never keeps a data member from becoming primary.
         return s.no_data_members;
     }
+    if s.may_be_writable() {
+        // A holder whose PostgreSQL may take writes keeps the lease until
+        // it stopped: the fence comes before the release.
+        if lease.mine {
+            return true;
+        }
+        // A running primary without the lease (its agent restarted without
+        // usable lease notes) asks to go on leading, unless it must step
+        // down or another member is a primary, or ahead on a newer timeline
+        // (then this one is stale, and is fenced).
+        let mine = s.position.map(|p| p.timeline);
+        let stale = s.peers.iter().any(|p| {
+            p.fresh
+                && (p.running_primary || p.position.map(|q| q.timeline) > mine && mine.is_some())
+        });
+        return !s.standby_signal && must_step_down(s).is_none() && !stale;
+    }
+    if s.nofailover || matches!(s.crash_loop, CrashLoop::GiveUp { .. }) {
+        return false;
+    }
     match s.data {
         DataDirState::Empty | DataDirState::Foreign => s.bootstrap_allowed,
-        // A primary's data directory keeps (or regains) its lease, unless
-        // its PostgreSQL keeps crashing; a standby asks only when no primary
-        // is alive and it is the best candidate it can see.
-        DataDirState::Initialized if s.crash_loop => false,
-        DataDirState::Initialized if !s.standby_signal => true,
-        DataDirState::Initialized => !s.leader_alive && s.best_candidate.is_some(),
+        DataDirState::Initialized if !s.standby_signal => {
+            // A primary's directory keeps a lease it holds through a
+            // restart of PostgreSQL (not one it fenced itself in); the only
+            // data member has nobody to compare with and may take it as it is.
+            (lease.mine && s.fenced_in_term != Some(lease.term))
+                || s.solo_data_member
+                || (s.candidacy.is_best() && !leader_alive(s, lease))
+        }
+        DataDirState::Initialized => s.candidacy.is_best() && !leader_alive(s, lease),
     }
 }
 
 /// The one thing to do now.
-pub fn decide(s: &Situation) -> Action {
+pub fn decide(s: &Situation, lease: &Lease) -> Action {
     if s.witness {
         return Action::Healthy;
     }
@@ -159,87 +236,149 @@ pub fn decide(s: &Situation) -> Action {
         };
     }
     match s.data {
-        DataDirState::Foreign => return Action::RenameAside,
-        DataDirState::Empty => return decide_empty(s),
-        DataDirState::Initialized => {}
+        DataDirState::Foreign => Action::RenameAside,
+        DataDirState::Empty => decide_empty(s, lease),
+        DataDirState::Initialized => decide_initialized(s, lease),
     }
-    if let Some(reason) = &s.foreign_leader {
-        if !s.lease_mine {
-            return Action::Wait {
-                reason: reason.clone(),
-            };
-        }
+}
+
+fn decide_initialized(s: &Situation, lease: &Lease) -> Action {
+    if s.may_be_writable() {
+        return decide_writable(s, lease);
+    }
+    if let Some(reason) = foreign_leader(s, lease) {
+        return Action::Wait { reason };
     }
     match &s.postgres {
-        Postgres::NotRunning { crash_backoff: true } => Action::Wait {
-            reason: "PostgreSQL exited unexpectedly; restarting after a backoff".into(),
+        Postgres::NotRunning {
+            crash_backoff: true,
+        } => Action::Wait {
+            reason: match &s.crash_loop {
+                CrashLoop::KeepTrying { crashes } => format!(
+                    "PostgreSQL crashed {crashes} times in a row and no other member can take over: restarting it after a backoff"
+                ),
+                _ => "PostgreSQL exited unexpectedly; restarting after a backoff".into(),
+            },
         },
-        Postgres::NotRunning { crash_backoff: false } => {
-            if s.lease_mine {
-                // Restart in place; a standby's directory starts as a
-                // standby and is promoted once running.
-                return Action::Start {
-                    as_standby: s.standby_signal,
-                };
-            }
-            if s.standby_signal {
-                return Action::Start { as_standby: true };
-            }
-            // A former primary: rejoin the new leader (rewinding what
-            // diverged), or wait for the lease when there is no leader.
-            match &s.leader_source {
-                Some(source) if s.leader_alive => Action::Rewind { source: source.clone() },
-                _ => Action::Wait {
-                    reason: "a primary's data directory without the leader lease: waiting for the lease or for a new primary to rejoin".into(),
-                },
-            }
-        }
+        Postgres::NotRunning {
+            crash_backoff: false,
+        } => decide_stopped(s, lease),
         Postgres::Starting => Action::Wait {
-            reason: "PostgreSQL is starting and does not accept connections yet".into(),
+            reason: "PostgreSQL (a standby) is starting and does not answer yet".into(),
         },
-        Postgres::Running { in_recovery: false } if s.lease_mine => {
-            if s.lease_remaining < s.fence_margin {
-                Action::Fence {
-                    reason: format!(
-                        "the leader lease could not be renewed and ends in {} ms",
-                        s.lease_remaining.as_millis()
-                    ),
+        Postgres::Running { .. } => decide_standby(s, lease),
+    }
+}
+
+/// PostgreSQL runs as a primary, or does not answer with a primary's
+/// directory: it may take writes.
+fn decide_writable(s: &Situation, lease: &Lease) -> Action {
+    if !lease.mine {
+        return Action::Fence {
+            reason: match (&lease.holder, &s.postgres) {
+                (Some(h), _) => format!("running as primary, but {h} holds the leader lease"),
+                (None, Postgres::Starting) => {
+                    "PostgreSQL does not answer and may be taking writes without the leader lease"
+                        .into()
                 }
-            } else if s.role_ensured {
-                Action::Healthy
-            } else {
-                Action::EnsureReplicationRole
-            }
+                (None, _) => "running as primary without the leader lease".into(),
+            },
+        };
+    }
+    if lease.remaining < s.fence_margin {
+        return Action::Fence {
+            reason: format!(
+                "the leader lease could not be renewed and ends in {} ms",
+                lease.remaining.as_millis()
+            ),
+        };
+    }
+    if let Some(why) = must_step_down(s) {
+        return Action::Fence { reason: why };
+    }
+    match s.postgres {
+        Postgres::Starting => Action::Wait {
+            reason: "PostgreSQL (the primary) does not answer the agent's probe".into(),
+        },
+        _ if s.role_ensured => Action::Healthy,
+        _ => Action::EnsureReplicationRole,
+    }
+}
+
+/// No postmaster runs (and no crash restart is pending).
+fn decide_stopped(s: &Situation, lease: &Lease) -> Action {
+    if s.standby_signal {
+        return Action::Start { as_standby: true };
+    }
+    // A primary's data directory.
+    if lease.mine {
+        return match may_lead(s, lease) {
+            Ok(()) => Action::Start { as_standby: false },
+            Err(why) => Action::Wait {
+                reason: format!("will not start the primary: {why}"),
+            },
+        };
+    }
+    match leader_source(s, lease) {
+        Some(source) if leader_alive(s, lease) => Action::Rewind { source },
+        // Without a leader, run it as a standby: its recovery shows how far
+        // its WAL goes, and it becomes a candidate like any standby.
+        _ if s.solo_data_member => Action::Wait {
+            reason: "a primary's data directory without the leader lease: waiting for it".into(),
+        },
+        _ => Action::Start { as_standby: true },
+    }
+}
+
+/// PostgreSQL runs in recovery.
+fn decide_standby(s: &Situation, lease: &Lease) -> Action {
+    if lease.mine {
+        if !s.candidacy.is_best() {
+            return Action::Wait {
+                reason: format!(
+                    "holding the leader lease but not the candidate to promote ({}); letting it go",
+                    s.candidacy.reason()
+                ),
+            };
         }
-        Postgres::Running { in_recovery: false } => Action::Fence {
-            reason: match &s.lease_holder {
-                Some(h) => format!("running as primary, but {h} holds the leader lease"),
-                None => "running as primary without the leader lease".into(),
+        return match may_lead(s, lease) {
+            Ok(()) => Action::Promote {
+                reason: s.candidacy.reason().to_string(),
             },
+            Err(why) => Action::Wait {
+                reason: format!("will not promote: {why}"),
+            },
+        };
+    }
+    match (leader(s, lease), leader_source(s, lease)) {
+        (Some(_), Some(source)) if s.timeline_diverged => Action::Rewind { source },
+        (Some(_), Some(source)) => Action::Follow { source },
+        (Some(h), None) => Action::Wait {
+            reason: format!(
+                "standby: {h} holds the leader lease but its PostgreSQL does not run as primary yet"
+            ),
         },
-        Postgres::Running { in_recovery: true } if s.lease_mine => Action::Promote {
-            reason: s
-                .best_candidate
-                .clone()
-                .unwrap_or_else(|| "this member holds the leader lease".into()),
-        },
-        Postgres::Running { in_recovery: true } => match (&s.lease_holder, &s.leader_source) {
-            (Some(_), Some(source)) if s.timeline_diverged => Action::Rewind { source: source.clone() },
-            (Some(_), Some(source)) => Action::Follow { source: source.clone() },
-            (Some(h), None) => Action::Wait {
-                reason: format!("standby: {h} holds the leader lease but its PostgreSQL address is not known yet"),
-            },
-            (None, _) => Action::Wait {
-                reason: "standby without a leader: no member holds the leader lease".into(),
-            },
+        (None, _) => Action::Wait {
+            reason: format!(
+                "standby without a leader: no member holds the leader lease ({})",
+                s.candidacy.reason()
+            ),
         },
     }
 }
 
-fn decide_empty(s: &Situation) -> Action {
+fn decide_empty(s: &Situation, lease: &Lease) -> Action {
     if let Some(source) = &s.clone_source {
-        return Action::Clone {
-            source: source.clone(),
+        return match s.clone_retry_in {
+            Some(left) => Action::Wait {
+                reason: format!(
+                    "empty data directory: the last clone failed; trying again in {} s",
+                    left.as_secs() + 1
+                ),
+            },
+            None => Action::Clone {
+                source: source.clone(),
+            },
         };
     }
     if !s.bootstrap_allowed {
@@ -249,47 +388,108 @@ fn decide_empty(s: &Situation) -> Action {
             }),
         };
     }
-    if s.lease_mine {
-        Action::Bootstrap
-    } else {
-        Action::Wait {
-            reason: match &s.lease_holder {
-                Some(h) => format!(
-                    "empty data directory: {h} holds the leader lease and bootstraps the cluster"
-                ),
-                None => "empty data directory: waiting for the leader lease to bootstrap".into(),
+    if lease.mine {
+        return match may_lead(s, lease) {
+            Ok(()) => Action::Bootstrap,
+            Err(why) => Action::Wait {
+                reason: format!("will not bootstrap: {why}"),
             },
-        }
+        };
+    }
+    Action::Wait {
+        reason: match &lease.holder {
+            Some(h) => format!(
+                "empty data directory: {h} holds the leader lease and bootstraps the cluster"
+            ),
+            None => "empty data directory: waiting for the leader lease to bootstrap".into(),
+        },
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ha::candidate::Candidacy;
+    use crate::status_doc::{Position, Role, State};
 
-    fn running_primary_with_lease() -> Situation {
+    fn primary() -> Situation {
         Situation {
+            me: "pg1".into(),
             witness: false,
             no_data_members: false,
+            solo_data_member: false,
             paused: false,
+            nofailover: false,
+            fence_margin: Duration::from_secs(2),
             data: DataDirState::Initialized,
             standby_signal: false,
             postgres: Postgres::Running { in_recovery: false },
-            lease_mine: true,
-            lease_holder: Some("pg1".into()),
-            bootstrap_allowed: true,
+            position: Some(Position {
+                timeline: 1,
+                lsn: crate::pg::Lsn(7),
+            }),
             role_ensured: true,
-            clone_source: None,
-            join_blocker: None,
-            leader_source: None,
-            foreign_leader: None,
-            lease_remaining: Duration::from_secs(9),
-            fence_margin: Duration::from_secs(2),
-            best_candidate: None,
-            leader_alive: false,
             timeline_diverged: false,
-            crash_loop: false,
-            nofailover: false,
+            fenced_in_term: None,
+            system_identifier: Some("7311".into()),
+            crash_loop: CrashLoop::No,
+            bootstrap_allowed: false,
+            join_blocker: None,
+            clone_source: None,
+            clone_retry_in: None,
+            candidacy: Candidacy::NotBest("pg2 reports a running primary".into()),
+            slot: Some("pg1".into()),
+            peers: vec![],
+        }
+    }
+
+    fn standby() -> Situation {
+        Situation {
+            standby_signal: true,
+            postgres: Postgres::Running { in_recovery: true },
+            candidacy: Candidacy::Best("highest".into()),
+            ..primary()
+        }
+    }
+
+    fn held() -> Lease {
+        Lease {
+            mine: true,
+            holder: Some("pg1".into()),
+            term: 4,
+            remaining: Duration::from_secs(9),
+        }
+    }
+
+    fn none() -> Lease {
+        Lease::default()
+    }
+
+    fn by_pg2() -> Lease {
+        Lease {
+            mine: false,
+            holder: Some("pg2".into()),
+            term: 5,
+            remaining: Duration::ZERO,
+        }
+    }
+
+    fn pg2_primary() -> PeerReport {
+        PeerReport {
+            name: "pg2".into(),
+            fresh: true,
+            role: Some(Role::Primary),
+            state: Some(State::Running),
+            running_primary: true,
+            claims_leadership: true,
+            leader_term: Some(5),
+            system_identifier: Some("7311".into()),
+            position: Some(Position {
+                timeline: 2,
+                lsn: crate::pg::Lsn(9),
+            }),
+            pg: Some(("10.0.0.2".into(), 5432)),
+            ..PeerReport::default()
         }
     }
 
@@ -301,285 +501,476 @@ mod tests {
         }
     }
 
-    /// Each row: a change to the healthy primary's situation, and the action.
-    fn table() -> Vec<(&'static str, Situation, Action)> {
-        let base = running_primary_with_lease();
-        let empty = Situation {
+    fn stopped(s: Situation) -> Situation {
+        Situation {
+            postgres: Postgres::NotRunning {
+                crash_backoff: false,
+            },
+            ..s
+        }
+    }
+
+    fn wait(reason: &str) -> Action {
+        Action::Wait {
+            reason: reason.into(),
+        }
+    }
+
+    fn empty() -> Situation {
+        Situation {
             data: DataDirState::Empty,
             postgres: Postgres::NotRunning {
                 crash_backoff: false,
             },
-            ..base.clone()
+            system_identifier: None,
+            bootstrap_allowed: true,
+            ..primary()
+        }
+    }
+
+    /// Each row: a situation, the lease, and the action.
+    fn table() -> Vec<(&'static str, Situation, Lease, Action)> {
+        let with_pg2 = |s: Situation| Situation {
+            peers: vec![pg2_primary()],
+            ..s
         };
         vec![
-            ("healthy primary holding the lease", base.clone(), Action::Healthy),
-            ("witness does nothing", Situation { witness: true, ..base.clone() }, Action::Healthy),
+            ("healthy primary holding the lease", primary(), held(), Action::Healthy),
+            ("witness does nothing", Situation { witness: true, ..primary() }, none(), Action::Healthy),
             (
                 "fresh primary gets its replication role",
-                Situation { role_ensured: false, ..base.clone() },
+                Situation { role_ensured: false, ..primary() },
+                held(),
                 Action::EnsureReplicationRole,
-            ),
-            ("empty dir with the lease bootstraps", empty.clone(), Action::Bootstrap),
-            (
-                "empty dir without the lease waits",
-                Situation { lease_mine: false, lease_holder: Some("pg2".into()), ..empty.clone() },
-                Action::Wait {
-                    reason: "empty data directory: pg2 holds the leader lease and bootstraps the cluster".into(),
-                },
-            ),
-            (
-                "empty dir while a member is missing waits",
-                Situation { bootstrap_allowed: false, ..empty.clone() },
-                Action::Wait {
-                    reason: "empty data directory: waiting until every data member is reachable and empty before a new cluster is made".into(),
-                },
-            ),
-            (
-                "foreign files are renamed aside",
-                Situation { data: DataDirState::Foreign, ..empty.clone() },
-                Action::RenameAside,
-            ),
-            (
-                "stopped primary with the lease starts as standby first when standby.signal exists",
-                Situation {
-                    postgres: Postgres::NotRunning { crash_backoff: false },
-                    standby_signal: true,
-                    ..base.clone()
-                },
-                Action::Start { as_standby: true },
-            ),
-            (
-                "stopped primary with the lease starts as primary",
-                Situation { postgres: Postgres::NotRunning { crash_backoff: false }, ..base.clone() },
-                Action::Start { as_standby: false },
-            ),
-            (
-                "a former primary without the lease and no leader waits",
-                Situation {
-                    postgres: Postgres::NotRunning { crash_backoff: false },
-                    lease_mine: false,
-                    lease_holder: None,
-                    ..base.clone()
-                },
-                Action::Wait {
-                    reason: "a primary's data directory without the leader lease: waiting for the lease or for a new primary to rejoin".into(),
-                },
-            ),
-            (
-                "a former primary rejoins a new leader by rewind",
-                Situation {
-                    postgres: Postgres::NotRunning { crash_backoff: false },
-                    lease_mine: false,
-                    lease_holder: Some("pg2".into()),
-                    leader_source: Some(pg2()),
-                    leader_alive: true,
-                    ..base.clone()
-                },
-                Action::Rewind { source: pg2() },
-            ),
-            (
-                "a stopped standby without the lease starts as a standby",
-                Situation {
-                    postgres: Postgres::NotRunning { crash_backoff: false },
-                    standby_signal: true,
-                    lease_mine: false,
-                    lease_holder: None,
-                    ..base.clone()
-                },
-                Action::Start { as_standby: true },
             ),
             (
                 "a primary whose lease runs out fences itself before it ends",
-                Situation {
-                    lease_remaining: Duration::from_millis(1500),
-                    ..base.clone()
-                },
-                Action::Fence {
-                    reason: "the leader lease could not be renewed and ends in 1500 ms".into(),
-                },
-            ),
-            (
-                "a standby whose timeline diverged is rewound",
-                Situation {
-                    postgres: Postgres::Running { in_recovery: true },
-                    lease_mine: false,
-                    lease_holder: Some("pg2".into()),
-                    leader_source: Some(pg2()),
-                    timeline_diverged: true,
-                    ..base.clone()
-                },
-                Action::Rewind { source: pg2() },
-            ),
-            (
-                "crashed postgres waits for its backoff",
-                Situation { postgres: Postgres::NotRunning { crash_backoff: true }, ..base.clone() },
-                Action::Wait {
-                    reason: "PostgreSQL exited unexpectedly; restarting after a backoff".into(),
-                },
-            ),
-            (
-                "starting postgres is waited for",
-                Situation { postgres: Postgres::Starting, ..base.clone() },
-                Action::Wait {
-                    reason: "PostgreSQL is starting and does not accept connections yet".into(),
-                },
+                primary(),
+                Lease { remaining: Duration::from_millis(1500), ..held() },
+                Action::Fence { reason: "the leader lease could not be renewed and ends in 1500 ms".into() },
             ),
             (
                 "primary without the lease is fenced",
-                Situation { lease_mine: false, lease_holder: Some("pg2".into()), ..base.clone() },
+                primary(),
+                by_pg2(),
+                Action::Fence { reason: "running as primary, but pg2 holds the leader lease".into() },
+            ),
+            (
+                "a primary that does not answer and holds no lease is fenced: it may take writes",
+                Situation { postgres: Postgres::Starting, ..primary() },
+                none(),
                 Action::Fence {
-                    reason: "running as primary, but pg2 holds the leader lease".into(),
+                    reason: "PostgreSQL does not answer and may be taking writes without the leader lease".into(),
                 },
+            ),
+            (
+                "a primary that does not answer but holds the lease waits, guarded",
+                Situation { postgres: Postgres::Starting, ..primary() },
+                held(),
+                wait("PostgreSQL (the primary) does not answer the agent's probe"),
+            ),
+            (
+                "a crash-looping primary hands over when another member can take over",
+                Situation { crash_loop: CrashLoop::GiveUp { to: "pg2".into(), crashes: 3 }, ..primary() },
+                held(),
+                Action::Fence { reason: "PostgreSQL crashed 3 times in a row: handing over to pg2".into() },
+            ),
+            (
+                "a primary tagged nofailover by a reload steps down",
+                Situation { nofailover: true, ..primary() },
+                held(),
+                Action::Fence { reason: "tagged nofailover: stepping down".into() },
+            ),
+            (
+                "a crashed primary with nobody to take over keeps restarting",
+                Situation {
+                    postgres: Postgres::NotRunning { crash_backoff: true },
+                    crash_loop: CrashLoop::KeepTrying { crashes: 5 },
+                    ..primary()
+                },
+                held(),
+                wait("PostgreSQL crashed 5 times in a row and no other member can take over: restarting it after a backoff"),
+            ),
+            ("stopped primary with the lease starts as primary", stopped(primary()), held(), Action::Start { as_standby: false }),
+            (
+                "no read-write start with less than the fence margin left",
+                stopped(primary()),
+                Lease { remaining: Duration::from_secs(2), ..held() },
+                wait("will not start the primary: the leader lease has 2000 ms left, not more than the fence margin (2000 ms)"),
+            ),
+            (
+                "a fence sticks for the rest of its term",
+                Situation { fenced_in_term: Some(4), ..stopped(primary()) },
+                held(),
+                wait("will not start the primary: fenced in term 4: waits for a new term of the lease"),
+            ),
+            (
+                "a fenced node may lead again in a new term",
+                Situation { fenced_in_term: Some(3), ..stopped(primary()) },
+                held(),
+                Action::Start { as_standby: false },
+            ),
+            (
+                "a stopped standby starts as a standby, lease or not",
+                stopped(standby()),
+                none(),
+                Action::Start { as_standby: true },
+            ),
+            (
+                "a former primary rejoins a new leader by rewind",
+                with_pg2(stopped(primary())),
+                by_pg2(),
+                Action::Rewind { source: pg2() },
+            ),
+            (
+                "a former primary without a leader runs as a standby to become a candidate",
+                stopped(primary()),
+                none(),
+                Action::Start { as_standby: true },
+            ),
+            (
+                "the only data member's stopped primary waits for the lease",
+                Situation { solo_data_member: true, ..stopped(primary()) },
+                none(),
+                wait("a primary's data directory without the leader lease: waiting for it"),
+            ),
+            (
+                "crashed postgres waits for its backoff",
+                Situation { postgres: Postgres::NotRunning { crash_backoff: true }, ..primary() },
+                held(),
+                wait("PostgreSQL exited unexpectedly; restarting after a backoff"),
+            ),
+            (
+                "a starting standby is waited for",
+                Situation { postgres: Postgres::Starting, ..standby() },
+                none(),
+                wait("PostgreSQL (a standby) is starting and does not answer yet"),
             ),
             (
                 "standby holding the lease is promoted",
-                Situation {
-                    postgres: Postgres::Running { in_recovery: true },
-                    best_candidate: Some("highest WAL position among pg1=0/5".into()),
-                    ..base.clone()
-                },
-                Action::Promote {
-                    reason: "highest WAL position among pg1=0/5".into(),
-                },
+                standby(),
+                held(),
+                Action::Promote { reason: "highest".into() },
             ),
             (
-                "standby keeps following the leader",
-                Situation {
-                    postgres: Postgres::Running { in_recovery: true },
-                    lease_mine: false,
-                    lease_holder: Some("pg2".into()),
-                    leader_source: Some(pg2()),
-                    ..base.clone()
-                },
+                "no promotion with less than the fence margin left",
+                standby(),
+                Lease { remaining: Duration::from_millis(1999), ..held() },
+                wait("will not promote: the leader lease has 1999 ms left, not more than the fence margin (2000 ms)"),
+            ),
+            (
+                "a standby holding the lease that is no longer the best lets it go",
+                Situation { candidacy: Candidacy::NotBest("pg3 is ahead".into()), ..standby() },
+                held(),
+                wait("holding the leader lease but not the candidate to promote (pg3 is ahead); letting it go"),
+            ),
+            ("standby keeps following the leader", with_pg2(standby()), by_pg2(), Action::Follow { source: pg2() }),
+            (
+                "a standby whose timeline diverged is rewound",
+                Situation { timeline_diverged: true, ..with_pg2(standby()) },
+                by_pg2(),
+                Action::Rewind { source: pg2() },
+            ),
+            (
+                "standby whose leader does not run as primary yet waits",
+                standby(),
+                by_pg2(),
+                wait("standby: pg2 holds the leader lease but its PostgreSQL does not run as primary yet"),
+            ),
+            (
+                "a standby follows the member that claims the lease when its own acceptor knows no holder",
+                with_pg2(standby()),
+                none(),
                 Action::Follow { source: pg2() },
-            ),
-            (
-                "standby whose leader's address is unknown waits",
-                Situation {
-                    postgres: Postgres::Running { in_recovery: true },
-                    lease_mine: false,
-                    lease_holder: Some("pg2".into()),
-                    ..base.clone()
-                },
-                Action::Wait {
-                    reason: "standby: pg2 holds the leader lease but its PostgreSQL address is not known yet".into(),
-                },
-            ),
-            (
-                "empty member joining a running cluster clones",
-                Situation {
-                    lease_mine: false,
-                    lease_holder: Some("pg2".into()),
-                    bootstrap_allowed: false,
-                    clone_source: Some(pg2()),
-                    ..empty.clone()
-                },
-                Action::Clone { source: pg2() },
-            ),
-            (
-                "empty member with a member down waits and says who",
-                Situation {
-                    lease_mine: false,
-                    lease_holder: None,
-                    bootstrap_allowed: false,
-                    join_blocker: Some("pg3 is not reachable".into()),
-                    ..empty.clone()
-                },
-                Action::Wait {
-                    reason: "pg3 is not reachable".into(),
-                },
             ),
             (
                 "a leader of another cluster is not followed",
                 Situation {
-                    postgres: Postgres::Running { in_recovery: true },
-                    lease_mine: false,
-                    lease_holder: Some("pg2".into()),
-                    leader_source: Some(pg2()),
-                    foreign_leader: Some("pg2 belongs to another cluster".into()),
-                    ..base.clone()
+                    peers: vec![PeerReport { system_identifier: Some("9999".into()), ..pg2_primary() }],
+                    ..standby()
                 },
-                Action::Wait {
-                    reason: "pg2 belongs to another cluster".into(),
+                by_pg2(),
+                wait("refusing to follow pg2: it leads a different cluster (system identifier 9999, this data directory has 7311); check cluster.members, or move this data directory aside so that the member clones afresh"),
+            ),
+            ("empty dir with the lease bootstraps", empty(), held(), Action::Bootstrap),
+            (
+                "no bootstrap with less than the fence margin left",
+                empty(),
+                Lease { remaining: Duration::from_secs(1), ..held() },
+                wait("will not bootstrap: the leader lease has 1000 ms left, not more than the fence margin (2000 ms)"),
+            ),
+            (
+                "empty dir without the lease waits",
+                empty(),
+                by_pg2(),
+                wait("empty data directory: pg2 holds the leader lease and bootstraps the cluster"),
+            ),
+            (
+                "empty member with a member down waits and says who",
+                Situation { bootstrap_allowed: false, join_blocker: Some("pg3 is not reachable".into()), ..empty() },
+                none(),
+                wait("pg3 is not reachable"),
+            ),
+            (
+                "empty member joining a running cluster clones",
+                Situation { bootstrap_allowed: false, clone_source: Some(pg2()), ..empty() },
+                by_pg2(),
+                Action::Clone { source: pg2() },
+            ),
+            (
+                "a failed clone is retried after its back-off",
+                Situation {
+                    bootstrap_allowed: false,
+                    clone_source: Some(pg2()),
+                    clone_retry_in: Some(Duration::from_millis(3500)),
+                    ..empty()
                 },
+                by_pg2(),
+                wait("empty data directory: the last clone failed; trying again in 4 s"),
+            ),
+            (
+                "foreign files are renamed aside",
+                Situation { data: DataDirState::Foreign, ..empty() },
+                none(),
+                Action::RenameAside,
             ),
             (
                 "paused agent changes nothing",
-                Situation { paused: true, lease_mine: false, ..base.clone() },
-                Action::Wait {
-                    reason: "paused: the agent changes nothing until `pgwarden resume`".into(),
-                },
+                Situation { paused: true, ..primary() },
+                by_pg2(),
+                wait("paused: the agent changes nothing until `pgwarden resume`"),
             ),
         ]
     }
 
     #[test]
     fn every_situation_in_the_table_gets_its_action() {
-        for (name, situation, expected) in table() {
-            assert_eq!(decide(&situation), expected, "{name}");
+        for (name, situation, lease, expected) in table() {
+            assert_eq!(decide(&situation, &lease), expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn nothing_becomes_writable_without_the_lease_and_the_margin() {
+        for (name, situation, lease, action) in table() {
+            if action.makes_writable() {
+                assert!(
+                    lease.mine && lease.remaining > situation.fence_margin,
+                    "{name}"
+                );
+                assert_ne!(situation.fenced_in_term, Some(lease.term), "{name}");
+            }
         }
     }
 
     #[test]
     fn who_asks_for_the_lease() {
-        let base = running_primary_with_lease();
-        assert!(wants_lease(&base));
-        assert!(!wants_lease(&Situation {
-            witness: true,
-            ..base.clone()
-        }));
-        assert!(!wants_lease(&Situation {
-            paused: true,
-            ..base.clone()
-        }));
-        let empty = Situation {
-            data: DataDirState::Empty,
-            ..base.clone()
-        };
-        assert!(wants_lease(&empty));
-        assert!(!wants_lease(&Situation {
-            bootstrap_allowed: false,
-            ..empty
-        }));
-        let standby = Situation {
-            standby_signal: true,
-            postgres: Postgres::Running { in_recovery: true },
-            lease_mine: false,
-            ..base.clone()
-        };
-        assert!(
-            !wants_lease(&standby),
-            "a standby that is not the best candidate does not ask"
-        );
-        let best = Situation {
-            best_candidate: Some("best".into()),
-            ..standby.clone()
-        };
-        assert!(
-            wants_lease(&best),
-            "the best standby asks when no primary is alive"
-        );
-        assert!(
-            !wants_lease(&Situation {
-                leader_alive: true,
-                ..best
-            }),
-            "never while a primary is alive"
-        );
-        assert!(
-            !wants_lease(&Situation {
-                crash_loop: true,
-                ..base.clone()
-            }),
-            "a crash loop gives the lease up"
-        );
-        assert!(
-            !wants_lease(&Situation {
-                nofailover: true,
-                data: DataDirState::Empty,
-                ..base.clone()
-            }),
-            "a nofailover member never leads, not even to bootstrap"
-        );
+        let rows: Vec<(&str, Situation, Lease, bool)> = vec![
+            ("a holding primary renews", primary(), held(), true),
+            (
+                "a running primary whose agent restarted without its lease asks to go on",
+                Situation {
+                    candidacy: Candidacy::NotBest("pg2 is equal and first".into()),
+                    ..primary()
+                },
+                none(),
+                true,
+            ),
+            (
+                "a running primary behind a member on a newer timeline does not",
+                Situation {
+                    peers: vec![PeerReport {
+                        running_primary: false,
+                        ..pg2_primary()
+                    }],
+                    ..primary()
+                },
+                none(),
+                false,
+            ),
+            (
+                "a witness does not",
+                Situation {
+                    witness: true,
+                    ..primary()
+                },
+                none(),
+                false,
+            ),
+            (
+                "a witness of a lease-only cluster does",
+                Situation {
+                    witness: true,
+                    no_data_members: true,
+                    ..primary()
+                },
+                none(),
+                true,
+            ),
+            (
+                "a paused holder keeps it",
+                Situation {
+                    paused: true,
+                    ..primary()
+                },
+                held(),
+                true,
+            ),
+            (
+                "nobody new asks while paused",
+                Situation {
+                    paused: true,
+                    ..standby()
+                },
+                none(),
+                false,
+            ),
+            (
+                "an empty member allowed to bootstrap asks",
+                empty(),
+                none(),
+                true,
+            ),
+            (
+                "an empty member waiting for others does not",
+                Situation {
+                    bootstrap_allowed: false,
+                    ..empty()
+                },
+                none(),
+                false,
+            ),
+            (
+                "the best standby asks when no primary is alive",
+                standby(),
+                none(),
+                true,
+            ),
+            (
+                "a standby that is not the best does not",
+                Situation {
+                    candidacy: Candidacy::NotBest("x".into()),
+                    ..standby()
+                },
+                none(),
+                false,
+            ),
+            (
+                "never while another member holds the lease",
+                standby(),
+                by_pg2(),
+                false,
+            ),
+            (
+                "never while another member runs as primary",
+                Situation {
+                    peers: vec![pg2_primary()],
+                    ..standby()
+                },
+                none(),
+                false,
+            ),
+            (
+                "a crash loop gives the lease up once PostgreSQL stopped",
+                Situation {
+                    postgres: Postgres::NotRunning {
+                        crash_backoff: true,
+                    },
+                    crash_loop: CrashLoop::GiveUp {
+                        to: "pg2".into(),
+                        crashes: 3,
+                    },
+                    ..primary()
+                },
+                held(),
+                false,
+            ),
+            (
+                "a crash-looping primary keeps the lease until it stopped",
+                Situation {
+                    crash_loop: CrashLoop::GiveUp {
+                        to: "pg2".into(),
+                        crashes: 3,
+                    },
+                    ..primary()
+                },
+                held(),
+                true,
+            ),
+            (
+                "a primary restarting PostgreSQL after a crash keeps its lease",
+                Situation {
+                    postgres: Postgres::NotRunning {
+                        crash_backoff: true,
+                    },
+                    candidacy: Candidacy::NotBest("position unknown".into()),
+                    ..primary()
+                },
+                held(),
+                true,
+            ),
+            (
+                "a primary that fenced itself gives the lease of that term up",
+                Situation {
+                    fenced_in_term: Some(4),
+                    ..stopped(primary())
+                },
+                held(),
+                false,
+            ),
+            (
+                "a crash loop with nobody to take over keeps asking",
+                Situation {
+                    postgres: Postgres::NotRunning {
+                        crash_backoff: true,
+                    },
+                    crash_loop: CrashLoop::KeepTrying { crashes: 3 },
+                    candidacy: Candidacy::NotBest("position unknown".into()),
+                    solo_data_member: true,
+                    ..primary()
+                },
+                none(),
+                true,
+            ),
+            (
+                "a nofailover member never asks, not even to bootstrap",
+                Situation {
+                    nofailover: true,
+                    ..empty()
+                },
+                none(),
+                false,
+            ),
+            (
+                "a nofailover primary keeps its lease until it stopped taking writes",
+                Situation {
+                    nofailover: true,
+                    ..primary()
+                },
+                held(),
+                true,
+            ),
+            (
+                "a primary's stopped directory with others to compare with does not ask",
+                Situation {
+                    candidacy: Candidacy::NotBest("unknown".into()),
+                    ..stopped(primary())
+                },
+                none(),
+                false,
+            ),
+            (
+                "the only data member's stopped primary asks",
+                Situation {
+                    solo_data_member: true,
+                    ..stopped(primary())
+                },
+                none(),
+                true,
+            ),
+        ];
+        for (name, s, lease, expected) in rows {
+            assert_eq!(wants_lease(&s, &lease), expected, "{name}");
+        }
     }
 }

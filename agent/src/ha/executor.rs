@@ -1,6 +1,10 @@
 //! The executor: the local PostgreSQL as the HA loop drives it. It
 //! observes (data directory, postmaster, probe) and carries out one
-//! [`Action`] at a time; every choice was made by [`super::decide`].
+//! [`Action`] at a time, and tells the fence guard what [`super::guard`]
+//! decided. Every choice was made elsewhere ([`super::decide`],
+//! [`super::guard`], the runner's back-offs); what stays here is how to do
+//! a thing, and how to clean up when doing it failed (a partial copy is
+//! renamed aside, never used and never deleted).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -9,6 +13,7 @@ use crate::config::{read_secret, Config, ParamValue, SecretError};
 use crate::pg::binaries::Binaries;
 use crate::pg::conf::{self as pgconf, StandbySource};
 use crate::pg::ctl::{self, BasebackupOptions, CtlError, InitdbOptions};
+use crate::pg::diagnose::ReceiverProblem;
 use crate::pg::fence_guard::{Deadlines, FenceGuard};
 use crate::pg::files::{self, DataDirState, FileError, ManagedFiles};
 use crate::pg::postmaster::{AdoptRefusal, Postmaster, PostmasterError, StopMode};
@@ -16,20 +21,16 @@ use crate::pg::probe::{Observation, Probe, ProbeError};
 use crate::pg::roles;
 use crate::pg::runas::{RunAs, RunAsError};
 use crate::state::{AgentState, HistoryEntry, StateError, HISTORY_LIMIT};
+use crate::status_doc::Position;
 
-use super::decide::{Action, Postgres};
+use super::decide::Action;
+use super::guard::GuardCommand;
 
 /// How long a fast shutdown may take before it escalates to immediate.
 const FAST_STOP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the executor waits for a freshly started postmaster to accept
 /// connections before it hands control back to the loop.
 const START_WAIT: Duration = Duration::from_secs(5);
-/// First restart delay after a crash; doubles with every crash in a row.
-const CRASH_BACKOFF_FIRST: Duration = Duration::from_millis(500);
-/// Longest restart delay.
-const CRASH_BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// Running this long without a crash forgets earlier crashes.
-const CRASH_FORGET_AFTER: Duration = Duration::from_secs(60);
 
 /// An action could not be carried out.
 #[derive(Debug, thiserror::Error)]
@@ -66,55 +67,52 @@ pub enum ExecError {
     /// A running postmaster could not be adopted.
     #[error("will not start PostgreSQL: {0}")]
     Adopt(#[from] AdoptRefusal),
-    /// A failed clone is retried later.
+    /// The step before the tool failed; retried later.
     #[error("{0}")]
-    Backoff(String),
+    Retry(String),
 }
 
 /// Where the executor reports a clone's progress (percent; `None` when done).
 pub type ProgressReporter = std::sync::Arc<dyn Fn(Option<u8>) + Send + Sync>;
 
-/// First retry delay after a failed clone; doubles up to [`CLONE_BACKOFF_MAX`].
-const CLONE_BACKOFF_FIRST: Duration = Duration::from_secs(2);
-/// Longest delay between clone attempts.
-const CLONE_BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// The postmaster as found this iteration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PostmasterState {
+    /// None runs.
+    None,
+    /// One runs, for this long (since this agent started or adopted it).
+    Running {
+        /// Its pid.
+        pid: i32,
+        /// How long it has run.
+        age: Duration,
+    },
+    /// The one that ran exited without being asked to, just now.
+    Exited {
+        /// How.
+        how: String,
+    },
+}
 
-/// What the executor found this iteration.
+/// What the executor found this iteration: plain data.
 #[derive(Debug, Clone)]
 pub struct Observed {
     /// The data directory.
     pub data: DataDirState,
     /// `standby.signal` exists.
     pub standby_signal: bool,
-    /// The postmaster, for the decision.
-    pub postgres: Postgres,
+    /// The postmaster.
+    pub postmaster: PostmasterState,
     /// The probe's answer, when PostgreSQL answered.
     pub observation: Option<Observation>,
+    /// Why the probe got no answer, when a postmaster runs.
+    pub probe_error: Option<String>,
     /// Why a standby does not stream, from its server log.
-    pub receiver_problem: Option<String>,
-    /// The kind of that problem (`timeline_diverged`, ...).
-    pub receiver_problem_kind: Option<&'static str>,
-}
-
-/// Crashes in a row and when the next start is due.
-#[derive(Debug, Default)]
-struct CrashTracker {
-    in_a_row: u32,
-    restart_at: Option<Instant>,
-}
-
-impl CrashTracker {
-    fn crashed(&mut self, now: Instant) -> Duration {
-        self.in_a_row += 1;
-        let shift = self.in_a_row.saturating_sub(1).min(10);
-        let delay = (CRASH_BACKOFF_FIRST * 2u32.pow(shift)).min(CRASH_BACKOFF_MAX);
-        self.restart_at = Some(now + delay);
-        delay
-    }
-
-    fn in_backoff(&self, now: Instant) -> bool {
-        self.restart_at.is_some_and(|t| now < t)
-    }
+    pub receiver_problem: Option<ReceiverProblem>,
+    /// The replication role was ensured since PostgreSQL last started as primary.
+    pub role_ensured: bool,
+    /// The cluster's system identifier, from PostgreSQL or the state file.
+    pub system_identifier: Option<String>,
 }
 
 /// The local PostgreSQL under the agent's care.
@@ -124,13 +122,9 @@ pub struct LocalPostgres {
     runas: RunAs,
     postmaster: Option<Postmaster>,
     probe: Probe,
-    crashes: CrashTracker,
     role_ensured: bool,
-    fenced: Option<String>,
     adopted_logged: bool,
     follow: Option<StandbySource>,
-    clone_failures: u32,
-    clone_not_before: Option<Instant>,
     progress: Option<ProgressReporter>,
     guard: FenceGuard,
     history: Vec<HistoryEntry>,
@@ -154,13 +148,9 @@ impl LocalPostgres {
             runas,
             postmaster: None,
             probe,
-            crashes: CrashTracker::default(),
             role_ensured: false,
-            fenced: None,
             adopted_logged: false,
             follow: None,
-            clone_failures: 0,
-            clone_not_before: None,
             progress: None,
             guard,
             history,
@@ -172,22 +162,39 @@ impl LocalPostgres {
         &self.history
     }
 
-    /// Crashes in a row of the postmaster.
-    pub fn crashes_in_a_row(&self) -> u32 {
-        self.crashes.in_a_row
-    }
-
-    /// Keeps the fence guard in step: a running primary holding the lease
-    /// is writable until `margin` before `lease_end`; anything else disarms it.
-    pub fn guard_until(&mut self, lease_end: Option<Instant>, primary: bool, margin: Duration) {
-        match (lease_end, primary, self.pid()) {
-            (Some(end), true, Some(pid)) => {
-                if let Err(e) = self.guard.arm(pid, Deadlines::before(end, margin)) {
+    /// Tells the fence guard what [`super::guard`] decided: writable
+    /// until `margin` before the lease's end, as it is, or not at all.
+    pub fn guard(&mut self, command: GuardCommand, margin: Duration) {
+        match command {
+            GuardCommand::Arm(end) => {
+                if let Err(e) = self.guard.arm(Deadlines::before(end, margin)) {
                     tracing::error!("{e}");
                 }
             }
-            _ => self.guard.disarm(),
+            GuardCommand::Keep => {}
+            GuardCommand::Disarm => self.guard.disarm(),
         }
+    }
+
+    /// Remembers the last position the primary was seen at, in
+    /// `pgwarden.state`, for `max_lag_on_failover` after a restart.
+    pub fn remember_leader_position(&mut self, position: Position) {
+        let data_dir = self.cfg.node.data_dir.clone();
+        if files::data_dir_state(&data_dir) != DataDirState::Initialized {
+            return;
+        }
+        let mut state = AgentState::load(&data_dir).unwrap_or_default();
+        state.last_leader_position = Some(position);
+        if let Err(e) = state.save(&data_dir, &self.runas) {
+            tracing::warn!("cannot remember the primary's position: {e}");
+        }
+    }
+
+    /// The last primary position remembered in `pgwarden.state`.
+    pub fn remembered_leader_position(&self) -> Option<Position> {
+        AgentState::load(&self.cfg.node.data_dir)
+            .ok()?
+            .last_leader_position
     }
 
     /// Appends a role change to the history in `pgwarden.state`.
@@ -196,14 +203,14 @@ impl LocalPostgres {
         reason: String,
         timeline: Option<u32>,
         lsn: Option<String>,
-        new_leader: &str,
+        new_leader: Option<&str>,
     ) {
         let entry = HistoryEntry {
             timeline,
             lsn,
             reason,
             at: now_rfc3339(),
-            new_leader: new_leader.to_string(),
+            new_leader: new_leader.unwrap_or_default().to_string(),
         };
         let data_dir = self.cfg.node.data_dir.clone();
         let mut state = AgentState::load(&data_dir).unwrap_or_default();
@@ -244,27 +251,12 @@ impl LocalPostgres {
         self.postmaster.as_ref().map(Postmaster::pid)
     }
 
-    /// Why PostgreSQL was fenced, while it stays down for that reason.
-    pub fn fenced(&self) -> Option<&str> {
-        self.fenced.as_deref()
-    }
-
-    /// Whether a crash restart is pending.
-    pub fn in_crash_backoff(&self) -> bool {
-        self.crashes.in_backoff(Instant::now())
-    }
-
-    /// The replication role was ensured since the last start as primary.
-    pub fn role_ensured(&self) -> bool {
-        self.role_ensured
-    }
-
     /// Looks at the data directory, the postmaster and the server.
     pub async fn observe(&mut self) -> Observed {
         let data_dir = self.cfg.node.data_dir.clone();
         let data = files::data_dir_state(&data_dir);
         let standby_signal = data_dir.join("standby.signal").exists();
-        let now = Instant::now();
+        let mut exited = None;
         if let Some(pm) = &mut self.postmaster {
             if let Some(exit) = pm.poll_exit() {
                 let pid = pm.pid();
@@ -272,15 +264,8 @@ impl LocalPostgres {
                 self.role_ensured = false;
                 self.probe
                     .reset(&self.cfg.postgresql.socket_dir, self.cfg.postgresql.port);
-                let delay = self.crashes.crashed(now);
-                tracing::error!(
-                    pid,
-                    exit = %exit.how,
-                    crashes_in_a_row = self.crashes.in_a_row,
-                    "PostgreSQL exited unexpectedly ({}); restarting in {:?}",
-                    exit.how,
-                    delay
-                );
+                tracing::error!(pid, exit = %exit.how, "PostgreSQL exited unexpectedly ({})", exit.how);
+                exited = Some(exit.how.to_string());
             }
         }
         if self.postmaster.is_none() && data == DataDirState::Initialized {
@@ -302,59 +287,46 @@ impl LocalPostgres {
             }
         }
         let mut observation = None;
-        let postgres = match &self.postmaster {
-            None => Postgres::NotRunning {
-                crash_backoff: self.crashes.in_backoff(now),
-            },
-            Some(_) => {
+        let mut probe_error = None;
+        let postmaster = match (&self.postmaster, exited) {
+            (_, Some(how)) => PostmasterState::Exited { how },
+            (None, None) => PostmasterState::None,
+            (Some(pm), None) => {
+                let (pid, age) = (pm.pid(), pm.age());
                 let port = files_port(&data_dir).unwrap_or(self.cfg.postgresql.port);
                 self.probe.reset_port_if_changed(port);
                 match self.probe.observe().await {
-                    Ok(obs) => {
-                        let in_recovery = obs.in_recovery;
-                        observation = Some(obs);
-                        if self
-                            .postmaster
-                            .as_ref()
-                            .is_some_and(|p| p.age() > CRASH_FORGET_AFTER)
-                        {
-                            self.crashes = CrashTracker::default();
-                        }
-                        Postgres::Running { in_recovery }
-                    }
+                    Ok(obs) => observation = Some(obs),
                     Err(e) => {
                         tracing::debug!("probe: {e}");
-                        Postgres::Starting
+                        probe_error = Some(e.to_string());
                     }
                 }
+                PostmasterState::Running { pid, age }
             }
         };
         let receiver_problem = observation
             .as_ref()
-            .filter(|obs| obs.in_recovery)
+            .filter(|obs| obs.in_recovery && obs.receiver_status() != Some("streaming"))
             .and_then(|obs| {
-                let status = obs
-                    .wal_receiver
-                    .as_ref()
-                    .and_then(|r| r.get("status"))
-                    .and_then(|s| s.as_str());
-                if status == Some("streaming") {
-                    return None;
-                }
                 let tail =
                     crate::pg::diagnose::read_log_tail(&files::server_log(&data_dir), 64 * 1024)
                         .unwrap_or_default();
-                crate::pg::diagnose::diagnose(&tail, status)
+                crate::pg::diagnose::diagnose(&tail, obs.receiver_status())
             });
-        let receiver_problem_kind = receiver_problem.as_ref().map(|p| p.kind());
-        let receiver_problem = receiver_problem.map(|p| p.to_string());
+        let system_identifier = observation
+            .as_ref()
+            .map(|obs| obs.system_identifier.clone())
+            .or_else(|| AgentState::load(&data_dir).ok()?.system_identifier);
         Observed {
             data,
             standby_signal,
-            postgres,
+            postmaster,
             observation,
+            probe_error,
             receiver_problem,
-            receiver_problem_kind,
+            role_ensured: self.role_ensured,
+            system_identifier,
         }
     }
 
@@ -380,13 +352,11 @@ impl LocalPostgres {
             Action::Rewind { source } => self.rewind(source).await,
             Action::Fence { reason } => {
                 tracing::error!("fencing: {reason}; stopping PostgreSQL (fast, then immediate)");
-                self.fenced = Some(reason.clone());
                 // Fast gets half a second: no session may commit once the
                 // lease ends, and immediate is safe (crash recovery later).
                 self.stop(StopMode::Fast, Duration::from_millis(500))
                     .await?;
-                self.guard.disarm();
-                self.record(format!("fenced: {reason}"), None, None, "");
+                self.record(format!("fenced: {reason}"), None, None, None);
                 Ok(())
             }
         }
@@ -453,34 +423,50 @@ impl LocalPostgres {
             }
             return Err(e.into());
         }
+        // Started by the next loop, as a primary's directory is: with the
+        // fence guard armed first and a fresh look at the lease.
         self.write_managed_files()?;
-        self.start(false).await?;
-        if self.postmaster.is_some() {
-            self.wait_until_accepting(Duration::from_secs(60)).await;
-            self.prepare_primary().await?;
-            let obs = self.probe.observe().await?;
-            let state = AgentState {
-                system_identifier: Some(obs.system_identifier.clone()),
-                initialized_by: Some(self.cfg.node.name.clone()),
-                initialized_at: Some(now_rfc3339()),
-                history: Vec::new(),
-            };
-            state.save(&data_dir, &self.runas)?;
-            let me = self.cfg.node.name.clone();
-            self.history.clear();
-            self.record(
-                "initialized a new cluster with initdb".into(),
-                obs.timeline,
-                obs.current_lsn.map(|l| l.to_string()),
-                &me,
-            );
-            tracing::info!(
-                system_identifier = %obs.system_identifier,
-                "bootstrap done: new cluster {} is primary on timeline {}",
-                self.cfg.cluster.name,
-                obs.timeline.unwrap_or(1)
-            );
+        tracing::info!(
+            "initdb done: {} holds a new cluster, to be started as primary",
+            data_dir.display()
+        );
+        Ok(())
+    }
+
+    /// The first time a new cluster runs as primary: record its system
+    /// identifier and who made it.
+    async fn record_bootstrap(&mut self) -> Result<(), ExecError> {
+        let data_dir = self.cfg.node.data_dir.clone();
+        if AgentState::load(&data_dir)
+            .ok()
+            .and_then(|s| s.system_identifier)
+            .is_some()
+        {
+            return Ok(());
         }
+        let obs = self.probe.observe().await?;
+        let state = AgentState {
+            system_identifier: Some(obs.system_identifier.clone()),
+            initialized_by: Some(self.cfg.node.name.clone()),
+            initialized_at: Some(now_rfc3339()),
+            history: Vec::new(),
+            last_leader_position: None,
+        };
+        state.save(&data_dir, &self.runas)?;
+        let me = self.cfg.node.name.clone();
+        self.history.clear();
+        self.record(
+            "initialized a new cluster with initdb".into(),
+            obs.timeline,
+            obs.current_lsn.map(|l| l.to_string()),
+            Some(&me),
+        );
+        tracing::info!(
+            system_identifier = %obs.system_identifier,
+            "bootstrap done: new cluster {} is primary on timeline {}",
+            self.cfg.cluster.name,
+            obs.timeline.unwrap_or(1)
+        );
         Ok(())
     }
 
@@ -514,14 +500,22 @@ impl LocalPostgres {
         );
         self.postmaster = Some(pm);
         self.role_ensured = false;
-        self.fenced = None;
         self.probe
             .reset(&self.cfg.postgresql.socket_dir, self.cfg.postgresql.port);
-        self.wait_until_accepting(START_WAIT).await;
+        let accepting = self.wait_until_accepting(START_WAIT).await;
+        if accepting && !as_standby {
+            // A primary is ready when its replication role and slots are;
+            // if this fails, the loop asks again (EnsureReplicationRole).
+            if let Err(e) = self.prepare_primary().await {
+                tracing::warn!("the new primary is not ready for standbys yet: {e}");
+            }
+        }
         Ok(())
     }
 
-    async fn wait_until_accepting(&mut self, limit: Duration) {
+    /// Waits up to `limit` for the postmaster to answer; false when it
+    /// exited or did not answer in time.
+    async fn wait_until_accepting(&mut self, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             if self
@@ -529,13 +523,14 @@ impl LocalPostgres {
                 .as_mut()
                 .is_none_or(|p| p.poll_exit().is_some())
             {
-                return;
+                return false;
             }
             if self.probe.observe().await.is_ok() {
-                return;
+                return true;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        false
     }
 
     /// Promotes this standby (it holds the lease) and records why.
@@ -550,11 +545,21 @@ impl LocalPostgres {
                 .map(|l| l.to_string())
                 .unwrap_or_else(|| "?".into())
         );
+        // Within the probe's timeout; if it takes longer, the next loop sees
+        // it still in recovery and asks again (the guard is armed already).
         self.probe
-            .execute("SELECT pg_promote(wait => true, wait_seconds => 60)")
+            .execute("SELECT pg_promote(wait => true, wait_seconds => 2)")
             .await?;
         self.role_ensured = false;
         let after = self.probe.observe().await.ok();
+        if after.as_ref().is_some_and(|o| o.in_recovery) {
+            return Err(ExecError::Retry(
+                "the promotion did not finish within 2 s; looking again next loop".into(),
+            ));
+        }
+        if let Err(e) = self.prepare_primary().await {
+            tracing::warn!("the new primary is not ready for standbys yet: {e}");
+        }
         let me = self.cfg.node.name.clone();
         self.record(
             format!("promoted: {reason}"),
@@ -563,7 +568,7 @@ impl LocalPostgres {
                 .as_ref()
                 .and_then(|o| o.current_lsn)
                 .map(|l| l.to_string()),
-            &me,
+            Some(&me),
         );
         Ok(())
     }
@@ -584,7 +589,7 @@ impl LocalPostgres {
             self.cfg.replication.superuser_password_file.clone(),
         )?;
         if let Err(e) = ctl::remote_checkpoint(&source.host, source.port, &superuser).await {
-            return Err(ExecError::Backoff(format!("before pg_rewind: {e}")));
+            return Err(ExecError::Retry(format!("before pg_rewind: {e}")));
         }
         tracing::info!(
             "rejoining {}:{} as a standby: pg_rewind of {}",
@@ -616,7 +621,6 @@ impl LocalPostgres {
                 files::write_atomic(&data_dir.join("standby.signal"), b"", 0o600, &self.runas)?;
                 // pg_rewind copied the source's configuration files.
                 self.write_managed_files()?;
-                self.fenced = None;
                 self.record(
                     format!(
                         "rejoined {}:{} as a standby after pg_rewind ({summary})",
@@ -624,7 +628,7 @@ impl LocalPostgres {
                     ),
                     None,
                     None,
-                    "",
+                    None,
                 );
                 Ok(())
             }
@@ -643,6 +647,7 @@ impl LocalPostgres {
     /// What a fresh primary needs: the replication role, and one physical
     /// slot per other data member when `replication.slots` is on.
     async fn prepare_primary(&mut self) -> Result<(), ExecError> {
+        self.record_bootstrap().await?;
         self.ensure_replication_role().await?;
         if self.cfg.replication.slots {
             let names: Vec<String> = self
@@ -684,15 +689,6 @@ impl LocalPostgres {
     /// Copies the data directory from `source` with `pg_basebackup`;
     /// a failure renames the partial copy aside and backs off.
     async fn clone_from(&mut self, source: &StandbySource) -> Result<(), ExecError> {
-        if let Some(t) = self.clone_not_before {
-            let now = Instant::now();
-            if now < t {
-                return Err(ExecError::Backoff(format!(
-                    "the last clone failed; retrying in {:?}",
-                    t.saturating_duration_since(now)
-                )));
-            }
-        }
         let data_dir = self.cfg.node.data_dir.clone();
         self.runas.ensure_dir(&data_dir, 0o700)?;
         self.follow = Some(source.clone());
@@ -729,10 +725,7 @@ impl LocalPostgres {
             r(None);
         }
         if let Err(e) = result {
-            self.clone_failures += 1;
-            let shift = self.clone_failures.saturating_sub(1).min(6);
-            let delay = (CLONE_BACKOFF_FIRST * 2u32.pow(shift)).min(CLONE_BACKOFF_MAX);
-            self.clone_not_before = Some(Instant::now() + delay);
+            // A partial copy is never started, and never deleted.
             if files::data_dir_state(&data_dir) != DataDirState::Empty {
                 let moved = files::rename_aside(&data_dir, "failed-clone")?;
                 tracing::error!(
@@ -740,14 +733,8 @@ impl LocalPostgres {
                     moved.display()
                 );
             }
-            tracing::error!(
-                "clone failed (attempt {}), retrying in {delay:?}: {e}",
-                self.clone_failures
-            );
             return Err(e.into());
         }
-        self.clone_failures = 0;
-        self.clone_not_before = None;
         // The copy carries the source's managed files: make them this member's.
         files::write_atomic(&data_dir.join("standby.signal"), b"", 0o600, &self.runas)?;
         self.write_managed_files()?;
@@ -926,17 +913,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn crash_restarts_back_off_exponentially_up_to_a_limit() {
-        let mut t = CrashTracker::default();
-        let now = Instant::now();
-        assert_eq!(t.crashed(now), Duration::from_millis(500));
-        assert_eq!(t.crashed(now), Duration::from_secs(1));
-        assert_eq!(t.crashed(now), Duration::from_secs(2));
-        assert!(t.in_backoff(now));
-        assert!(!t.in_backoff(now + Duration::from_secs(3)));
-        for _ in 0..20 {
-            t.crashed(now);
-        }
-        assert_eq!(t.crashed(now), CRASH_BACKOFF_MAX);
+    fn slots_are_created_only_when_missing() {
+        let sql = slots_sql(&["pg2".into(), "o'brien".into()]);
+        assert!(sql.contains("'pg2', 'o''brien'"), "{sql}");
+        assert!(
+            sql.contains("NOT IN (SELECT slot_name FROM pg_replication_slots)"),
+            "{sql}"
+        );
     }
 }

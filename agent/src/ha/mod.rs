@@ -1,14 +1,22 @@
 //! High availability: what this node should do, and doing it.
 //!
-//! - `candidate.rs`: is this standby the best one to promote (pure).
-//! - `decide.rs`: [`decide::decide`], pure: a [`decide::Situation`] in,
-//!   an [`decide::Action`] out.
-//! - `executor.rs`: carries an action out on the local PostgreSQL.
-//! - `runner.rs`: the loop: observe, update the lease, decide, act, publish.
+//! - `situation.rs`: [`situation::situation`], pure: what the node and the
+//!   other members look like, everything a decision needs but the lease.
+//! - `candidate.rs`: the candidate rule: who may lead when nobody does (pure).
+//! - `decide.rs`: [`decide::decide`] and [`decide::wants_lease`], pure: a
+//!   situation and the lease in, an action out.
+//! - `guard.rs`: what the fence guard is told, before and after an action (pure).
+//! - `backoff.rs`: the one retry back-off (crash restarts, clones).
+//! - `executor.rs`: carries an action out on the local PostgreSQL; effects only.
+//! - `runner.rs`: the loop: observe, situation, lease, decide, act, publish.
 
+pub mod backoff;
 pub mod candidate;
 pub mod decide;
 pub mod executor;
+pub mod guard;
 pub mod runner;
+pub mod situation;
 
-pub use decide::{decide, Action, Situation};
+pub use decide::{decide, Action, Lease};
+pub use situation::Situation;

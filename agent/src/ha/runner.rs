@@ -1,24 +1,37 @@
-//! The HA loop: every `loop_wait`, observe, update the lease, decide, act,
-//! publish the view. It is the only writer of the node's view.
+//! The HA loop, every `loop_wait`, in six steps:
+//!
+//! 1. **observe** the local PostgreSQL (the executor) and the other
+//!    members (their status documents);
+//! 2. compute the **situation** ([`situation`], pure);
+//! 3. update the **lease**, asking for it when [`wants_lease`] says so;
+//! 4. **decide** the one action ([`decide`], pure);
+//! 5. **act**: the fence guard first ([`guard::before`]), the action, the
+//!    guard again from what PostgreSQL is now ([`guard::after`]);
+//! 6. **publish** the view the API serves.
+//!
+//! The loop is the only writer of the view. What it remembers between
+//! iterations — back-offs, the term it fenced itself in, the primary's last
+//! position — is in [`Memory`].
 
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::{Config, WatchdogMode};
+use crate::lease::{LeaseClient, LeaseStatus};
 use crate::notify::Notifier;
-use crate::view::{LeaderView, NodeView, PgState, PostgresView, Role};
+use crate::peers::Peers;
+use crate::pg::diagnose::ReceiverProblem;
+use crate::pg::files::DataDirState;
+use crate::status_doc::Position;
+use crate::view::{LeaderView, NodeView, PostgresView, Role, State};
 use crate::watchdog::Watchdog;
 
-use super::decide::{decide, wants_lease, Action, Postgres, Situation};
-use super::executor::{LocalPostgres, Observed};
-use crate::lease::{LeaseClient, LeaseStatus};
-use crate::peers::{PeerView, Peers};
-use crate::pg::conf::StandbySource;
-use crate::pg::files::DataDirState;
-use crate::pg::Lsn;
-
-use super::candidate::{judge, MemberPosition};
+use super::backoff::Backoff;
+use super::decide::{decide, leader_source, wants_lease, Action, Lease};
+use super::executor::{LocalPostgres, Observed, PostmasterState};
+use super::guard::{self, GuardCommand};
+use super::situation::{situation, Local, PeerReport, Postgres, Settings, Situation};
 
 /// Messages from the rest of the agent to the loop.
 #[derive(Debug)]
@@ -29,9 +42,46 @@ pub enum Control {
     Shutdown(oneshot::Sender<()>),
 }
 
+/// First restart delay after a crash; doubles with every crash in a row.
+const CRASH_BACKOFF: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(30));
+/// First retry delay after a failed clone; doubles up to the second.
+const CLONE_BACKOFF: (Duration, Duration) = (Duration::from_secs(2), Duration::from_secs(60));
+/// Running this long without a crash forgets earlier crashes.
+const CRASH_FORGET_AFTER: Duration = Duration::from_secs(60);
+/// How often the primary's last position is written to `pgwarden.state`.
+const REMEMBER_EVERY: Duration = Duration::from_secs(5);
+
+/// What the loop remembers between iterations.
+#[derive(Debug)]
+pub struct Memory {
+    /// PostgreSQL's crashes in a row and when to restart it.
+    crash: Backoff,
+    /// Failed clones in a row and when to try again.
+    clone: Backoff,
+    /// The term this node fenced itself in, and why.
+    fence: Option<(u64, String)>,
+    /// The last position the primary was seen at.
+    last_leader: Option<Position>,
+    /// When it was last written to `pgwarden.state`, and what.
+    remembered: Option<(Instant, Position)>,
+}
+
+impl Memory {
+    fn new(last_leader: Option<Position>) -> Memory {
+        Memory {
+            crash: Backoff::new(CRASH_BACKOFF.0, CRASH_BACKOFF.1),
+            clone: Backoff::new(CLONE_BACKOFF.0, CLONE_BACKOFF.1),
+            fence: None,
+            last_leader,
+            remembered: None,
+        }
+    }
+}
+
 /// The loop's parts.
 pub struct Runner<L: LeaseClient> {
     cfg: Config,
+    settings: Settings,
     local: Option<LocalPostgres>,
     lease: L,
     view: watch::Sender<NodeView>,
@@ -40,21 +90,9 @@ pub struct Runner<L: LeaseClient> {
     last_error: Option<String>,
     last_lease: LeaseStatus,
     peers: Peers,
-    last_leader_lsn: Option<Lsn>,
+    memory: Memory,
     watchdog: Watchdog,
     watchdog_blocker: Option<String>,
-}
-
-/// What the other members' documents say about joining and following.
-#[derive(Debug, Default)]
-struct Membership {
-    bootstrap_allowed: bool,
-    clone_source: Option<StandbySource>,
-    join_blocker: Option<String>,
-    leader_source: Option<StandbySource>,
-    leader_name: Option<String>,
-    foreign_leader: Option<String>,
-    leader_alive: bool,
 }
 
 impl<L: LeaseClient> Runner<L> {
@@ -87,12 +125,14 @@ impl<L: LeaseClient> Runner<L> {
                 view_tx.send_modify(|v| {
                     v.progress_pct = pct;
                     if pct.is_some() {
-                        v.state = PgState::Cloning;
+                        v.state = State::Cloning;
                     }
                 });
             }));
         }
+        let memory = Memory::new(local.as_ref().and_then(|l| l.remembered_leader_position()));
         Runner {
+            settings: Settings::from_config(&cfg),
             cfg,
             local,
             lease,
@@ -102,7 +142,7 @@ impl<L: LeaseClient> Runner<L> {
             last_error: None,
             last_lease: LeaseStatus::default(),
             peers,
-            last_leader_lsn: None,
+            memory,
             watchdog,
             watchdog_blocker: None,
         }
@@ -143,101 +183,47 @@ impl<L: LeaseClient> Runner<L> {
         }
     }
 
-    /// One iteration: observe, lease, decide, act, publish.
+    /// One iteration: observe, situation, lease, decide, act, publish.
     pub async fn iterate(&mut self) {
+        // 1. observe
         let observed = match &mut self.local {
             Some(local) => Some(local.observe().await),
             None => None,
         };
+        if let Some(o) = &observed {
+            self.note_postmaster(o);
+        }
         self.peers.refresh().await;
-        let mut situation = self.situation(observed.as_ref(), &LeaseStatus::default());
-        let blocker = self.watchdog.blocker();
-        if blocker != self.watchdog_blocker {
-            if let Some(b) = &blocker {
-                tracing::error!("{b}");
-            }
-            self.watchdog_blocker = blocker;
-        }
-        let want = wants_lease(&situation) && self.watchdog_blocker.is_none();
-        let lease = self.lease.update(want).await;
-        situation = self.situation(observed.as_ref(), &lease);
-        self.log_lease_change(&lease);
-        if let Some(local) = &mut self.local {
-            local.set_leader_source(situation.leader_source.clone());
-        }
-        let action = decide(&situation);
+        let reports = self.peer_reports();
+        // 2. situation
+        let local = observed
+            .as_ref()
+            .map(|o| self.local_facts(o, Instant::now()));
+        let situation = situation(
+            &local.clone().unwrap_or_else(witness_local),
+            &reports,
+            &self.settings,
+        );
+        // 3. lease
+        self.watchdog_check();
+        let want = wants_lease(
+            &situation,
+            &lease_view(&self.lease.current(), Instant::now()),
+        ) && self.watchdog_blocker.is_none();
+        let status = self.lease.update(want).await;
+        self.log_lease_change(&status);
+        let lease = lease_view(&status, Instant::now());
+        // 4. decide
+        let action = decide(&situation, &lease);
         self.log_decision(&action);
-        if matches!(action, Action::Bootstrap | Action::Clone { .. }) {
-            let mut view = self.build_view(observed.as_ref(), &lease, &action);
-            view.state = if matches!(action, Action::Bootstrap) {
-                PgState::Bootstrapping
-            } else {
-                PgState::Cloning
-            };
-            if view.state == PgState::Cloning {
-                view.progress_pct = Some(0);
-            }
-            self.view.send_replace(view);
-        }
-        if let Some(local) = &mut self.local {
-            match local.execute(&action).await {
-                Ok(()) => self.last_error = None,
-                Err(e) => {
-                    let text = e.to_string();
-                    if self.last_error.as_deref() != Some(&text) {
-                        tracing::error!("{action:?} failed: {text}");
-                    }
-                    self.last_error = Some(text);
-                }
-            }
-        }
-        // After an action that changed things, look again so that the view
-        // shows the result rather than the situation before it.
-        let observed = match (&mut self.local, &action) {
-            (
-                Some(local),
-                Action::Bootstrap
-                | Action::Start { .. }
-                | Action::Promote { .. }
-                | Action::Rewind { .. }
-                | Action::Fence { .. }
-                | Action::RenameAside,
-            ) => Some(local.observe().await),
-            _ => observed,
-        };
-        if let Some(lsn) = lease
-            .holder
-            .as_deref()
-            .and_then(|h| self.peers.get(h))
-            .filter(|p| p.is_running_primary())
-            .and_then(PeerView::lsn)
-        {
-            self.last_leader_lsn = Some(lsn);
-        }
-        // A long action (initdb, a start with crash recovery, a promotion)
-        // may have used up much of the lease: renew it before the guard is
-        // armed with its end, or the guard would stop a healthy primary.
-        let lease = if lease.mine
-            && !matches!(
-                action,
-                Action::Healthy | Action::Wait { .. } | Action::Follow { .. }
-            ) {
-            self.lease.update(true).await
-        } else {
-            lease
-        };
-        if let (Some(local), Some(o)) = (&mut self.local, &observed) {
-            let primary = o.postgres == Postgres::Running { in_recovery: false };
-            let end = lease.expires_at.filter(|_| lease.mine);
-            local.guard_until(end, primary, guard_margin(&self.cfg));
-            if primary && end.is_some() {
-                self.watchdog.keepalive();
-            } else {
-                self.watchdog.disarm();
-            }
-        }
-        let view = self.build_view(observed.as_ref(), &lease, &action);
-        if view.state == PgState::Running || view.role == Role::Witness {
+        // 5. act
+        let (observed, status) = self
+            .act(&situation, &lease, status, &action, observed)
+            .await;
+        self.remember_leader_position(&situation, &status, observed.as_ref());
+        // 6. publish
+        let view = self.build_view(observed.as_ref(), &status, &action);
+        if view.state == State::Running || view.role == Role::Witness {
             self.notifier.ready();
         }
         self.notifier.status(&status_line(&view));
@@ -245,234 +231,199 @@ impl<L: LeaseClient> Runner<L> {
         self.view.send_replace(view);
     }
 
-    fn situation(&self, observed: Option<&Observed>, lease: &LeaseStatus) -> Situation {
-        let no_data_members = self.cfg.data_members().next().is_none();
-        match (observed, &self.local) {
-            (Some(o), Some(local)) => {
-                let m = self.membership(o, lease);
-                Situation {
-                    witness: false,
-                    no_data_members,
-                    paused: false,
-                    data: o.data,
-                    standby_signal: o.standby_signal,
-                    postgres: o.postgres.clone(),
-                    lease_mine: lease.mine,
-                    lease_holder: lease.holder.clone().or(m.leader_name.clone()),
-                    bootstrap_allowed: m.bootstrap_allowed,
-                    role_ensured: local.role_ensured(),
-                    clone_source: m.clone_source,
-                    join_blocker: m.join_blocker,
-                    leader_source: m.leader_source,
-                    foreign_leader: m.foreign_leader,
-                    lease_remaining: lease.remaining(Instant::now()),
-                    fence_margin: self.fence_margin(),
-                    best_candidate: self.best_candidate(o),
-                    leader_alive: m.leader_alive,
-                    timeline_diverged: o.receiver_problem_kind == Some("timeline_diverged"),
-                    crash_loop: local.crashes_in_a_row() >= CRASH_LOOP,
-                    nofailover: self.cfg.me().is_some_and(|m| m.nofailover),
-                }
+    /// Step 5: the guard, the action, the guard again. Returns what
+    /// PostgreSQL and the lease are after it.
+    async fn act(
+        &mut self,
+        situation: &Situation,
+        lease: &Lease,
+        status: LeaseStatus,
+        action: &Action,
+        observed: Option<Observed>,
+    ) -> (Option<Observed>, LeaseStatus) {
+        let Some(local) = &mut self.local else {
+            return (observed, status);
+        };
+        local.set_leader_source(leader_source(situation, lease));
+        // Say what is about to happen before it starts: a primary being
+        // fenced is no longer a primary for the load balancers.
+        if let Some(state) = announced_state(action) {
+            let mut view = self.view.borrow().clone();
+            view.state = state;
+            view.progress_pct = (state == State::Cloning).then_some(0);
+            if let Action::Fence { reason } = action {
+                view.reason = Some(reason.clone());
             }
-            _ => Situation {
-                witness: true,
-                no_data_members,
-                paused: false,
-                data: DataDirState::Empty,
-                standby_signal: false,
-                postgres: Postgres::NotRunning {
-                    crash_backoff: false,
-                },
-                lease_mine: lease.mine,
-                lease_holder: lease.holder.clone(),
-                bootstrap_allowed: false,
-                role_ensured: false,
-                clone_source: None,
-                join_blocker: None,
-                leader_source: None,
-                foreign_leader: None,
-                lease_remaining: lease.remaining(Instant::now()),
-                fence_margin: self.fence_margin(),
-                best_candidate: None,
-                leader_alive: false,
-                timeline_diverged: false,
-                crash_loop: false,
-                nofailover: false,
-            },
+            self.view.send_replace(view);
         }
-    }
-
-    /// Reads the other members' documents: may a new cluster be made, who
-    /// leads, where to clone from and stream from.
-    fn membership(&self, o: &Observed, lease: &LeaseStatus) -> Membership {
-        let cfg = &self.cfg;
-        let me = cfg.node.name.as_str();
-        let data_peers: Vec<&PeerView> = cfg
-            .data_members()
-            .filter(|m| m.name != me)
-            .filter_map(|m| self.peers.get(&m.name))
-            .collect();
-        // The leader: the lease holder this node knows of, else a member
-        // whose own fresh document says it holds the lease.
-        let leader_name = lease.holder.clone().or_else(|| {
-            self.peers
-                .views()
-                .find(|p| {
-                    let d = p.fresh_doc();
-                    d.is_some_and(|d| {
-                        d["leader"]["name"] == p.name.as_str() && d["role"] == "primary"
-                    })
-                })
-                .map(|p| p.name.clone())
-        });
-        let leader_peer = leader_name
-            .as_deref()
-            .filter(|n| *n != me)
-            .and_then(|n| self.peers.get(n));
-        let slot = cfg.replication.slots.then(|| me.to_string());
-        let source_of = |p: &PeerView| {
-            p.pg_endpoint().map(|(host, port)| StandbySource {
-                host,
-                port,
-                slot: slot.clone(),
-            })
-        };
-        let leader_source = leader_peer
-            .filter(|p| p.is_running_primary())
-            .and_then(&source_of);
-        let clone_source = if o.data == DataDirState::Empty {
-            leader_source.clone().or_else(|| {
-                cfg.data_members()
-                    .filter(|m| m.clonefrom && m.name != me)
-                    .filter_map(|m| self.peers.get(&m.name))
-                    .find(|p| {
-                        p.fresh_str("state") == Some("running") && p.system_identifier().is_some()
-                    })
-                    .and_then(&source_of)
-            })
-        } else {
-            None
-        };
-        let solo = cfg.cluster.members.len() == 1;
-        let all_empty = data_peers.iter().all(|p| p.is_uninitialized());
-        let bootstrap_allowed = o.data != DataDirState::Initialized
-            && (solo || (data_peers.len() == cfg.data_members().count() - 1 && all_empty));
-        let join_blocker = if o.data == DataDirState::Initialized
-            || bootstrap_allowed
-            || clone_source.is_some()
-        {
-            None
-        } else {
-            let unreachable: Vec<String> = data_peers
-                .iter()
-                .filter(|p| p.fresh_doc().is_none())
-                .map(|p| {
-                    format!(
-                        "{} ({})",
-                        p.name,
-                        p.error.as_deref().unwrap_or("no answer yet")
-                    )
-                })
-                .collect();
-            let with_data: Vec<&str> = data_peers
-                .iter()
-                .filter(|p| p.fresh_doc().is_some() && !p.is_uninitialized())
-                .map(|p| p.name.as_str())
-                .collect();
-            Some(if !unreachable.is_empty() {
-                format!(
-                    "empty data directory: waiting for every data member before a new cluster is made; not reachable: {}",
-                    unreachable.join(", ")
-                )
-            } else if !with_data.is_empty() {
-                format!(
-                    "empty data directory: {} {} data, but no running primary holding the leader lease to clone from yet",
-                    with_data.join(", "),
-                    if with_data.len() == 1 { "has" } else { "have" }
-                )
-            } else {
-                "empty data directory: waiting for the leader lease to bootstrap".to_string()
-            })
-        };
-        let own_sysid = o
-            .observation
-            .as_ref()
-            .map(|obs| obs.system_identifier.clone())
-            .or_else(|| {
-                crate::state::AgentState::load(&cfg.node.data_dir)
-                    .ok()?
-                    .system_identifier
-            });
-        let foreign_leader = match (leader_peer.and_then(|p| p.system_identifier()), own_sysid, o.data) {
-            (Some(theirs), Some(ours), DataDirState::Initialized) if theirs != ours => Some(format!(
-                "refusing to follow {}: it leads a different cluster (system identifier {theirs}, this data directory has {ours}); \
-                 check cluster.members, or move this data directory aside so that the member clones afresh",
-                leader_name.as_deref().unwrap_or("?")
-            )),
-            _ => None,
-        };
-        let leader_alive = lease.holder.as_deref().is_some_and(|h| h != me)
-            || self.peers.views().any(|p| p.is_running_primary());
-        Membership {
-            bootstrap_allowed,
-            clone_source,
-            join_blocker,
-            leader_source,
-            leader_name,
-            foreign_leader,
-            leader_alive,
+        let margin = guard_margin(&self.cfg);
+        let lease_end = status.expires_at.filter(|_| status.mine);
+        if let Some(command) = guard::before(action, lease_end) {
+            local.guard(command, margin);
         }
-    }
-
-    /// A primary stops PostgreSQL when its lease has less than this left:
-    /// two loops, or a quarter of the lease, whichever is longer.
-    fn fence_margin(&self) -> Duration {
-        (self.cfg.cluster.loop_wait * 2).max(self.cfg.cluster.ttl / 4)
-    }
-
-    /// Whether this standby is the best candidate, and why (`None`: not).
-    fn best_candidate(&self, o: &Observed) -> Option<String> {
-        let obs = o.observation.as_ref().filter(|obs| obs.in_recovery)?;
-        let me = self.cfg.me()?;
-        let position = |received: Option<Lsn>, replayed: Option<Lsn>| received.max(replayed);
-        let mine = MemberPosition {
-            name: me.name.clone(),
-            lsn: position(obs.received_lsn, obs.replayed_lsn),
-            system_identifier: Some(obs.system_identifier.clone()),
-            running_primary: false,
-            nofailover: me.nofailover,
-        };
-        let lsn_field = |d: &serde_json::Value, f: &str| {
-            d["wal"][f].as_str().and_then(|s| s.parse::<Lsn>().ok())
-        };
-        let peers: Vec<MemberPosition> = self
-            .cfg
-            .data_members()
-            .filter(|m| m.name != me.name)
-            .filter_map(|m| {
-                let p = self.peers.get(&m.name)?;
-                let d = p.fresh_doc()?;
-                Some(MemberPosition {
-                    name: m.name.clone(),
-                    lsn: position(lsn_field(d, "received_lsn"), lsn_field(d, "replayed_lsn"))
-                        .or(lsn_field(d, "lsn")),
-                    system_identifier: p.system_identifier().map(str::to_string),
-                    running_primary: p.is_running_primary(),
-                    nofailover: m.nofailover,
-                })
-            })
-            .collect();
-        let verdict = judge(
-            &mine,
-            &peers,
-            self.last_leader_lsn,
-            self.cfg.replication.max_lag_on_failover.bytes(),
+        let result = local.execute(action).await;
+        let now = Instant::now();
+        match (&result, action) {
+            (_, Action::Fence { reason }) => {
+                self.memory.fence = Some((lease.term, reason.clone()));
+            }
+            (Err(e), Action::Clone { .. }) => {
+                let delay = self.memory.clone.failed(now);
+                tracing::error!(
+                    "clone failed (attempt {}), retrying in {delay:?}: {e}",
+                    self.memory.clone.failures()
+                );
+            }
+            (Ok(()), Action::Clone { .. }) => self.memory.clone.reset(),
+            // Writable again in a fresh term: the fence is over.
+            (Ok(()), Action::Start { as_standby: false } | Action::Promote { .. })
+                if self
+                    .memory
+                    .fence
+                    .as_ref()
+                    .is_some_and(|(t, _)| *t != lease.term) =>
+            {
+                self.memory.fence = None;
+            }
+            _ => {}
+        }
+        match result {
+            Ok(()) => self.last_error = None,
+            Err(e) => {
+                let text = e.to_string();
+                if self.last_error.as_deref() != Some(&text)
+                    && !matches!(action, Action::Clone { .. })
+                {
+                    tracing::error!("{action:?} failed: {text}");
+                }
+                self.last_error = Some(text);
+            }
+        }
+        let changes = !matches!(
+            action,
+            Action::Healthy | Action::Wait { .. } | Action::Follow { .. }
         );
-        if verdict.is_best() {
-            Some(verdict.reason().to_string())
+        let observed = match (changes, &mut self.local) {
+            // Look again, so that the guard and the view see the result.
+            (true, Some(local)) => Some(local.observe().await),
+            _ => observed,
+        };
+        if let (true, Some(o)) = (changes, &observed) {
+            self.note_postmaster(o);
+        }
+        // A long action (initdb, a start with crash recovery, a promotion)
+        // may have used up much of the lease: renew it before the guard is
+        // pushed to its end, or the guard would stop a healthy primary.
+        let status = if status.mine && changes {
+            let renewed = self.lease.update(true).await;
+            self.log_lease_change(&renewed);
+            renewed
         } else {
-            tracing::debug!("not a candidate: {}", verdict.reason());
-            None
+            status
+        };
+        if let (Some(local), Some(o)) = (&mut self.local, &observed) {
+            let facts = local_postgres(o, &self.memory, Instant::now());
+            let lease_end = status.expires_at.filter(|_| status.mine);
+            let command = guard::after(&facts, o.standby_signal, lease_end);
+            local.guard(command, margin);
+            if matches!(command, GuardCommand::Arm(_)) {
+                self.watchdog.keepalive();
+            } else {
+                self.watchdog.disarm();
+            }
+        }
+        (observed, status)
+    }
+
+    /// What the other members said this loop, typed.
+    fn peer_reports(&self) -> Vec<PeerReport> {
+        self.peers
+            .views()
+            .map(|p| PeerReport::new(&p.name, p.fresh_doc(), p.error.clone()))
+            .collect()
+    }
+
+    /// Counts a crash (the executor saw the postmaster exit unasked), or
+    /// forgets earlier ones once PostgreSQL has run long enough.
+    fn note_postmaster(&mut self, o: &Observed) {
+        match &o.postmaster {
+            PostmasterState::Exited { .. } => {
+                let delay = self.memory.crash.failed(Instant::now());
+                tracing::warn!(
+                    "PostgreSQL exited unexpectedly: restarting in {delay:?} unless the situation says otherwise ({} crashes in a row)",
+                    self.memory.crash.failures()
+                );
+            }
+            PostmasterState::Running { age, .. }
+                if *age > CRASH_FORGET_AFTER && o.observation.is_some() =>
+            {
+                self.memory.crash.reset();
+            }
+            _ => {}
+        }
+    }
+
+    /// The local facts for the situation, from what the executor observed
+    /// and what the loop remembers.
+    fn local_facts(&self, o: &Observed, now: Instant) -> Local {
+        Local {
+            data: o.data,
+            standby_signal: o.standby_signal,
+            postgres: local_postgres(o, &self.memory, now),
+            position: o.observation.as_ref().and_then(|obs| obs.position()),
+            system_identifier: o.system_identifier.clone(),
+            timeline_diverged: matches!(
+                o.receiver_problem,
+                Some(ReceiverProblem::TimelineDiverged { .. })
+            ),
+            crashes_in_a_row: self.memory.crash.failures(),
+            role_ensured: o.role_ensured,
+            fenced_in_term: self.memory.fence.as_ref().map(|(t, _)| *t),
+            last_leader: self.memory.last_leader,
+            clone_retry_in: self.memory.clone.wait_left(now),
+        }
+    }
+
+    /// Keeps the primary's last position, from the lease holder's report
+    /// or, on the primary, its own; writes it to `pgwarden.state` now and then.
+    fn remember_leader_position(
+        &mut self,
+        situation: &Situation,
+        status: &LeaseStatus,
+        observed: Option<&Observed>,
+    ) {
+        let own = observed
+            .and_then(|o| o.observation.as_ref())
+            .filter(|obs| status.mine && !obs.in_recovery)
+            .and_then(|obs| obs.position());
+        let holder = status
+            .holder
+            .as_deref()
+            .and_then(|h| situation.peer(h))
+            .filter(|p| p.fresh && p.running_primary)
+            .and_then(|p| p.position);
+        let Some(position) = own.or(holder) else {
+            return;
+        };
+        self.memory.last_leader = Some(position);
+        let now = Instant::now();
+        let due = self
+            .memory
+            .remembered
+            .is_none_or(|(at, pos)| pos != position && now.duration_since(at) >= REMEMBER_EVERY);
+        if let (true, Some(local)) = (due, &mut self.local) {
+            local.remember_leader_position(position);
+            self.memory.remembered = Some((now, position));
+        }
+    }
+
+    fn watchdog_check(&mut self) {
+        let blocker = self.watchdog.blocker();
+        if blocker != self.watchdog_blocker {
+            if let Some(b) = &blocker {
+                tracing::error!("{b}");
+            }
+            self.watchdog_blocker = blocker;
         }
     }
 
@@ -490,7 +441,7 @@ impl<L: LeaseClient> Runner<L> {
             let why = if overdue > self.cfg.cluster.loop_wait * 2 {
                 format!("it expired {overdue:?} ago while this agent could not renew it (was it stopped or starved?)")
             } else {
-                "it could not be renewed with a majority of members".to_string()
+                "it could not be renewed with a majority of members, or was given up".to_string()
             };
             match &lease.holder {
                 Some(h) => tracing::warn!(
@@ -538,26 +489,23 @@ impl<L: LeaseClient> Runner<L> {
             cfg.cluster.ttl,
             cfg.replication.max_lag_on_failover.bytes(),
         );
-        if let Some(previous) = Some(self.view.borrow().agent_started) {
-            view.agent_started = previous;
-        }
+        view.agent_started = self.view.borrow().agent_started;
         view.loop_last = Some(Instant::now());
         view.peers = self.peers.views().cloned().collect();
-        view.leader_lsn = lease
+        let holder = lease
             .holder
             .as_deref()
             .and_then(|h| self.peers.get(h))
-            .and_then(PeerView::lsn);
+            .and_then(|p| p.fresh_doc());
+        view.leader_lsn = holder.and_then(|d| d.position()).map(|p| p.lsn);
         view.holds_lease = lease.mine;
+        view.last_leader_position = self.memory.last_leader;
         // Another holder's term as it reports it itself: an acceptor only
         // sees renewal ballots, whose counters grow with every renewal.
-        let reported_term = lease
-            .holder
-            .as_deref()
+        let reported_term = holder
             .filter(|_| !lease.mine)
-            .and_then(|h| self.peers.get(h))
-            .and_then(|p| p.fresh_doc())
-            .and_then(|d| d["leader"]["term"].as_u64());
+            .and_then(|d| d.leader.as_ref())
+            .map(|l| l.term);
         view.leader = match (&lease.holder, lease.expires_at) {
             (Some(name), Some(expires_at)) => Some(LeaderView {
                 name: name.clone(),
@@ -579,50 +527,47 @@ impl<L: LeaseClient> Runner<L> {
             view.reason = Some(b.clone());
         }
         let (Some(o), Some(local)) = (observed, &self.local) else {
-            view.state = PgState::Running;
+            view.state = State::Running;
             view.reason = None;
             return view;
         };
         let observation = o.observation.clone();
         view.role = match (&observation, o.data) {
-            (Some(obs), _) => {
-                if obs.in_recovery {
-                    Role::Replica
-                } else {
-                    Role::Primary
-                }
-            }
-            (None, crate::pg::files::DataDirState::Initialized) => {
-                if o.standby_signal {
-                    Role::Replica
-                } else {
-                    Role::Primary
-                }
-            }
+            (Some(obs), _) if obs.in_recovery => Role::Replica,
+            (Some(_), _) => Role::Primary,
+            (None, DataDirState::Initialized) if o.standby_signal => Role::Replica,
+            (None, DataDirState::Initialized) => Role::Primary,
             (None, _) => Role::Uninitialized,
         };
+        let postmaster_runs = matches!(o.postmaster, PostmasterState::Running { .. });
         view.state = if observation.is_some() {
-            PgState::Running
-        } else if local.fenced().is_some() {
-            PgState::Fenced
-        } else if local.in_crash_backoff() {
-            PgState::Crashed
-        } else if local.pid().is_some() {
-            PgState::Starting
+            State::Running
+        } else if postmaster_runs {
+            State::Starting
+        } else if self.memory.fence.is_some() {
+            State::Fenced
+        } else if self.memory.crash.wait_left(Instant::now()).is_some() {
+            State::Crashed
         } else {
-            PgState::Stopped
+            State::Stopped
         };
-        if view.state == PgState::Fenced {
-            view.reason = match (local.fenced(), &view.reason) {
-                (Some(why), Some(now)) => Some(format!("fenced ({why}); now {now}")),
-                (Some(why), None) => Some(format!("fenced ({why})")),
+        if view.state == State::Fenced {
+            let why = self.memory.fence.as_ref().map(|(_, r)| r.as_str());
+            view.reason = match (why, &view.reason) {
+                (Some(why), Some(now)) if now.as_str() != why => {
+                    Some(format!("fenced ({why}); now {now}"))
+                }
+                (Some(why), _) => Some(format!("fenced ({why})")),
                 (None, now) => now.clone(),
             };
         }
-        view.wal_receiver_problem = o.receiver_problem.clone();
+        view.wal_receiver_problem = o.receiver_problem.as_ref().map(|p| p.to_string());
         view.history = local.history().to_vec();
         view.postgres = Some(PostgresView {
-            pid: local.pid(),
+            pid: match o.postmaster {
+                PostmasterState::Running { pid, .. } => Some(pid),
+                _ => None,
+            },
             host: cfg.pg_advertise_host(),
             port: cfg.postgresql.port,
             observation,
@@ -657,6 +602,7 @@ impl<L: LeaseClient> Runner<L> {
         self.cfg = cfg;
         self.cfg.node = node;
         self.cfg.api.listen = listen;
+        self.settings = Settings::from_config(&self.cfg);
         self.iterate().await;
     }
 
@@ -674,10 +620,68 @@ impl<L: LeaseClient> Runner<L> {
                 );
                 return;
             }
-            local.guard_until(None, false, Duration::ZERO);
+            local.guard(GuardCommand::Disarm, Duration::ZERO);
         }
         self.watchdog.disarm();
         self.lease.release().await;
+    }
+}
+
+/// The postmaster as the decision sees it.
+fn local_postgres(o: &Observed, memory: &Memory, now: Instant) -> Postgres {
+    match (&o.postmaster, &o.observation) {
+        (PostmasterState::Running { .. }, Some(obs)) => Postgres::Running {
+            in_recovery: obs.in_recovery,
+        },
+        (PostmasterState::Running { .. }, None) => Postgres::Starting,
+        (PostmasterState::None | PostmasterState::Exited { .. }, _) => Postgres::NotRunning {
+            crash_backoff: memory.crash.wait_left(now).is_some(),
+        },
+    }
+}
+
+/// A witness's "local" facts: no data, nothing running.
+fn witness_local() -> Local {
+    Local {
+        data: DataDirState::Empty,
+        standby_signal: false,
+        postgres: Postgres::NotRunning {
+            crash_backoff: false,
+        },
+        position: None,
+        system_identifier: None,
+        timeline_diverged: false,
+        crashes_in_a_row: 0,
+        role_ensured: false,
+        fenced_in_term: None,
+        last_leader: None,
+        clone_retry_in: None,
+    }
+}
+
+/// The lease as decisions see it at `now`.
+fn lease_view(status: &LeaseStatus, now: Instant) -> Lease {
+    let remaining = status.remaining(now);
+    Lease {
+        mine: status.mine && !remaining.is_zero(),
+        holder: status.holder.clone(),
+        term: status.term,
+        remaining: if status.mine {
+            remaining
+        } else {
+            Duration::ZERO
+        },
+    }
+}
+
+/// The state published before an action begins.
+fn announced_state(action: &Action) -> Option<State> {
+    match action {
+        Action::Fence { .. } => Some(State::Fencing),
+        Action::Bootstrap => Some(State::Bootstrapping),
+        Action::Clone { .. } => Some(State::Cloning),
+        Action::Rewind { .. } => Some(State::Rewinding),
+        _ => None,
     }
 }
 
@@ -687,19 +691,15 @@ fn guard_margin(cfg: &Config) -> Duration {
     (cfg.cluster.ttl / 5).max(Duration::from_millis(200))
 }
 
-/// Crashes in a row after which a primary gives its lease up.
-const CRASH_LOOP: u32 = 3;
-
 /// The one-line `STATUS=` for systemd.
 fn status_line(view: &NodeView) -> String {
-    let role = serde_json::to_value(view.role)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
-    let state = serde_json::to_value(view.state)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
+    let name = |v: serde_json::Result<serde_json::Value>| {
+        v.ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
+    let role = name(serde_json::to_value(view.role));
+    let state = name(serde_json::to_value(view.state));
     match &view.reason {
         Some(r) => format!("{role}, {state}: {r}"),
         None => format!("{role}, {state}"),

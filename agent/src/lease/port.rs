@@ -36,6 +36,10 @@ pub trait LeaseClient: Send {
 
     /// Gives the lease up at once (clean shutdown, switchover).
     fn release(&mut self) -> impl Future<Output = ()> + Send;
+
+    /// The lease as known now, without a round (at an agent's start: the
+    /// lease it still holds from before a restart).
+    fn current(&self) -> LeaseStatus;
 }
 
 #[cfg(test)]

@@ -367,6 +367,10 @@ impl LeaseClient for QuorumLease {
             self.send_release().await;
         }
     }
+
+    fn current(&self) -> LeaseStatus {
+        self.status()
+    }
 }
 
 /// The next usable answer of a phase, or `None` once every member has

@@ -52,6 +52,10 @@ impl LeaseClient for SoloLease {
     async fn release(&mut self) {
         self.expires_at = None;
     }
+
+    fn current(&self) -> LeaseStatus {
+        self.status(Instant::now())
+    }
 }
 
 #[cfg(test)]

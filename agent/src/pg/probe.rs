@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Serialize;
-use serde_json::{Map, Value};
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+
+use crate::status_doc::{Position, WalReceiver, WalSender};
 
 use super::conf::SUPERUSER;
 use super::lsn::Lsn;
@@ -37,7 +37,7 @@ pub enum ProbeError {
 }
 
 /// What one probe saw.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Observation {
     /// `pg_is_in_recovery()`.
     pub in_recovery: bool,
@@ -61,15 +61,27 @@ pub struct Observation {
     /// Some setting changed that needs a restart to apply.
     pub pending_restart: bool,
     /// Every row of `pg_stat_replication`, all columns, plus `lag_bytes`.
-    pub wal_senders: Vec<Map<String, Value>>,
+    pub wal_senders: Vec<WalSender>,
     /// The `pg_stat_wal_receiver` row, when a receiver runs.
-    pub wal_receiver: Option<Map<String, Value>>,
+    pub wal_receiver: Option<WalReceiver>,
 }
 
 impl Observation {
-    /// The position this node has: written on a primary, replayed (else received) on a standby.
-    pub fn position(&self) -> Option<Lsn> {
-        self.current_lsn.or(self.replayed_lsn).or(self.received_lsn)
+    /// How far this node's WAL goes, on its timeline: written on a primary;
+    /// received or replayed, whichever is further, on a standby.
+    pub fn position(&self) -> Option<Position> {
+        let lsn = self
+            .current_lsn
+            .or(self.received_lsn.max(self.replayed_lsn))?;
+        Some(Position {
+            timeline: self.timeline?,
+            lsn,
+        })
+    }
+
+    /// The receiver's status (`streaming`, ...), while one runs.
+    pub fn receiver_status(&self) -> Option<&str> {
+        self.wal_receiver.as_ref().map(|r| r.status.as_str())
     }
 }
 
@@ -225,27 +237,22 @@ pub fn parse_observation(row: &[Option<String>]) -> Result<Observation, ProbeErr
     let lsn = |i: usize| cell(i).and_then(|s| s.parse::<Lsn>().ok());
     let in_recovery = cell(0) == Some("true");
     let current_lsn = lsn(3);
-    let mut wal_senders: Vec<Map<String, Value>> = match cell(10) {
-        Some(text) => {
-            serde_json::from_str(text).map_err(|_| unexpected("pg_stat_replication", 10))?
-        }
+    let mut wal_senders: Vec<WalSender> = match cell(10) {
+        Some(text) => serde_json::from_str(text)
+            .map_err(|e| ProbeError::Unexpected(format!("pg_stat_replication: {e}")))?,
         None => Vec::new(),
     };
     for sender in &mut wal_senders {
-        let replay = sender
-            .get("replay_lsn")
-            .and_then(Value::as_str)
-            .and_then(|s| s.parse::<Lsn>().ok());
-        let lag = match (current_lsn, replay) {
-            (Some(cur), Some(rep)) => Value::from(cur.bytes_after(rep)),
-            _ => Value::Null,
+        sender.lag_bytes = match (current_lsn, sender.replay_lsn) {
+            (Some(cur), Some(rep)) => Some(cur.bytes_after(rep)),
+            _ => None,
         };
-        sender.insert("lag_bytes".into(), lag);
     }
     let wal_receiver = match cell(11) {
-        Some(text) => {
-            Some(serde_json::from_str(text).map_err(|_| unexpected("pg_stat_wal_receiver", 11))?)
-        }
+        Some(text) => Some(
+            serde_json::from_str(text)
+                .map_err(|e| ProbeError::Unexpected(format!("pg_stat_wal_receiver: {e}")))?,
+        ),
         None => None,
     };
     Ok(Observation {
@@ -300,10 +307,11 @@ mod tests {
         assert_eq!(o.timeline, Some(1));
         assert_eq!(o.current_lsn, Some(Lsn(0x5000148)));
         assert_eq!(o.wal_senders.len(), 1);
-        assert_eq!(o.wal_senders[0]["lag_bytes"], Value::from(0x48u64));
-        assert_eq!(o.wal_senders[0]["pid"], Value::from(42));
+        assert_eq!(o.wal_senders[0].lag_bytes, Some(0x48));
+        assert_eq!(o.wal_senders[0].application_name.as_deref(), Some("pg2"));
+        assert_eq!(o.wal_senders[0].other["pid"], serde_json::json!(42));
         assert!(o.wal_receiver.is_none());
-        assert_eq!(o.position(), Some(Lsn(0x5000148)));
+        assert_eq!(o.position().map(|p| p.lsn), Some(Lsn(0x5000148)));
     }
 
     #[test]
@@ -324,11 +332,15 @@ mod tests {
         ]);
         let o = parse_observation(&row).unwrap();
         assert!(o.in_recovery && o.replay_paused && o.pending_restart);
+        assert_eq!(o.wal_receiver.as_ref().unwrap().sender_port, Some(5432));
+        assert_eq!(o.receiver_status(), Some("streaming"));
         assert_eq!(
-            o.wal_receiver.as_ref().unwrap()["sender_port"],
-            Value::from(5432)
+            o.position(),
+            Some(Position {
+                timeline: 2,
+                lsn: Lsn(0x6000000)
+            })
         );
-        assert_eq!(o.position(), Some(Lsn(0x5FFFFF0)));
     }
 
     #[test]

@@ -1,0 +1,139 @@
+//! What the fence guard must be told, decided purely. The guard is the
+//! process beside PostgreSQL that stops it when "writable until T" passes
+//! without being pushed forward (`pg/fence_guard.rs`); these rules decide T.
+//!
+//! - **Guard first**: before an action that can make PostgreSQL writable,
+//!   the guard is armed with the lease's end ([`before`]).
+//! - **Extend only with the lease**: while PostgreSQL may take writes, the
+//!   guard's deadline follows the lease this node holds; without the lease
+//!   it is left where it is, so it fires ([`after`]).
+//! - **Disarm only on evidence**: the guard leaves only when PostgreSQL is
+//!   positively stopped or positively in recovery — never because the probe
+//!   failed ([`after`]).
+
+use std::time::Instant;
+
+use super::decide::Action;
+use super::situation::Postgres;
+
+/// What to tell the guard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuardCommand {
+    /// Writable until this lease end (the guard acts a margin before it).
+    Arm(Instant),
+    /// Leave the deadline as it is.
+    Keep,
+    /// PostgreSQL cannot take writes: the guard may leave.
+    Disarm,
+}
+
+/// Before carrying `action` out: arm the guard when the action can make
+/// PostgreSQL writable (the lease's end is known: `decide` only makes a
+/// node writable while it holds the lease).
+pub fn before(action: &Action, lease_end: Option<Instant>) -> Option<GuardCommand> {
+    if !action.makes_writable() {
+        return None;
+    }
+    Some(match lease_end {
+        Some(end) => GuardCommand::Arm(end),
+        // Unreachable by `decide`'s rules; keeping whatever deadline there
+        // is beats extending nothing.
+        None => GuardCommand::Keep,
+    })
+}
+
+/// After the action, from PostgreSQL as observed now: follow the lease
+/// while it may take writes, leave only on evidence that it cannot.
+pub fn after(
+    postgres: &Postgres,
+    standby_signal: bool,
+    lease_end: Option<Instant>,
+) -> GuardCommand {
+    match (postgres, lease_end) {
+        (Postgres::Running { in_recovery: true } | Postgres::NotRunning { .. }, _) => {
+            GuardCommand::Disarm
+        }
+        (Postgres::Running { in_recovery: false }, Some(end)) => GuardCommand::Arm(end),
+        // Not answering proves nothing: an overloaded primary still takes
+        // writes on sessions it has. A primary's directory is guarded while
+        // the lease lasts; nothing is taken away from the guard.
+        (Postgres::Starting, Some(end)) if !standby_signal => GuardCommand::Arm(end),
+        (Postgres::Starting | Postgres::Running { in_recovery: false }, _) => GuardCommand::Keep,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn actions_that_make_postgres_writable_arm_the_guard_first() {
+        let end = Instant::now() + Duration::from_secs(8);
+        for action in [
+            Action::Bootstrap,
+            Action::Start { as_standby: false },
+            Action::Promote {
+                reason: "best".into(),
+            },
+        ] {
+            assert_eq!(
+                before(&action, Some(end)),
+                Some(GuardCommand::Arm(end)),
+                "{action:?}"
+            );
+        }
+        for action in [
+            Action::Start { as_standby: true },
+            Action::Healthy,
+            Action::Fence { reason: "x".into() },
+        ] {
+            assert_eq!(before(&action, Some(end)), None, "{action:?}");
+        }
+    }
+
+    #[test]
+    fn a_probe_error_never_disarms_and_only_the_lease_extends() {
+        let end = Instant::now() + Duration::from_secs(8);
+        // (postgres, standby.signal, lease end) -> command
+        let rows = [
+            (
+                Postgres::Running { in_recovery: false },
+                false,
+                Some(end),
+                GuardCommand::Arm(end),
+            ),
+            (
+                Postgres::Running { in_recovery: false },
+                false,
+                None,
+                GuardCommand::Keep,
+            ),
+            (Postgres::Starting, false, Some(end), GuardCommand::Arm(end)),
+            (Postgres::Starting, false, None, GuardCommand::Keep),
+            (Postgres::Starting, true, None, GuardCommand::Keep),
+            (Postgres::Starting, true, Some(end), GuardCommand::Keep),
+            (
+                Postgres::Running { in_recovery: true },
+                false,
+                None,
+                GuardCommand::Disarm,
+            ),
+            (
+                Postgres::NotRunning {
+                    crash_backoff: true,
+                },
+                false,
+                Some(end),
+                GuardCommand::Disarm,
+            ),
+        ];
+        for (pg, signal, lease, expected) in rows {
+            assert_eq!(
+                after(&pg, signal, lease),
+                expected,
+                "{pg:?} standby.signal={signal} lease={lease:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,683 @@
+//! The situation: everything a decision depends on except the lease,
+//! computed purely from what the executor observed of the local node
+//! ([`Local`]), what the other members said this loop ([`PeerReport`]) and
+//! the settings. [`situation`] is the second step of the loop; the lease
+//! round uses its [`super::decide::wants_lease`], and
+//! [`super::decide::decide`] takes it with the lease.
+
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::pg::conf::StandbySource;
+use crate::pg::files::DataDirState;
+use crate::status_doc::{Position, Role, State, StatusDoc};
+
+use super::candidate::{judge, members_to_compare, Candidacy, Contender};
+
+/// The local PostgreSQL, as the loop found it this iteration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Postgres {
+    /// No postmaster runs.
+    NotRunning {
+        /// It exited without being asked to, and a restart is not due yet.
+        crash_backoff: bool,
+    },
+    /// A postmaster runs but did not answer the probe: starting up, or
+    /// overloaded (out of connections, stuck) — in which case it may still
+    /// take writes on sessions already open. Never a reason to disarm.
+    Starting,
+    /// It answers queries.
+    Running {
+        /// `pg_is_in_recovery()`.
+        in_recovery: bool,
+    },
+}
+
+/// What the executor observed of this node: plain data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Local {
+    /// What the data directory holds.
+    pub data: DataDirState,
+    /// `standby.signal` exists.
+    pub standby_signal: bool,
+    /// The postmaster.
+    pub postgres: Postgres,
+    /// Its position, when PostgreSQL answered.
+    pub position: Option<Position>,
+    /// The cluster's system identifier: from PostgreSQL, else the state file.
+    pub system_identifier: Option<String>,
+    /// This standby's timeline forked off its upstream's.
+    pub timeline_diverged: bool,
+    /// Crashes of the postmaster in a row.
+    pub crashes_in_a_row: u32,
+    /// The replication role and slots were ensured since PostgreSQL last
+    /// started as primary.
+    pub role_ensured: bool,
+    /// This node fenced itself while holding the lease of this term: it may
+    /// not be writable again before a new term.
+    pub fenced_in_term: Option<u64>,
+    /// The last position this node saw the primary at.
+    pub last_leader: Option<Position>,
+    /// A clone failed: the next one is due in this long.
+    pub clone_retry_in: Option<Duration>,
+}
+
+/// What another member said about itself this loop.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PeerReport {
+    /// Member name.
+    pub name: String,
+    /// Its document arrived (and parsed) this loop.
+    pub fresh: bool,
+    /// Why it did not.
+    pub error: Option<String>,
+    /// Its role.
+    pub role: Option<Role>,
+    /// Its state.
+    pub state: Option<State>,
+    /// It runs PostgreSQL read-write.
+    pub running_primary: bool,
+    /// It says it holds the lease and runs as primary.
+    pub claims_leadership: bool,
+    /// The term it reports for its own lease.
+    pub leader_term: Option<u64>,
+    /// Its cluster's system identifier.
+    pub system_identifier: Option<String>,
+    /// Its position.
+    pub position: Option<Position>,
+    /// Where its PostgreSQL is reached.
+    pub pg: Option<(String, u16)>,
+    /// It has no data and is not making any.
+    pub uninitialized: bool,
+    /// The last position it saw the primary at.
+    pub last_leader: Option<Position>,
+}
+
+impl PeerReport {
+    /// A member's report from its document this loop (`None`: no answer).
+    pub fn new(name: &str, doc: Option<&StatusDoc>, error: Option<String>) -> PeerReport {
+        let Some(d) = doc else {
+            return PeerReport {
+                name: name.to_string(),
+                error,
+                ..PeerReport::default()
+            };
+        };
+        PeerReport {
+            name: name.to_string(),
+            fresh: true,
+            error: None,
+            role: Some(d.role),
+            state: Some(d.state),
+            running_primary: d.is_running_primary(),
+            claims_leadership: d.claims_leadership(),
+            leader_term: d
+                .leader
+                .as_ref()
+                .filter(|l| l.name == d.name)
+                .map(|l| l.term),
+            system_identifier: d.system_identifier().map(str::to_string),
+            position: d.position(),
+            pg: d.pg_endpoint(),
+            uninitialized: d.is_uninitialized(),
+            last_leader: d.last_leader_position,
+        }
+    }
+
+    /// A running replica that could take over.
+    fn healthy_replica(&self) -> bool {
+        self.fresh && self.role == Some(Role::Replica) && self.state == Some(State::Running)
+    }
+}
+
+/// One member as the configuration lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberInfo {
+    /// Its name.
+    pub name: String,
+    /// Runs no PostgreSQL.
+    pub witness: bool,
+    /// Never promoted.
+    pub nofailover: bool,
+    /// Preferred clone source.
+    pub clonefrom: bool,
+}
+
+/// The settings decisions depend on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// This member.
+    pub me: String,
+    /// This member runs no PostgreSQL.
+    pub witness: bool,
+    /// Every member, this one included.
+    pub members: Vec<MemberInfo>,
+    /// A physical slot per member.
+    pub slots: bool,
+    /// `replication.max_lag_on_failover` in bytes.
+    pub max_lag: u64,
+    /// A primary whose lease has less than this left stops PostgreSQL; no
+    /// primary is made with less than this left.
+    pub fence_margin: Duration,
+    /// The operator paused automatic actions.
+    pub paused: bool,
+    /// Crashes in a row after which a primary hands over, if it can.
+    pub crash_loop_after: u32,
+}
+
+impl Settings {
+    /// The settings of `cfg`.
+    pub fn from_config(cfg: &Config) -> Settings {
+        Settings {
+            me: cfg.node.name.clone(),
+            witness: cfg.node.witness,
+            members: cfg
+                .cluster
+                .members
+                .iter()
+                .map(|m| MemberInfo {
+                    name: m.name.clone(),
+                    witness: m.witness,
+                    nofailover: m.nofailover,
+                    clonefrom: m.clonefrom,
+                })
+                .collect(),
+            slots: cfg.replication.slots,
+            max_lag: cfg.replication.max_lag_on_failover.bytes(),
+            fence_margin: fence_margin(cfg.cluster.ttl, cfg.cluster.loop_wait),
+            paused: false,
+            crash_loop_after: CRASH_LOOP_AFTER,
+        }
+    }
+
+    fn data_members(&self) -> impl Iterator<Item = &MemberInfo> {
+        self.members.iter().filter(|m| !m.witness)
+    }
+
+    fn member(&self, name: &str) -> Option<&MemberInfo> {
+        self.members.iter().find(|m| m.name == name)
+    }
+}
+
+/// Crashes in a row after which a primary gives its lease to another
+/// candidate, when there is one.
+pub const CRASH_LOOP_AFTER: u32 = 3;
+
+/// Two loops, or a quarter of the lease, whichever is longer.
+pub fn fence_margin(ttl: Duration, loop_wait: Duration) -> Duration {
+    (loop_wait * 2).max(ttl / 4)
+}
+
+/// PostgreSQL keeps crashing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CrashLoop {
+    /// It does not.
+    No,
+    /// It does, and another member can take over: give the lease up.
+    GiveUp {
+        /// A member that could take over.
+        to: String,
+        /// Crashes in a row.
+        crashes: u32,
+    },
+    /// It does, and no other member can take over: keep restarting it
+    /// (with back-off) rather than leave the cluster without a primary.
+    KeepTrying {
+        /// Crashes in a row.
+        crashes: u32,
+    },
+}
+
+/// Everything a decision depends on but the lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Situation {
+    /// This member's name.
+    pub me: String,
+    /// This node runs no PostgreSQL.
+    pub witness: bool,
+    /// The cluster has no data members at all (a lease-only cluster): then
+    /// a witness may hold the lease, there being no primary to protect.
+    pub no_data_members: bool,
+    /// This node is the only data member: nobody to compare positions with.
+    pub solo_data_member: bool,
+    /// The operator paused automatic actions.
+    pub paused: bool,
+    /// Tagged `nofailover`: never primary, not even to bootstrap.
+    pub nofailover: bool,
+    /// No primary is made, and a primary stops, with less lease than this.
+    pub fence_margin: Duration,
+    /// What the data directory holds.
+    pub data: DataDirState,
+    /// `standby.signal` exists.
+    pub standby_signal: bool,
+    /// The postmaster.
+    pub postgres: Postgres,
+    /// How far its WAL goes, when PostgreSQL answered.
+    pub position: Option<Position>,
+    /// The replication role was ensured since PostgreSQL last started as primary.
+    pub role_ensured: bool,
+    /// This standby's timeline diverged from its upstream's.
+    pub timeline_diverged: bool,
+    /// Fenced in this term: not writable again before a new one.
+    pub fenced_in_term: Option<u64>,
+    /// This data directory's system identifier, when known.
+    pub system_identifier: Option<String>,
+    /// PostgreSQL keeps crashing.
+    pub crash_loop: CrashLoop,
+    /// A new cluster may be created here (every data member reachable and
+    /// empty; trivially true for a one-member cluster).
+    pub bootstrap_allowed: bool,
+    /// Why an empty member can neither bootstrap nor clone, in words.
+    pub join_blocker: Option<String>,
+    /// Where an empty member clones from: the member that leads, or a
+    /// running member tagged `clonefrom`.
+    pub clone_source: Option<StandbySource>,
+    /// A clone failed: the next one is due in this long.
+    pub clone_retry_in: Option<Duration>,
+    /// Whether this member is the one to lead when nobody does.
+    pub candidacy: Candidacy,
+    /// The slot this member streams from, when slots are on.
+    pub slot: Option<String>,
+    /// The other members' reports.
+    pub peers: Vec<PeerReport>,
+}
+
+impl Situation {
+    /// PostgreSQL may accept writes: it runs as primary, or runs and does
+    /// not answer while its directory is primary-shaped.
+    pub fn may_be_writable(&self) -> bool {
+        match self.postgres {
+            Postgres::Running { in_recovery } => !in_recovery,
+            Postgres::Starting => !self.standby_signal,
+            Postgres::NotRunning { .. } => false,
+        }
+    }
+
+    /// Another member's report.
+    pub fn peer(&self, name: &str) -> Option<&PeerReport> {
+        self.peers.iter().find(|p| p.name == name)
+    }
+
+    /// Where this member streams from when `peer` is the primary.
+    pub fn source_of(&self, peer: &PeerReport) -> Option<StandbySource> {
+        peer.pg.clone().map(|(host, port)| StandbySource {
+            host,
+            port,
+            slot: self.slot.clone(),
+        })
+    }
+}
+
+/// The situation, from what was observed.
+pub fn situation(local: &Local, peers: &[PeerReport], settings: &Settings) -> Situation {
+    let me = settings.me.as_str();
+    let data_members = settings.data_members().count();
+    let nofailover = settings.member(me).is_some_and(|m| m.nofailover);
+    let data_peers: Vec<&PeerReport> = settings
+        .data_members()
+        .filter(|m| m.name != me)
+        .filter_map(|m| peers.iter().find(|p| p.name == m.name))
+        .collect();
+    let slot = settings.slots.then(|| me.to_string());
+    let mut s = Situation {
+        me: me.to_string(),
+        witness: settings.witness,
+        no_data_members: data_members == 0,
+        solo_data_member: !settings.witness && data_members == 1,
+        paused: settings.paused,
+        nofailover,
+        fence_margin: settings.fence_margin,
+        data: local.data,
+        standby_signal: local.standby_signal,
+        postgres: local.postgres.clone(),
+        position: local.position,
+        role_ensured: local.role_ensured,
+        timeline_diverged: local.timeline_diverged,
+        fenced_in_term: local.fenced_in_term,
+        system_identifier: local.system_identifier.clone(),
+        crash_loop: CrashLoop::No,
+        bootstrap_allowed: false,
+        join_blocker: None,
+        clone_source: None,
+        clone_retry_in: local.clone_retry_in,
+        candidacy: Candidacy::NotBest("a witness never leads".into()),
+        slot,
+        peers: peers.to_vec(),
+    };
+    if settings.witness {
+        return s;
+    }
+    s.crash_loop = crash_loop(local, &data_peers, settings);
+    s.candidacy = candidacy(local, &data_peers, settings, nofailover);
+    let solo = settings.members.len() == 1;
+    let all_empty = data_peers.len() + 1 == data_members
+        && data_peers.iter().all(|p| p.fresh && p.uninitialized);
+    s.bootstrap_allowed = local.data != DataDirState::Initialized && (solo || all_empty);
+    if local.data == DataDirState::Empty {
+        let leader = data_peers
+            .iter()
+            .find(|p| p.fresh && p.claims_leadership && p.running_primary);
+        let clonefrom = || {
+            data_peers.iter().find(|p| {
+                settings.member(&p.name).is_some_and(|m| m.clonefrom)
+                    && p.fresh
+                    && p.state == Some(State::Running)
+                    && p.system_identifier.is_some()
+            })
+        };
+        s.clone_source = leader.or_else(clonefrom).and_then(|p| s.source_of(p));
+    }
+    if local.data != DataDirState::Initialized && !s.bootstrap_allowed && s.clone_source.is_none() {
+        s.join_blocker = Some(join_blocker(&data_peers));
+    }
+    s
+}
+
+fn join_blocker(data_peers: &[&PeerReport]) -> String {
+    let unreachable: Vec<String> = data_peers
+        .iter()
+        .filter(|p| !p.fresh)
+        .map(|p| {
+            format!(
+                "{} ({})",
+                p.name,
+                p.error.as_deref().unwrap_or("no answer yet")
+            )
+        })
+        .collect();
+    let with_data: Vec<&str> = data_peers
+        .iter()
+        .filter(|p| p.fresh && !p.uninitialized)
+        .map(|p| p.name.as_str())
+        .collect();
+    if !unreachable.is_empty() {
+        format!(
+            "empty data directory: waiting for every data member before a new cluster is made; not reachable: {}",
+            unreachable.join(", ")
+        )
+    } else if !with_data.is_empty() {
+        format!(
+            "empty data directory: {} {} data, but no running primary holding the leader lease to clone from yet",
+            with_data.join(", "),
+            if with_data.len() == 1 { "has" } else { "have" }
+        )
+    } else {
+        "empty data directory: waiting for the leader lease to bootstrap".to_string()
+    }
+}
+
+fn candidacy(
+    local: &Local,
+    data_peers: &[&PeerReport],
+    settings: &Settings,
+    nofailover: bool,
+) -> Candidacy {
+    let position = match local.postgres {
+        Postgres::Running { .. } => local.position,
+        _ => None,
+    };
+    let me = Contender {
+        name: settings.me.clone(),
+        position,
+        system_identifier: local.system_identifier.clone(),
+        running_primary: false,
+        nofailover,
+        last_leader: local.last_leader,
+        empty: false,
+    };
+    let peers: Vec<Contender> = data_peers
+        .iter()
+        .filter(|p| p.fresh)
+        .map(|p| Contender {
+            name: p.name.clone(),
+            position: p.position,
+            system_identifier: p.system_identifier.clone(),
+            running_primary: p.running_primary,
+            nofailover: settings.member(&p.name).is_some_and(|m| m.nofailover),
+            last_leader: p.last_leader,
+            empty: p.uninitialized,
+        })
+        .collect();
+    let needed = members_to_compare(settings.data_members().count(), settings.members.len());
+    judge(&me, &peers, needed, settings.max_lag)
+}
+
+fn crash_loop(local: &Local, data_peers: &[&PeerReport], settings: &Settings) -> CrashLoop {
+    let crashes = local.crashes_in_a_row;
+    if crashes < settings.crash_loop_after {
+        return CrashLoop::No;
+    }
+    let other = data_peers.iter().find(|p| {
+        p.healthy_replica()
+            && !settings.member(&p.name).is_some_and(|m| m.nofailover)
+            && p.system_identifier == local.system_identifier
+    });
+    match other {
+        Some(p) => CrashLoop::GiveUp {
+            to: p.name.clone(),
+            crashes,
+        },
+        None => CrashLoop::KeepTrying { crashes },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pg::Lsn;
+
+    fn settings(names: &[&str]) -> Settings {
+        Settings {
+            me: names[0].to_string(),
+            witness: false,
+            members: names
+                .iter()
+                .map(|n| MemberInfo {
+                    name: n.to_string(),
+                    witness: n.starts_with('w'),
+                    nofailover: false,
+                    clonefrom: false,
+                })
+                .collect(),
+            slots: true,
+            max_lag: 1 << 20,
+            fence_margin: Duration::from_secs(2),
+            paused: false,
+            crash_loop_after: 3,
+        }
+    }
+
+    fn at(lsn: u64) -> Option<Position> {
+        Some(Position {
+            timeline: 1,
+            lsn: Lsn(lsn),
+        })
+    }
+
+    fn standby(lsn: u64) -> Local {
+        Local {
+            data: DataDirState::Initialized,
+            standby_signal: true,
+            postgres: Postgres::Running { in_recovery: true },
+            position: at(lsn),
+            system_identifier: Some("7311".into()),
+            timeline_diverged: false,
+            crashes_in_a_row: 0,
+            role_ensured: false,
+            fenced_in_term: None,
+            last_leader: None,
+            clone_retry_in: None,
+        }
+    }
+
+    fn empty() -> Local {
+        Local {
+            data: DataDirState::Empty,
+            standby_signal: false,
+            postgres: Postgres::NotRunning {
+                crash_backoff: false,
+            },
+            position: None,
+            system_identifier: None,
+            ..standby(0)
+        }
+    }
+
+    fn peer(name: &str, role: Role, lsn: Option<u64>) -> PeerReport {
+        PeerReport {
+            name: name.into(),
+            fresh: true,
+            role: Some(role),
+            state: Some(State::Running),
+            running_primary: role == Role::Primary,
+            claims_leadership: role == Role::Primary,
+            leader_term: (role == Role::Primary).then_some(3),
+            system_identifier: (role != Role::Uninitialized).then(|| "7311".into()),
+            position: lsn.and_then(at),
+            pg: Some((format!("10.0.0.{}", &name[2..]), 5432)),
+            uninitialized: role == Role::Uninitialized,
+            ..PeerReport::default()
+        }
+    }
+
+    fn down(name: &str) -> PeerReport {
+        PeerReport::new(name, None, Some("connection refused".into()))
+    }
+
+    #[test]
+    fn every_data_member_empty_and_reachable_allows_a_bootstrap() {
+        let s = situation(
+            &empty(),
+            &[
+                peer("pg2", Role::Uninitialized, None),
+                peer("pg3", Role::Uninitialized, None),
+            ],
+            &settings(&["pg1", "pg2", "pg3"]),
+        );
+        assert!(s.bootstrap_allowed);
+        assert_eq!(s.join_blocker, None);
+    }
+
+    #[test]
+    fn a_member_down_at_first_bootstrap_blocks_it_and_is_named() {
+        let s = situation(
+            &empty(),
+            &[peer("pg2", Role::Uninitialized, None), down("pg3")],
+            &settings(&["pg1", "pg2", "pg3"]),
+        );
+        assert!(!s.bootstrap_allowed);
+        let why = s.join_blocker.unwrap();
+        assert!(why.contains("pg3 (connection refused)"), "{why}");
+    }
+
+    #[test]
+    fn an_empty_member_clones_from_the_primary_that_claims_the_lease() {
+        let s = situation(
+            &empty(),
+            &[
+                peer("pg2", Role::Primary, Some(90)),
+                peer("pg3", Role::Replica, Some(80)),
+            ],
+            &settings(&["pg1", "pg2", "pg3"]),
+        );
+        let source = s.clone_source.unwrap();
+        assert_eq!((source.host.as_str(), source.port), ("10.0.0.2", 5432));
+        assert_eq!(source.slot.as_deref(), Some("pg1"));
+        assert!(!s.bootstrap_allowed);
+    }
+
+    #[test]
+    fn the_best_standby_is_the_candidate_and_says_why_not_otherwise() {
+        let cfg = settings(&["pg1", "pg2", "pg3"]);
+        let s = situation(
+            &standby(200),
+            &[down("pg2"), peer("pg3", Role::Replica, Some(100))],
+            &cfg,
+        );
+        assert!(s.candidacy.is_best(), "{:?}", s.candidacy);
+        let alone = situation(&standby(200), &[down("pg2"), down("pg3")], &cfg);
+        assert_eq!(
+            alone.candidacy.reason(),
+            "waiting: needs the WAL positions of 2 data members, reached 1"
+        );
+    }
+
+    #[test]
+    fn two_data_members_and_a_witness_let_the_survivor_stand_alone() {
+        let s = situation(
+            &standby(200),
+            &[down("pg2"), down("w1")],
+            &settings(&["pg1", "pg2", "w1"]),
+        );
+        assert!(s.candidacy.is_best(), "{:?}", s.candidacy);
+    }
+
+    #[test]
+    fn a_stopped_directory_has_no_known_position_so_it_is_no_candidate() {
+        let stopped = Local {
+            standby_signal: false,
+            postgres: Postgres::NotRunning {
+                crash_backoff: false,
+            },
+            ..standby(500)
+        };
+        let s = situation(
+            &stopped,
+            &[peer("pg2", Role::Replica, Some(100))],
+            &settings(&["pg1", "pg2", "pg3"]),
+        );
+        assert!(!s.candidacy.is_best());
+    }
+
+    #[test]
+    fn a_crash_loop_gives_the_lease_up_only_when_someone_can_take_over() {
+        let cfg = settings(&["pg1", "pg2", "pg3"]);
+        let crashing = Local {
+            standby_signal: false,
+            postgres: Postgres::NotRunning {
+                crash_backoff: true,
+            },
+            crashes_in_a_row: 3,
+            ..standby(0)
+        };
+        let s = situation(
+            &crashing,
+            &[peer("pg2", Role::Replica, Some(1)), down("pg3")],
+            &cfg,
+        );
+        assert_eq!(
+            s.crash_loop,
+            CrashLoop::GiveUp {
+                to: "pg2".into(),
+                crashes: 3
+            }
+        );
+        let s = situation(&crashing, &[down("pg2"), down("pg3")], &cfg);
+        assert_eq!(s.crash_loop, CrashLoop::KeepTrying { crashes: 3 });
+    }
+
+    #[test]
+    fn a_report_reads_what_decisions_need_from_a_document() {
+        let doc: StatusDoc = serde_json::from_value(serde_json::json!({
+            "name": "pg2", "cluster": "main", "role": "primary", "state": "running",
+            "agent": {"version": "0.1.0", "uptime_s": 3, "loop_last_ms_ago": 20},
+            "postgres": {"version_num": 150018, "system_identifier": "7311", "timeline": 3,
+                         "host": "10.0.0.2", "port": 5433, "pid": 42, "start_time": null},
+            "wal": {"lsn": "0/5000148", "received_lsn": null, "replayed_lsn": null, "lag_bytes": 0},
+            "leader": {"name": "pg2", "term": 9, "lease_remaining_ms": 8000},
+            "timeline": 3
+        }))
+        .unwrap();
+        let r = PeerReport::new("pg2", Some(&doc), None);
+        assert!(r.fresh && r.running_primary && r.claims_leadership);
+        assert_eq!(r.leader_term, Some(9));
+        assert_eq!(r.pg, Some(("10.0.0.2".into(), 5433)));
+        assert_eq!(
+            r.position,
+            Some(Position {
+                timeline: 3,
+                lsn: "0/5000148".parse().unwrap()
+            })
+        );
+    }
+}
