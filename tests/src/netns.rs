@@ -704,7 +704,7 @@ listen_addresses = "{addr}"
 port = {pg_port}
 socket_dir = "{socket}"
 pg_hba = ["host all all {cidr} scram-sha-256"]
-parameters = {{ fsync = false, shared_buffers = "16MB" }}
+parameters = {{ fsync = false, shared_buffers = "16MB", max_connections = 30 }}
 
 [replication]
 password_file = "{secrets}/replicator.pass"
@@ -1292,6 +1292,85 @@ async fn direct_checks(target: WriteTarget, every: Duration, ids: Arc<Ids>, log:
                     session = Some(client);
                 }
             }
+        }
+    }
+}
+
+/// A connection storm on one member's PostgreSQL, from inside its
+/// namespace: it takes every connection slot, and keeps the agent's own
+/// probe out (its session is terminated, and the slot it freed taken
+/// again) until dropped — the overloaded primary whose agent can no longer
+/// see whether it takes writes, while sessions opened before still can.
+pub struct ConnectionStorm {
+    stop: watch::Sender<bool>,
+    thread: Option<JoinHandle<()>>,
+    held: Arc<AtomicI64>,
+}
+
+impl ConnectionStorm {
+    /// Starts the storm on `pg` from inside `netns`.
+    pub fn start(netns: &str, pg: SocketAddr) -> Result<ConnectionStorm, String> {
+        let handle = open_netns(netns)?;
+        let netns = netns.to_string();
+        let (stop, mut stop_rx) = watch::channel(false);
+        let held = Arc::new(AtomicI64::new(0));
+        let counter = held.clone();
+        let thread = std::thread::Builder::new()
+            .name("connection-storm".into())
+            .spawn(move || {
+                if let Err(e) = enter_netns(&handle, &netns) {
+                    eprintln!("connection storm: {e}");
+                    return;
+                }
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("the storm's tokio runtime");
+                runtime.block_on(async move {
+                    let mut clients = Vec::new();
+                    loop {
+                        // Take every free slot.
+                        while let Ok(client) = connect(pg).await {
+                            clients.push(client);
+                            counter.store(clients.len() as i64, Ordering::Relaxed);
+                        }
+                        // Keep the agent's probe out: end its session; the
+                        // slot it frees is taken at the next turn.
+                        if let Some(c) = clients.first() {
+                            let _ = c
+                                .simple_query(
+                                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                                     WHERE application_name = 'pgwarden'",
+                                )
+                                .await;
+                        }
+                        tokio::select! {
+                            _ = stop_rx.wait_for(|s| *s) => break,
+                            _ = sleep(Duration::from_millis(20)) => {}
+                        }
+                    }
+                    drop(clients);
+                });
+            })
+            .map_err(|e| format!("spawn the connection storm: {e}"))?;
+        Ok(ConnectionStorm {
+            stop,
+            thread: Some(thread),
+            held,
+        })
+    }
+
+    /// How many sessions it holds.
+    pub fn held(&self) -> i64 {
+        self.held.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for ConnectionStorm {
+    fn drop(&mut self) {
+        self.stop.send_replace(true);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
     }
 }

@@ -32,26 +32,10 @@ fn rel(t: Instant, origin: Instant) -> String {
     }
 }
 
-#[test]
-fn given_the_primary_is_cut_off_then_it_fences_before_the_majority_promotes_and_rejoins_after_the_heal(
-) {
-    const TEST: &str = "partition of the primary";
-    if !require_root(TEST) {
-        return;
-    }
-    let Some(mut c) = or_skip(TEST, NetCluster::new(&DATA, "3s", "500ms")) else {
-        return;
-    };
-    let started = Instant::now();
-    eprintln!(
-        "network {} on bridge {}; test files in {}",
-        c.net.cidr(),
-        c.net.bridge,
-        c.dir.path().display()
-    );
-
-    // Given a primary and two streaming standbys, and writes going on from
-    // outside (every member) and from inside the primary's namespace.
+/// Starts the cluster; once a primary and two streaming standbys run,
+/// writes go on from outside (every member) and from inside the primary's
+/// namespace. Returns the primary and the two writers.
+fn primary_with_writers(c: &mut NetCluster, started: Instant) -> (String, NetWriter, NetWriter) {
     c.start_all();
     let old = c.wait_streaming(&DATA, SLOW);
     eprintln!(
@@ -81,6 +65,30 @@ fn given_the_primary_is_cut_off_then_it_fences_before_the_majority_promotes_and_
         let direct = inside.snapshot().last_ack(&old).is_some();
         (routed && direct).then_some(())
     });
+    (old, outside, inside)
+}
+
+#[test]
+fn given_the_primary_is_cut_off_then_it_fences_before_the_majority_promotes_and_rejoins_after_the_heal(
+) {
+    const TEST: &str = "partition of the primary";
+    if !require_root(TEST) {
+        return;
+    }
+    let Some(mut c) = or_skip(TEST, NetCluster::new(&DATA, "3s", "500ms")) else {
+        return;
+    };
+    let started = Instant::now();
+    eprintln!(
+        "network {} on bridge {}; test files in {}",
+        c.net.cidr(),
+        c.net.bridge,
+        c.dir.path().display()
+    );
+
+    // Given a primary and two streaming standbys, and writes going on from
+    // outside (every member) and from inside the primary's namespace.
+    let (old, outside, inside) = primary_with_writers(&mut c, started);
     std::thread::sleep(Duration::from_secs(1));
 
     // When the primary is cut off the network,
@@ -265,4 +273,94 @@ fn given_the_primary_is_cut_off_then_it_fences_before_the_majority_promotes_and_
         assert!(!shown.status.success(), "link {link} left behind");
     }
     eprintln!("done in {:.1}s", started.elapsed().as_secs_f64());
+}
+
+#[test]
+fn given_a_primary_whose_probe_fails_under_a_connection_storm_when_it_is_cut_off_then_it_stops_taking_writes_before_the_majority_promotes(
+) {
+    const TEST: &str = "connection storm and partition";
+    if !require_root(TEST) {
+        return;
+    }
+    let Some(mut c) = or_skip(TEST, NetCluster::new(&DATA, "3s", "500ms")) else {
+        return;
+    };
+    let started = Instant::now();
+    let (old, outside, inside) = primary_with_writers(&mut c, started);
+
+    // Given a primary whose every connection slot is taken and whose agent's
+    // own probe is kept out — sessions opened before still write —
+    let storm = ConnectionStorm::start(&c.node(&old).slot.netns, c.node(&old).pg())
+        .expect("the connection storm");
+    let blind = wait_for(
+        SLOW,
+        "the primary's agent to lose sight of PostgreSQL",
+        || {
+            let doc = c.node(&old).status_inside()?;
+            (doc["role"] == "primary" && doc["state"] == "starting").then_some(doc)
+        },
+    );
+    eprintln!(
+        "{} sessions held; {old}'s agent sees: state={} reason={}",
+        storm.held(),
+        blind["state"],
+        blind["reason"]
+    );
+    assert!(
+        inside.snapshot().last_ack(&old).is_some(),
+        "the session opened before the storm writes"
+    );
+
+    // when it is cut off from the others,
+    let cut = Instant::now();
+    c.node(&old).partition();
+
+    // then the majority promotes another member,
+    let majority: Vec<&str> = DATA.iter().copied().filter(|n| *n != old).collect();
+    let new = wait_for(SLOW, "a new primary on the majority side", || {
+        majority
+            .iter()
+            .find(|n| c.node(n).status().is_some_and(|d| is_running_primary(&d)))
+            .map(|n| n.to_string())
+    });
+    wait_for(SLOW, "the new primary to acknowledge a write", || {
+        outside.snapshot().first_ack(&new).cloned()
+    });
+    std::thread::sleep(SETTLED_PARTITION);
+    drop(storm);
+    let log = outside.stop().merged(inside.stop());
+    let report = log.report(started, Instant::now());
+    eprintln!("{}", report.summary());
+
+    // and the old primary, blind as its agent was, took no write after the
+    // new one took its first: it was fenced (by its agent, or its guard).
+    let old_last = log
+        .last_ack(&old)
+        .expect("the old primary acknowledged writes");
+    let new_first = log
+        .first_ack(&new)
+        .expect("the new primary acknowledged writes");
+    eprintln!(
+        "{old}'s last accepted write acknowledged at {}; {new}'s first sent at {}",
+        rel(old_last.acked, cut),
+        rel(new_first.sent, cut)
+    );
+    assert!(
+        old_last.acked < new_first.sent,
+        "{old} accepted id {} at {} while {new} had accepted id {} sent at {}",
+        old_last.id,
+        rel(old_last.acked, cut),
+        new_first.id,
+        rel(new_first.sent, cut)
+    );
+    assert!(
+        report.overlaps().is_empty(),
+        "two members accepted writes at overlapping times:\n{}",
+        report.summary()
+    );
+    let old_log = c.node(&old).log_text();
+    assert!(
+        old_log.contains("fencing"),
+        "{old} never fenced:\n{old_log}"
+    );
 }

@@ -257,7 +257,10 @@ fn decide_initialized(s: &Situation, lease: &Lease) -> Action {
                 CrashLoop::KeepTrying { crashes } => format!(
                     "PostgreSQL crashed {crashes} times in a row and no other member can take over: restarting it after a backoff"
                 ),
-                _ => "PostgreSQL exited unexpectedly; restarting after a backoff".into(),
+                CrashLoop::GiveUp { to, crashes } => format!(
+                    "PostgreSQL crashed {crashes} times in a row: handing over to {to}, then rejoining as a standby"
+                ),
+                CrashLoop::No => "PostgreSQL exited unexpectedly; restarting after a backoff".into(),
             },
         },
         Postgres::NotRunning {
@@ -633,6 +636,16 @@ mod tests {
                 Situation { solo_data_member: true, ..stopped(primary()) },
                 none(),
                 wait("a primary's data directory without the leader lease: waiting for it"),
+            ),
+            (
+                "a crash-looping stopped primary says it hands over",
+                Situation {
+                    postgres: Postgres::NotRunning { crash_backoff: true },
+                    crash_loop: CrashLoop::GiveUp { to: "pg2".into(), crashes: 3 },
+                    ..primary()
+                },
+                none(),
+                wait("PostgreSQL crashed 3 times in a row: handing over to pg2, then rejoining as a standby"),
             ),
             (
                 "crashed postgres waits for its backoff",
