@@ -1,5 +1,6 @@
 //! `pgwarden run`: loads the configuration, binds the API, starts the HA
-//! loop, and turns signals into its controls (SIGTERM/SIGINT: stop;
+//! loop, and turns signals into its controls (SIGINT: stop the node;
+//! SIGTERM: exit and leave PostgreSQL running for the next agent;
 //! SIGHUP: reload). Returns the process exit code.
 
 use std::path::Path;
@@ -25,7 +26,8 @@ pub const EXIT_RUNTIME: i32 = 1;
 /// Exit codes (SPEC): bad usage or invalid configuration.
 pub const EXIT_CONFIG: i32 = 2;
 
-/// Runs the agent until SIGTERM/SIGINT; returns the exit code.
+/// Runs the agent until SIGINT (stop the node) or SIGTERM (exit, leaving
+/// PostgreSQL running for the next agent); returns the exit code.
 pub async fn run(config_path: &Path) -> i32 {
     let cfg = match config::load_with_warnings(config_path) {
         Ok(loaded) => {
@@ -250,8 +252,14 @@ async fn supervise_signals(
     };
     loop {
         tokio::select! {
-            _ = term.recv() => return stop(control, loop_task, "SIGTERM").await,
-            _ = int.recv() => return stop(control, loop_task, "SIGINT").await,
+            _ = term.recv() => {
+                tracing::info!("SIGTERM: the agent exits and leaves PostgreSQL running (a restart or an upgrade: the next agent adopts it; to stop this node, send SIGINT, which `systemctl stop` does)");
+                return stop(control, loop_task, Control::Detach).await;
+            }
+            _ = int.recv() => {
+                tracing::info!("SIGINT: stopping this node: PostgreSQL, then the leader lease");
+                return stop(control, loop_task, Control::Shutdown).await;
+            }
             _ = hup.recv() => match config::load(config_path) {
                 Ok(cfg) => {
                     let _ = control.send(Control::Reload(Box::new(cfg))).await;
@@ -269,11 +277,10 @@ async fn supervise_signals(
 async fn stop(
     control: &mpsc::Sender<Control>,
     loop_task: tokio::task::JoinHandle<()>,
-    why: &str,
+    how: fn(oneshot::Sender<()>) -> Control,
 ) -> i32 {
-    tracing::info!("{why}: stopping");
     let (done_tx, done_rx) = oneshot::channel();
-    if control.send(Control::Shutdown(done_tx)).await.is_err() {
+    if control.send(how(done_tx)).await.is_err() {
         return EXIT_RUNTIME;
     }
     let _ = done_rx.await;

@@ -282,7 +282,8 @@ superuser_password_file = "{secrets}/postgres.pass"
 fn stop_all(nodes: &mut [DemoNode]) {
     for node in nodes.iter_mut() {
         if let Some(child) = &node.child {
-            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+            // SIGINT stops the node (PostgreSQL too); SIGTERM would leave it running.
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGINT);
         }
     }
     for node in nodes.iter_mut() {

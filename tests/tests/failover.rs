@@ -389,8 +389,9 @@ fn the_fence_guard_runs_beside_the_primary_only_and_survives_an_agent_restart() 
         "{}",
         node.log_text()
     );
-    // a clean stop: PostgreSQL stops, and the guard leaves with it
-    node.signal_agent(Signal::SIGTERM);
+    // a clean stop (SIGINT, what `systemctl stop` sends): PostgreSQL stops,
+    // and the guard leaves with it
+    node.signal_agent(Signal::SIGINT);
     assert_eq!(c.node(&primary).wait_agent(SLOW), Some(0));
     wait_for(Duration::from_secs(10), "the guard to leave", || {
         (!process_alive(guard)).then_some(())

@@ -178,7 +178,7 @@ fn given_a_clean_shutdown_of_the_holder_then_another_holds_within_two_loops() {
     let root = TestDir::new();
     let mut c = cluster(&root);
     let (holder, _) = one_holder(&c, TTL * 4 + SLACK, &ALL);
-    c.node(&holder).signal_agent(Signal::SIGTERM);
+    c.node(&holder).signal_agent(Signal::SIGINT);
     let stopped = Instant::now();
     let rest = others(&ALL, &holder);
     let (next, at) = one_holder(&c, TTL * 4, &rest);
@@ -188,6 +188,35 @@ fn given_a_clean_shutdown_of_the_holder_then_another_holds_within_two_loops() {
         "{next} took {took:?}: release, not expiry (ttl {TTL:?})"
     );
     assert_eq!(c.node(&holder).wait_agent(SLOW), Some(0));
+}
+
+#[test]
+fn given_a_takeover_and_the_old_holder_back_when_the_new_holder_stops_then_the_next_holds_within_two_loops(
+) {
+    let root = TestDir::new();
+    let mut c = cluster(&root);
+    let (first, _) = one_holder(&c, TTL * 4 + SLACK, &ALL);
+    c.node(&first).kill_agent();
+    let rest = others(&ALL, &first);
+    let (second, _) = one_holder(&c, TTL * 4 + SLACK, &rest);
+    // the dead holder comes back, and has learned who holds the lease
+    c.node(&first).start();
+    c.node(&first)
+        .wait_status(SLOW, "the restarted member to know the holder", |d| {
+            d["leader"]["name"] == second.as_str()
+        });
+    // Every member waits for the end of the lease it last saw; a clean stop
+    // of the holder releases it, and that wait must end with it.
+    c.node(&second).signal_agent(Signal::SIGINT);
+    let stopped = Instant::now();
+    let (third, at) = one_holder(&c, TTL * 4, &others(&ALL, &second));
+    let took = at - stopped;
+    eprintln!("{third} holds the lease {took:?} after {second} stopped");
+    assert!(
+        took <= LOOP_WAIT * 2 + SLACK,
+        "{third} took {took:?}: the release did not end the others' wait (ttl {TTL:?})"
+    );
+    assert_eq!(c.node(&second).wait_agent(SLOW), Some(0));
 }
 
 #[test]

@@ -199,7 +199,7 @@ fn a_member_with_another_clusters_data_refuses_to_join_and_says_so() {
     let mut other = Node::single(other_root.path(), "pg3");
     other.start();
     let other_id = other.wait_primary()["postgres"]["system_identifier"].clone();
-    other.signal_agent(Signal::SIGTERM);
+    other.signal_agent(Signal::SIGINT);
     assert_eq!(other.wait_agent(SLOW), Some(0));
 
     let root = TestDir::new();
@@ -210,7 +210,7 @@ fn a_member_with_another_clusters_data_refuses_to_join_and_says_so() {
     assert_ne!(other_id, cluster_id);
     let victim = DATA.iter().copied().find(|n| *n != primary).unwrap();
     let node = c.node(victim);
-    node.signal_agent(Signal::SIGTERM);
+    node.signal_agent(Signal::SIGINT);
     assert_eq!(node.wait_agent(SLOW), Some(0));
     // the operator points this member at the other cluster's data
     let aside = node.data_dir.with_extension("mine");
@@ -252,7 +252,7 @@ fn a_wrong_replication_password_is_reported_as_the_receivers_problem() {
     let wrong = root.path().join("secrets/wrong.pass");
     write_secret(&wrong, "not-the-password");
     let node = c.node(victim);
-    node.signal_agent(Signal::SIGTERM);
+    node.signal_agent(Signal::SIGINT);
     assert_eq!(node.wait_agent(SLOW), Some(0));
     node.start_with_env(&[(
         "PGWARDEN_REPLICATION__PASSWORD_FILE",

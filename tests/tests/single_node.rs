@@ -309,7 +309,33 @@ fn given_a_restarted_agent_then_it_adopts_the_running_postmaster() {
 }
 
 #[test]
-fn sigterm_stops_postgres_cleanly_and_exits_0_and_sighup_applies_reloadable_parameters() {
+fn sigterm_leaves_postgres_running_and_the_next_agent_adopts_it_as_primary() {
+    if !require_root("SIGTERM") {
+        return;
+    }
+    let root = TestDir::new();
+    let mut node = Node::single(root.path(), "pg1");
+    node.start();
+    node.wait_primary();
+    let pid = node.postmaster_pid().unwrap();
+    // SIGTERM (`systemctl restart`, an upgrade): the agent exits 0 and
+    // PostgreSQL takes writes on
+    node.signal_agent(Signal::SIGTERM);
+    assert_eq!(node.wait_agent(SLOW), Some(0));
+    assert!(process_alive(pid), "SIGTERM stopped PostgreSQL");
+    node.psql("CREATE TABLE while_no_agent (id int)")
+        .expect("writable while the agent is away");
+    node.start();
+    let doc = node.wait_primary();
+    assert_eq!(doc["postgres"]["pid"], pid, "the same postmaster");
+    assert_eq!(http(node.api_port, "GET", "/primary").unwrap().status, 200);
+    let log = node.log_text();
+    assert!(log.contains("adopted the running postmaster"), "{log}");
+    assert!(!log.contains("fencing"), "{log}");
+}
+
+#[test]
+fn sigint_stops_postgres_cleanly_and_exits_0_and_sighup_applies_reloadable_parameters() {
     if !require_root("signals") {
         return;
     }
@@ -330,13 +356,13 @@ fn sigterm_stops_postgres_cleanly_and_exits_0_and_sighup_applies_reloadable_para
         d["postgres"]["pending_restart"] == true
     });
 
-    // SIGTERM: fast stop, exit 0, nothing left running
+    // SIGINT (`systemctl stop`): fast stop, exit 0, nothing left running
     let pid = node.postmaster_pid().unwrap();
-    node.signal_agent(Signal::SIGTERM);
+    node.signal_agent(Signal::SIGINT);
     assert_eq!(node.wait_agent(SLOW), Some(0));
     assert!(
         !process_alive(pid),
-        "postmaster {pid} still running after SIGTERM"
+        "postmaster {pid} still running after SIGINT"
     );
     assert!(
         !node.data_dir.join("postmaster.pid").exists(),
@@ -490,7 +516,7 @@ fn with_a_required_watchdog_the_primary_feeds_it_and_disarms_it_on_stop_and_with
     wait_for(SLOW, "feeds", || {
         (std::fs::read(&device).ok()?.len() >= 3).then_some(())
     });
-    node.signal_agent(Signal::SIGTERM);
+    node.signal_agent(Signal::SIGINT);
     assert_eq!(node.wait_agent(SLOW), Some(0));
     let fed = std::fs::read(&device).unwrap();
     assert_eq!(fed.last(), Some(&b'V'), "magic close on stop");

@@ -20,6 +20,8 @@ fn the_unit_file_has_the_settings_the_agent_depends_on() {
         "ExecStart=/usr/local/bin/pgwarden run --config /etc/pgwarden/pgwarden.toml",
         "ExecReload=/bin/kill -HUP $MAINPID",
         "KillMode=process",
+        "KillSignal=SIGINT",
+        "RestartKillSignal=SIGTERM",
         "Restart=always",
         "WatchdogSec=",
         "TimeoutStopSec=",

@@ -77,7 +77,7 @@ fn given_a_running_writer_when_the_agent_stops_then_writes_are_refused_and_stop_
     std::thread::sleep(Duration::from_millis(1500));
 
     let sigterm = Instant::now();
-    node.signal_agent(Signal::SIGTERM);
+    node.signal_agent(Signal::SIGINT);
     assert_eq!(node.wait_agent(SLOW), Some(0), "the agent exits cleanly");
     let exited = Instant::now();
     // Long enough for several direct checks against the stopped member.

@@ -38,8 +38,12 @@ use super::situation::{situation, Local, PeerReport, Postgres, Settings, Situati
 pub enum Control {
     /// SIGHUP: a new, validated configuration.
     Reload(Box<Config>),
-    /// SIGTERM: release the lease, stop PostgreSQL, then answer.
+    /// SIGINT (`systemctl stop`): stop PostgreSQL, then release the
+    /// lease, then answer.
     Shutdown(oneshot::Sender<()>),
+    /// SIGTERM (`systemctl restart`, an upgrade): leave PostgreSQL, the
+    /// fence guard and the lease as they are for the next agent, then answer.
+    Detach(oneshot::Sender<()>),
 }
 
 /// First restart delay after a crash; doubles with every crash in a row.
@@ -171,6 +175,11 @@ impl<L: LeaseClient> Runner<L> {
                     Some(Control::Reload(cfg)) => self.reload(*cfg).await,
                     Some(Control::Shutdown(done)) => {
                         self.shutdown().await;
+                        let _ = done.send(());
+                        return;
+                    }
+                    Some(Control::Detach(done)) => {
+                        self.detach();
                         let _ = done.send(());
                         return;
                     }
@@ -431,7 +440,13 @@ impl<L: LeaseClient> Runner<L> {
     /// holder it knows of changes.
     fn log_lease_change(&mut self, lease: &LeaseStatus) {
         let before = &self.last_lease;
-        if lease.mine && !before.mine {
+        let first = self.last_action.is_none();
+        if lease.mine && !before.mine && first {
+            tracing::info!(
+                "holds the leader lease of term {} (kept across the agent's restart, or just won)",
+                lease.term
+            );
+        } else if lease.mine && !before.mine {
             tracing::info!("acquired the leader lease in term {}", lease.term);
         } else if !lease.mine && before.mine {
             let overdue = before
@@ -604,6 +619,24 @@ impl<L: LeaseClient> Runner<L> {
         self.cfg.api.listen = listen;
         self.settings = Settings::from_config(&self.cfg);
         self.iterate().await;
+    }
+
+    /// Exits the loop leaving everything to the next agent: PostgreSQL runs
+    /// on, the fence guard keeps its deadline (it stops a primary whose
+    /// lease is not renewed in time), the lease notes keep the lease.
+    fn detach(&mut self) {
+        self.notifier.stopping();
+        // The guard covers the gap; a watchdog left open would reboot the
+        // machine if the next agent took longer than its timeout.
+        self.watchdog.disarm();
+        tracing::info!(
+            "detached: PostgreSQL{} keeps running; the next agent adopts it and resumes the lease",
+            if self.last_lease.mine {
+                " (the primary, guarded until its lease ends)"
+            } else {
+                ""
+            }
+        );
     }
 
     async fn shutdown(&mut self) {
