@@ -33,6 +33,9 @@ pub enum DemoError {
     /// An agent could not be started.
     #[error("cannot start the agent {0}")]
     Spawn(String),
+    /// `--dir` already holds what the demo would make there.
+    #[error("{0} already exists: the demo makes secrets/ and one directory per node inside --dir, and never overwrites anything; choose another directory")]
+    InUse(PathBuf),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DemoError + '_ {
@@ -100,16 +103,38 @@ pub async fn run(nodes: u32, dir: Option<PathBuf>) -> Result<i32, DemoError> {
         Some(d) => d,
         None => std::env::temp_dir().join(format!("pgwarden-demo-{}", std::process::id())),
     };
+    // What the demo makes, and so what it removes: the directory itself
+    // when it made it, else only its own entries inside it.
+    let entries: Vec<PathBuf> = std::iter::once("secrets".to_string())
+        .chain((1..=nodes).map(|i| format!("pg{i}")))
+        .map(|e| base.join(e))
+        .collect();
+    let made_base = !base.exists();
+    if let Some(taken) = entries.iter().find(|e| e.exists()) {
+        return Err(DemoError::InUse(taken.clone()));
+    }
     fs::create_dir_all(&base).map_err(io(&base))?;
-    // PostgreSQL runs as `postgres` when the demo runs as root: it must reach its directories.
-    fs::set_permissions(&base, fs::Permissions::from_mode(0o755)).map_err(io(&base))?;
+    if made_base {
+        // PostgreSQL runs as `postgres` when the demo runs as root: it must reach its directories.
+        fs::set_permissions(&base, fs::Permissions::from_mode(0o755)).map_err(io(&base))?;
+    }
     println!(
         "pgwarden demo: building a {nodes}-node cluster in {}",
         base.display()
     );
     let result = run_in(&base, nodes).await;
-    println!("pgwarden demo: removing {}", base.display());
-    let _ = fs::remove_dir_all(&base);
+    if made_base {
+        println!("pgwarden demo: removing {}", base.display());
+        let _ = fs::remove_dir_all(&base);
+    } else {
+        println!(
+            "pgwarden demo: removing what it made in {} (the directory stays)",
+            base.display()
+        );
+        for entry in &entries {
+            let _ = fs::remove_dir_all(entry);
+        }
+    }
     result
 }
 

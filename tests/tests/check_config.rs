@@ -445,6 +445,41 @@ fn each_class_of_mistake_is_refused_with_exit_2_naming_the_key_and_the_file() {
             &["api.token_file"],
         )
         .env("PGWARDEN_API__TOKEN_FILE", dir.dir.path().display()),
+        // Parameters the agent owns, or needs above a minimum.
+        case(
+            "wal_level below replica",
+            edit(&base, "[postgresql]\nport = 5432", "[postgresql]\nport = 5432\nparameters = { wal_level = \"minimal\" }"),
+            &["postgresql.parameters.wal_level"],
+        )
+        .mentions("replica"),
+        case(
+            "hot_standby off",
+            edit(&base, "[postgresql]\nport = 5432", "[postgresql]\nport = 5432\nparameters = { hot_standby = false }"),
+            &["postgresql.parameters.hot_standby"],
+        ),
+        case(
+            "no WAL senders",
+            edit(&base, "[postgresql]\nport = 5432", "[postgresql]\nport = 5432\nparameters = { max_wal_senders = 0, max_replication_slots = 2 }"),
+            &["postgresql.parameters.max_wal_senders", "postgresql.parameters.max_replication_slots"],
+        )
+        .mentions("at least 5"),
+        case(
+            "wal_log_hints off",
+            edit(&base, "[postgresql]\nport = 5432", "[postgresql]\nport = 5432\nparameters = { wal_log_hints = false }"),
+            &["postgresql.parameters.wal_log_hints"],
+        )
+        .mentions("pg_rewind"),
+        case(
+            "a port of its own",
+            edit(&base, "[postgresql]\nport = 5432", "[postgresql]\nport = 5432\nparameters = { port = 5433 }"),
+            &["postgresql.parameters.port"],
+        )
+        .mentions("postgresql.port"),
+        case(
+            "a recovery target",
+            edit(&base, "[postgresql]\nport = 5432", "[postgresql]\nport = 5432\nparameters = { recovery_target_lsn = \"0/3000000\" }"),
+            &["postgresql.parameters.recovery_target_lsn"],
+        ),
         // This node and the members list.
         case(
             "node.name not in cluster.members",

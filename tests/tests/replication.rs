@@ -274,6 +274,8 @@ fn pgwarden_demo_starts_converges_and_cleans_up() {
         return;
     }
     use std::io::{BufRead, BufReader};
+    // the demo's three agents count like a cluster's (tests/README.md)
+    let _slots = pgwarden_tests::slots::for_this_test(3);
     let root = TestDir::new();
     let dir = root.path().join("demo");
     let mut child = std::process::Command::new(pgwarden_bin())
@@ -325,4 +327,56 @@ fn pgwarden_demo_starts_converges_and_cleans_up() {
         "processes left: {}",
         String::from_utf8_lossy(&leftovers.stdout)
     );
+}
+
+#[test]
+fn pgwarden_demo_in_an_existing_directory_removes_only_what_it_made() {
+    if !require_root("demo in an existing directory") {
+        return;
+    }
+    use std::io::{BufRead, BufReader};
+    let _slots = pgwarden_tests::slots::for_this_test(3);
+    let root = TestDir::new();
+    let dir = root.path().join("mine");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("keep.txt"), "the user's").unwrap();
+    let mut child = std::process::Command::new(pgwarden_bin())
+        .args(["demo", "--dir"])
+        .arg(&dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
+    assert!(
+        lines.any(|l| l.contains("waiting for the cluster to converge")),
+        "the demo did not start"
+    );
+    assert!(dir.join("pg1").is_dir() && dir.join("secrets").is_dir());
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, Signal::SIGINT);
+    assert!(child.wait().unwrap().success());
+    assert_eq!(
+        std::fs::read_to_string(dir.join("keep.txt")).unwrap(),
+        "the user's",
+        "the demo touched what it did not make"
+    );
+    for made in ["secrets", "pg1", "pg2", "pg3"] {
+        assert!(!dir.join(made).exists(), "{made} left behind");
+    }
+    // and it refuses to build over its own names
+    std::fs::create_dir(dir.join("pg2")).unwrap();
+    let out = std::process::Command::new(pgwarden_bin())
+        .args(["demo", "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("pg2") && err.contains("already exists"),
+        "{err}"
+    );
+    assert!(dir.join("pg2").is_dir() && dir.join("keep.txt").is_file());
 }

@@ -40,6 +40,7 @@ pub use model::*;
 pub use render::effective_toml;
 pub use secrets::{check_secret_file, read_secret, SecretError};
 pub use units::{ByteSize, ByteSizeError};
+pub use validate::min_wal_senders;
 
 #[cfg(test)]
 mod tests;

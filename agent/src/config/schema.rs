@@ -123,6 +123,46 @@ const RESERVED_PARAMETERS: &[(&str, &str)] = &[
         "the agent writes pg_hba.conf; add lines with postgresql.pg_hba",
     ),
     ("config_file", "the agent writes postgresql.conf"),
+    (
+        "ident_file",
+        "the agent writes pg_ident.conf (its local access depends on it)",
+    ),
+    (
+        "hot_standby",
+        "the agent keeps it on: a standby must answer its probe and read-only queries",
+    ),
+    (
+        "wal_log_hints",
+        "the agent keeps it on: pg_rewind needs it to rejoin a former primary",
+    ),
+    (
+        "recovery_target_timeline",
+        "the agent keeps it at latest, so that a standby follows a new primary",
+    ),
+    (
+        "recovery_target",
+        "a standby that stops recovering cannot follow the primary",
+    ),
+    (
+        "recovery_target_lsn",
+        "a standby that stops recovering cannot follow the primary",
+    ),
+    (
+        "recovery_target_time",
+        "a standby that stops recovering cannot follow the primary",
+    ),
+    (
+        "recovery_target_xid",
+        "a standby that stops recovering cannot follow the primary",
+    ),
+    (
+        "recovery_target_name",
+        "a standby that stops recovering cannot follow the primary",
+    ),
+    (
+        "promote_trigger_file",
+        "the agent promotes, and only while it holds the leader lease",
+    ),
 ];
 
 /// Checks the section and key of an environment override

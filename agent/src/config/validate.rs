@@ -252,6 +252,50 @@ pub(super) fn check(c: &Config, r: &mut Report) {
     check_secret_files(c, r);
     check_tls(c, r);
     check_local_postgres(c, r);
+    check_replication_parameters(c, r);
+}
+
+/// The fewest WAL senders (and replication slots) a cluster of `members`
+/// needs: one per other member, and two more for a clone or a rewind
+/// running beside them.
+pub fn min_wal_senders(members: usize) -> usize {
+    members + 2
+}
+
+/// Parameters the user may set, but not below what replication needs.
+fn check_replication_parameters(c: &Config, r: &mut Report) {
+    use super::model::ParamValue;
+    let params = &c.postgresql.parameters;
+    if let Some(level) = params.get("wal_level") {
+        let ok = matches!(level, ParamValue::Text(t) if t == "replica" || t == "logical");
+        if !ok {
+            r.error(
+                "postgresql.parameters.wal_level",
+                "replication needs wal_level = \"replica\" (the agent's setting) or \"logical\"; remove the key or set one of those",
+            );
+        }
+    }
+    let need = min_wal_senders(c.cluster.members.len());
+    for name in ["max_wal_senders", "max_replication_slots"] {
+        let Some(value) = params.get(name) else {
+            continue;
+        };
+        let n = match value {
+            ParamValue::Int(n) => usize::try_from(*n).ok(),
+            ParamValue::Text(t) => t.trim().parse().ok(),
+            _ => None,
+        };
+        let enough = n.is_some_and(|n| n >= need);
+        if !enough {
+            r.error(
+                &format!("postgresql.parameters.{name}"),
+                format!(
+                    "must be at least {need} for {} members (one per other member, and two for a clone or a rewind); remove the key to let the agent set it",
+                    c.cluster.members.len()
+                ),
+            );
+        }
+    }
 }
 
 fn member_key(i: usize, field: &str) -> String {

@@ -212,6 +212,7 @@ pub fn wants_lease(s: &Situation, lease: &Lease) -> bool {
         return false;
     }
     match s.data {
+        DataDirState::Unreadable => false,
         DataDirState::Empty | DataDirState::Foreign => s.bootstrap_allowed,
         DataDirState::Initialized if !s.standby_signal => {
             // A primary's directory keeps a lease it holds through a
@@ -239,6 +240,9 @@ pub fn decide(s: &Situation, lease: &Lease) -> Action {
         DataDirState::Foreign => Action::RenameAside,
         DataDirState::Empty => decide_empty(s, lease),
         DataDirState::Initialized => decide_initialized(s, lease),
+        DataDirState::Unreadable => Action::Wait {
+            reason: "the data directory cannot be read (see the agent's log; fix its owner or permissions): nothing is made or moved there until it can".into(),
+        },
     }
 }
 
@@ -746,6 +750,12 @@ mod tests {
                 Situation { data: DataDirState::Foreign, ..empty() },
                 none(),
                 Action::RenameAside,
+            ),
+            (
+                "a data directory that cannot be read is not empty: nothing is made there",
+                Situation { data: DataDirState::Unreadable, ..empty() },
+                held(),
+                wait("the data directory cannot be read (see the agent's log; fix its owner or permissions): nothing is made or moved there until it can"),
             ),
             (
                 "paused agent changes nothing",

@@ -124,6 +124,7 @@ pub struct LocalPostgres {
     probe: Probe,
     role_ensured: bool,
     adopted_logged: bool,
+    unreadable_logged: bool,
     follow: Option<StandbySource>,
     progress: Option<ProgressReporter>,
     guard: FenceGuard,
@@ -150,6 +151,7 @@ impl LocalPostgres {
             probe,
             role_ensured: false,
             adopted_logged: false,
+            unreadable_logged: false,
             follow: None,
             progress: None,
             guard,
@@ -255,6 +257,18 @@ impl LocalPostgres {
     pub async fn observe(&mut self) -> Observed {
         let data_dir = self.cfg.node.data_dir.clone();
         let data = files::data_dir_state(&data_dir);
+        let unreadable = data == DataDirState::Unreadable;
+        if unreadable && !self.unreadable_logged {
+            let why = std::fs::read_dir(&data_dir)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            tracing::error!(
+                "cannot read the data directory {}: {why}",
+                data_dir.display()
+            );
+        }
+        self.unreadable_logged = unreadable;
         let standby_signal = data_dir.join("standby.signal").exists();
         let mut exited = None;
         if let Some(pm) = &mut self.postmaster {

@@ -33,26 +33,6 @@ const WAL_KEEP_BYTES: u64 = 128 << 20;
 /// Size of a WAL segment, for `wal_keep_segments` (PostgreSQL ≤ 12).
 const WAL_SEGMENT_BYTES: u64 = 16 << 20;
 
-/// Parameters the agent must control itself; setting them in
-/// `postgresql.parameters` is a configuration error, because the agent's
-/// value is what keeps replication and supervision working.
-pub const PROTECTED_PARAMETERS: &[&str] = &[
-    "listen_addresses",
-    "port",
-    "unix_socket_directories",
-    "cluster_name",
-    "data_directory",
-    "config_file",
-    "hba_file",
-    "ident_file",
-    "primary_conninfo",
-    "primary_slot_name",
-    "recovery_target_timeline",
-    "hot_standby",
-    "wal_level",
-    "synchronous_standby_names",
-];
-
 /// Where a PostgreSQL version keeps recovery (standby) settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecoveryLayout {
@@ -87,10 +67,13 @@ pub struct StandbySource {
 }
 
 /// The settings the agent manages, with the user's parameters merged over
-/// them (the user's win, except [`PROTECTED_PARAMETERS`], which validation refuses).
+/// them (the user's win; the ones the agent must own are refused by
+/// validation: `config::schema`'s reserved parameters and `validate`'s
+/// minimums).
 pub fn effective_parameters(cfg: &Config, major: u32) -> BTreeMap<String, ParamValue> {
-    let members = cfg.cluster.members.len() as i64;
-    let senders = (members + 2).max(10);
+    let senders = i64::try_from(crate::config::min_wal_senders(cfg.cluster.members.len()))
+        .unwrap_or(i64::MAX)
+        .max(10);
     let mut p = BTreeMap::new();
     let text = |s: &str| ParamValue::Text(s.to_string());
     p.insert(

@@ -157,12 +157,17 @@ pub enum DataDirState {
     /// Files, but not a cluster (a failed initdb, a stray file): never
     /// reused, renamed aside before a bootstrap.
     Foreign,
+    /// It exists but cannot be read (permissions, an I/O error): nothing
+    /// can be known of it, so nothing is made there and nothing moved.
+    Unreadable,
 }
 
 /// Looks at a data directory without changing it.
 pub fn data_dir_state(data_dir: &Path) -> DataDirState {
-    let Ok(mut entries) = fs::read_dir(data_dir) else {
-        return DataDirState::Empty;
+    let mut entries = match fs::read_dir(data_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return DataDirState::Empty,
+        Err(_) => return DataDirState::Unreadable,
     };
     if entries.next().is_none() {
         return DataDirState::Empty;
@@ -222,6 +227,10 @@ mod tests {
         fs::create_dir(d.join("global")).unwrap();
         fs::write(d.join("global/pg_control"), "x").unwrap();
         assert_eq!(data_dir_state(&d), DataDirState::Initialized);
+        // not a directory at all: it cannot be listed, and is no empty one
+        let file = tmp.path().join("file");
+        fs::write(&file, "x").unwrap();
+        assert_eq!(data_dir_state(&file), DataDirState::Unreadable);
     }
 
     #[test]
