@@ -536,3 +536,41 @@ fn with_a_required_watchdog_the_primary_feeds_it_and_disarms_it_on_stop_and_with
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(http(node.api_port, "GET", "/primary").unwrap().status, 503);
 }
+
+#[test]
+fn a_ttl_reload_on_a_running_primary_waits_for_the_agent_restart_and_never_bounces_it() {
+    if !require_root("ttl reload") {
+        return;
+    }
+    let root = TestDir::new();
+    let mut node = Node::single(root.path(), "pg1");
+    node.start();
+    node.wait_primary();
+    let pid = node.postmaster_pid().unwrap();
+    // a lease six times longer, and a parameter that does apply now
+    node.ttl = "60s".into();
+    node.extra_parameters.push("work_mem = \"8MB\"".into());
+    node.write_config(&[("pg1".into(), node.api_port)]);
+    node.signal_agent(Signal::SIGHUP);
+    wait_for(SLOW, "work_mem to become 8MB", || {
+        (node.psql("SHOW work_mem").ok()? == "8MB").then_some(())
+    });
+    holds_for(Duration::from_secs(4), "the primary stays", || {
+        let code = http(node.api_port, "GET", "/primary")
+            .map_err(|e| e.to_string())?
+            .status;
+        if code != 200 || node.postmaster_pid() != Some(pid) {
+            return Err(format!(
+                "/primary {code}, postmaster {:?}",
+                node.postmaster_pid()
+            ));
+        }
+        Ok(())
+    });
+    let log = node.log_text();
+    assert!(
+        log.contains("kept at their running values until the agent restarts: cluster.ttl"),
+        "{log}"
+    );
+    assert!(!log.contains("fencing"), "{log}");
+}

@@ -18,6 +18,7 @@
 //! - `report.rs`: the collector of problems and warnings.
 //! - `secrets.rs`: reading secret files and checking their modes.
 //! - `render.rs`: the effective configuration as TOML, secrets masked.
+//! - `reload.rs`: what a SIGHUP does with each key (the one reload plan).
 //! - `units.rs`: sizes (`"16MB"`).
 //!
 //! Architecture invariant: this module does no networking and never keeps
@@ -28,6 +29,7 @@
 mod fields;
 mod load;
 mod model;
+mod reload;
 mod render;
 mod report;
 mod schema;
@@ -37,6 +39,7 @@ mod validate;
 
 pub use load::{load, load_with_env, load_with_warnings, ConfigError, Loaded, Problem, ENV_PREFIX};
 pub use model::*;
+pub use reload::{change_of, reload_plan, to_apply, Change, ReloadPlan, KEYS};
 pub use render::effective_toml;
 pub use secrets::{check_secret_file, read_secret, SecretError};
 pub use units::{ByteSize, ByteSizeError};

@@ -821,25 +821,10 @@ impl LocalPostgres {
         self.stop(StopMode::Fast, FAST_STOP_TIMEOUT).await
     }
 
-    /// Applies a new configuration: re-renders the managed files and asks
-    /// a running PostgreSQL to reload them. Returns what needs a restart
-    /// of the agent to apply.
-    pub async fn reload(&mut self, new: Config) -> Result<Vec<String>, ExecError> {
-        let mut restart_needed = Vec::new();
-        if new.node != self.cfg.node {
-            restart_needed.push("[node]".to_string());
-        }
-        if new.api.listen != self.cfg.api.listen {
-            restart_needed.push("api.listen".to_string());
-        }
-        if new.postgresql.socket_dir != self.cfg.postgresql.socket_dir {
-            restart_needed.push("postgresql.socket_dir".to_string());
-        }
-        // Keep what cannot change under a running agent; take the rest.
-        let mut applied = new;
-        applied.node = self.cfg.node.clone();
-        applied.api.listen = self.cfg.api.listen;
-        applied.postgresql.socket_dir = self.cfg.postgresql.socket_dir.clone();
+    /// Takes the configuration a reload applies (`config::to_apply`:
+    /// what needs an agent restart is already kept at its running value),
+    /// re-renders the managed files and asks a running PostgreSQL to reload.
+    pub async fn reload(&mut self, applied: Config) -> Result<(), ExecError> {
         self.cfg = applied;
         self.role_ensured = false;
         if files::data_dir_state(&self.cfg.node.data_dir) == DataDirState::Initialized {
@@ -852,7 +837,7 @@ impl LocalPostgres {
                 );
             }
         }
-        Ok(restart_needed)
+        Ok(())
     }
 
     /// Renders and writes the managed files; a standby's (`standby.signal`

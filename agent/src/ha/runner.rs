@@ -590,33 +590,48 @@ impl<L: LeaseClient> Runner<L> {
         view
     }
 
-    async fn reload(&mut self, cfg: Config) {
-        tracing::info!("SIGHUP: applying the new configuration");
-        let mut restart = Vec::new();
+    async fn reload(&mut self, new: Config) {
+        let plan = crate::config::reload_plan(&self.cfg, &new);
+        if plan.is_empty() {
+            tracing::info!("SIGHUP: the configuration did not change");
+            return;
+        }
+        tracing::info!(
+            "SIGHUP: applying {}{}",
+            if plan.applied.is_empty() {
+                "nothing now".to_string()
+            } else {
+                plan.applied.join(", ")
+            },
+            if plan.postgres_restart.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; written for PostgreSQL, in effect at its next restart (pending_restart): {}",
+                    plan.postgres_restart.join(", ")
+                )
+            }
+        );
+        if !plan.agent_restart.is_empty() {
+            tracing::warn!(
+                "SIGHUP: kept at their running values until the agent restarts: {} (restart the members one at a time: `systemctl restart pgwarden` leaves PostgreSQL running)",
+                plan.agent_restart.join(", ")
+            );
+        }
+        let applied = crate::config::to_apply(&self.cfg, &new);
         if let Some(local) = &mut self.local {
-            match local.reload(cfg.clone()).await {
-                Ok(r) => restart = r,
-                Err(e) => tracing::error!("reload failed: {e}"),
+            if let Err(e) = local.reload(applied.clone()).await {
+                tracing::error!("reload failed: {e}");
             }
         }
-        if cfg.cluster.members != self.cfg.cluster.members {
+        if plan.applied.contains(&"cluster.members") {
             self.peers
-                .set_members(&self.cfg.node.name, &cfg.cluster.members);
+                .set_members(&self.cfg.node.name, &applied.cluster.members);
             tracing::info!(
                 "cluster.members changed: peers and pg_hba follow now; the leader lease keeps its voting membership until each agent restarts (restart them one at a time)"
             );
         }
-        if !restart.is_empty() {
-            tracing::warn!(
-                "these changes need an agent restart to take effect: {}",
-                restart.join(", ")
-            );
-        }
-        let node = self.cfg.node.clone();
-        let listen = self.cfg.api.listen;
-        self.cfg = cfg;
-        self.cfg.node = node;
-        self.cfg.api.listen = listen;
+        self.cfg = applied;
         self.settings = Settings::from_config(&self.cfg);
         self.iterate().await;
     }
