@@ -380,3 +380,90 @@ fn pgwarden_demo_in_an_existing_directory_removes_only_what_it_made() {
     );
     assert!(dir.join("pg2").is_dir() && dir.join("keep.txt").is_file());
 }
+
+#[test]
+fn a_clone_longer_than_systemds_watchdog_completes_while_the_loop_keeps_pinging_it() {
+    if !require_root("long clone under a watchdog") {
+        return;
+    }
+    let root = TestDir::new();
+    let mut c = Cluster::new(
+        root.path(),
+        &["pg1", "pg2", "w1"],
+        |n| n == "w1",
+        "5s",
+        "500ms",
+    );
+    c.start_all();
+    let primary = c.wait_streaming(&["pg1", "pg2"]);
+    let joiner = if primary == "pg1" { "pg2" } else { "pg1" };
+    // a database worth a clone of a few seconds at the rate below
+    c.node(&primary)
+        .psql("CREATE TABLE bulk AS SELECT g, repeat(md5(g::text), 30) AS pad FROM generate_series(1, 40000) g")
+        .unwrap();
+    // the joiner comes back with an empty data directory (a new disk)
+    let node = c.node(joiner);
+    node.signal_agent(Signal::SIGINT);
+    assert_eq!(node.wait_agent(SLOW), Some(0));
+    std::fs::rename(&node.data_dir, node.data_dir.with_extension("old")).unwrap();
+    let socket_path = root.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    const WATCHDOG: Duration = Duration::from_secs(3);
+    node.start_with_env(&[
+        ("NOTIFY_SOCKET", socket_path.to_str().unwrap()),
+        ("WATCHDOG_USEC", &WATCHDOG.as_micros().to_string()),
+        ("PGWARDEN_REPLICATION__CLONE_MAX_RATE", "4MB"),
+    ]);
+    let started = Instant::now();
+    let mut pings = vec![started];
+    let mut cloning_since = None;
+    let mut streaming = false;
+    let mut buf = [0u8; 4096];
+    while started.elapsed() < SLOW && !streaming {
+        if let Ok(n) = socket.recv(&mut buf) {
+            let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+            if msg.contains("WATCHDOG=1") {
+                pings.push(Instant::now());
+            }
+            if msg.contains("STATUS=uninitialized, cloning") && cloning_since.is_none() {
+                cloning_since = Some(Instant::now());
+            }
+        }
+        streaming = c
+            .node(joiner)
+            .status()
+            .is_some_and(|d| d["role"] == "replica" && d["wal_receiver"]["status"] == "streaming");
+    }
+    assert!(
+        streaming,
+        "{joiner} did not clone and stream within {SLOW:?}"
+    );
+    let cloning_since = cloning_since.expect("the status said cloning");
+    let clone_took = c
+        .node(joiner)
+        .log_text()
+        .contains("clone done")
+        .then(|| cloning_since.elapsed())
+        .expect("the clone finished");
+    pings.push(Instant::now());
+    let longest = pings
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or_default();
+    eprintln!(
+        "clone ran for about {clone_took:?}; {} watchdog pings, the longest gap {longest:?}",
+        pings.len()
+    );
+    assert!(
+        clone_took > WATCHDOG,
+        "the clone ({clone_took:?}) must outlast the watchdog ({WATCHDOG:?}) for this test to mean anything"
+    );
+    assert!(
+        longest < WATCHDOG,
+        "the watchdog went {longest:?} without a ping: systemd would have killed the agent mid-clone"
+    );
+}

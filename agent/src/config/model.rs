@@ -294,6 +294,9 @@ pub struct ReplicationSection {
     /// A standby lagging more than this is not promoted.
     #[serde(default = "default_max_lag")]
     pub max_lag_on_failover: ByteSize,
+    /// The most a clone (`pg_basebackup --max-rate`) reads per second.
+    #[serde(default)]
+    pub clone_max_rate: Option<ByteSize>,
 }
 
 impl Default for ReplicationSection {
@@ -305,6 +308,7 @@ impl Default for ReplicationSection {
             synchronous: SyncMode::Off,
             slots: true,
             max_lag_on_failover: default_max_lag(),
+            clone_max_rate: None,
         }
     }
 }

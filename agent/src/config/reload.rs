@@ -85,6 +85,7 @@ keys! {
     "replication.synchronous" => AgentRestart: replication.synchronous;
     "replication.slots" => AgentRestart: replication.slots;
     "replication.max_lag_on_failover" => Reload: replication.max_lag_on_failover;
+    "replication.clone_max_rate" => Reload: replication.clone_max_rate;
 }
 
 /// What a reload does.

@@ -156,6 +156,9 @@ pub fn effective_toml(cfg: &Config) -> String {
         "max_lag_on_failover",
         &string(&rep.max_lag_on_failover.to_string()),
     );
+    if let Some(rate) = rep.clone_max_rate {
+        out.kv("clone_max_rate", &string(&rate.to_string()));
+    }
     out.text
 }
 

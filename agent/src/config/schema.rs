@@ -73,6 +73,7 @@ pub(super) const SECTIONS: &[SectionSpec] = &[
             "synchronous",
             "slots",
             "max_lag_on_failover",
+            "clone_max_rate",
         ],
     },
 ];
@@ -574,6 +575,11 @@ fn read_replication(t: &Table, r: &mut Report) -> ReplicationSection {
         max_lag_on_failover: t
             .size(r, "max_lag_on_failover", "1MB")
             .unwrap_or(defaults.max_lag_on_failover),
+        clone_max_rate: t.size(r, "clone_max_rate", "100MB").and_then(|rate| {
+            checked(r, &t.key("clone_max_rate"), Some(rate), |rate| {
+                validate::clone_max_rate(*rate)
+            })
+        }),
     }
 }
 

@@ -68,6 +68,19 @@ pub(super) fn member_name(name: &str) -> Result<(), String> {
     ))
 }
 
+/// `replication.clone_max_rate`: what `pg_basebackup --max-rate` takes,
+/// 32 kB to 1024 MB a second.
+pub(super) fn clone_max_rate(rate: super::units::ByteSize) -> Result<(), String> {
+    let kb = rate.bytes() / 1024;
+    if (32..=1024 * 1024).contains(&kb) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{rate} a second is outside what pg_basebackup --max-rate takes (32kB to 1024MB); choose a rate in that range, or remove the key for no limit"
+        ))
+    }
+}
+
 /// `cluster.name`: PostgreSQL's `cluster_name` and a metrics label.
 pub(super) fn cluster_name(name: &str) -> Result<(), String> {
     let ok = name.len() <= MAX_NAME_LEN

@@ -14,7 +14,6 @@ use crate::pg::binaries::Binaries;
 use crate::pg::conf::{self as pgconf, StandbySource};
 use crate::pg::ctl::{self, BasebackupOptions, CtlError, InitdbOptions};
 use crate::pg::diagnose::ReceiverProblem;
-use crate::pg::fence_guard::{Deadlines, FenceGuard};
 use crate::pg::files::{self, DataDirState, FileError, ManagedFiles};
 use crate::pg::postmaster::{AdoptRefusal, Postmaster, PostmasterError, StopMode};
 use crate::pg::probe::{Observation, Probe, ProbeError};
@@ -24,7 +23,6 @@ use crate::state::{AgentState, HistoryEntry, StateError, HISTORY_LIMIT};
 use crate::status_doc::Position;
 
 use super::decide::Action;
-use super::guard::GuardCommand;
 
 /// How long a fast shutdown may take before it escalates to immediate.
 const FAST_STOP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -127,14 +125,12 @@ pub struct LocalPostgres {
     unreadable_logged: bool,
     follow: Option<StandbySource>,
     progress: Option<ProgressReporter>,
-    guard: FenceGuard,
     history: Vec<HistoryEntry>,
 }
 
 impl LocalPostgres {
     /// Takes charge of the data directory of `cfg`.
     pub fn new(cfg: Config, bins: Binaries, runas: RunAs) -> LocalPostgres {
-        let guard = FenceGuard::new(&cfg.node.data_dir);
         let history = AgentState::load(&cfg.node.data_dir)
             .map(|s| s.history)
             .unwrap_or_default();
@@ -154,7 +150,6 @@ impl LocalPostgres {
             unreadable_logged: false,
             follow: None,
             progress: None,
-            guard,
             history,
         }
     }
@@ -162,20 +157,6 @@ impl LocalPostgres {
     /// Role changes recorded in this data directory.
     pub fn history(&self) -> &[HistoryEntry] {
         &self.history
-    }
-
-    /// Tells the fence guard what [`super::guard`] decided: writable
-    /// until `margin` before the lease's end, as it is, or not at all.
-    pub fn guard(&mut self, command: GuardCommand, margin: Duration) {
-        match command {
-            GuardCommand::Arm(end) => {
-                if let Err(e) = self.guard.arm(Deadlines::before(end, margin)) {
-                    tracing::error!("{e}");
-                }
-            }
-            GuardCommand::Keep => {}
-            GuardCommand::Disarm => self.guard.disarm(),
-        }
     }
 
     /// Remembers the last position the primary was seen at, in
@@ -595,7 +576,6 @@ impl LocalPostgres {
         if self.postmaster.is_some() {
             self.stop(StopMode::Fast, FAST_STOP_TIMEOUT).await?;
         }
-        self.guard.disarm();
         self.follow = Some(source.clone());
         self.write_passfile()?;
         let superuser = self.secret(
@@ -733,7 +713,14 @@ impl LocalPostgres {
             application_name: &self.cfg.node.name,
             passfile: &passfile,
             no_sync: self.no_sync(),
+            max_rate_kb: self
+                .cfg
+                .replication
+                .clone_max_rate
+                .map(|rate| rate.bytes() / 1024),
         };
+        let marker = files::clone_marker(&data_dir);
+        files::write_atomic(&marker, b"", 0o600, &self.runas)?;
         let result = ctl::basebackup(&self.bins, &self.runas, &opts, &on_progress).await;
         if let Some(r) = &self.progress {
             r(None);
@@ -747,11 +734,16 @@ impl LocalPostgres {
                     moved.display()
                 );
             }
+            let _ = std::fs::remove_file(&marker);
             return Err(e.into());
         }
         // The copy carries the source's managed files: make them this member's.
         files::write_atomic(&data_dir.join("standby.signal"), b"", 0o600, &self.runas)?;
         self.write_managed_files()?;
+        std::fs::remove_file(&marker).map_err(|source| FileError {
+            path: marker.clone(),
+            source,
+        })?;
         tracing::info!(
             "clone done: {} is a copy of {}:{}; starting it as a standby",
             data_dir.display(),

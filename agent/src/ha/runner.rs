@@ -12,16 +12,29 @@
 //! The loop is the only writer of the view. What it remembers between
 //! iterations — back-offs, the term it fenced itself in, the primary's last
 //! position — is in [`Memory`].
+//!
+//! **Long actions run beside the loop.** An action is a task that owns the
+//! local PostgreSQL ([`LocalPostgres`], behind a mutex) while it runs; the
+//! loop waits for it one `loop_wait` at most. A clone of a big database, a
+//! long rewind or an initdb goes on in the background, and meanwhile every
+//! `loop_wait` the loop still refreshes the peers, keeps the lease (while
+//! the action may make PostgreSQL writable) or lets it go, pushes the fence
+//! guard with the lease, publishes what runs and since when, and pings
+//! systemd's watchdog — which therefore proves that the loop is alive, not
+//! that an action is short. A stuck action is aborted at its time limit.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Mutex};
+use tokio::task::JoinHandle;
 
 use crate::config::{Config, WatchdogMode};
 use crate::lease::{LeaseClient, LeaseStatus};
 use crate::notify::Notifier;
 use crate::peers::Peers;
 use crate::pg::diagnose::ReceiverProblem;
+use crate::pg::fence_guard::{Deadlines, FenceGuard};
 use crate::pg::files::DataDirState;
 use crate::status_doc::Position;
 use crate::view::{LeaderView, NodeView, PostgresView, Role, State};
@@ -54,6 +67,33 @@ const CLONE_BACKOFF: (Duration, Duration) = (Duration::from_secs(2), Duration::f
 const CRASH_FORGET_AFTER: Duration = Duration::from_secs(60);
 /// How often the primary's last position is written to `pgwarden.state`.
 const REMEMBER_EVERY: Duration = Duration::from_secs(5);
+/// A clone whose progress did not move for this long is stuck.
+const CLONE_STALL: Duration = Duration::from_secs(600);
+
+/// The longest an action may run before it is aborted as stuck (a clone is
+/// judged by its progress instead, see [`CLONE_STALL`]).
+fn time_limit(action: &Action) -> Option<Duration> {
+    match action {
+        Action::Clone { .. } => None,
+        Action::Rewind { .. } => Some(Duration::from_secs(3600)),
+        Action::Bootstrap => Some(Duration::from_secs(1800)),
+        _ => Some(Duration::from_secs(300)),
+    }
+}
+
+/// What a finished action reports: its result, and PostgreSQL after it.
+type JobOutcome = (Result<(), String>, Observed);
+
+/// An action running beside the loop.
+struct Job {
+    action: Action,
+    /// The lease's term when it started.
+    term: u64,
+    started: Instant,
+    handle: JoinHandle<JobOutcome>,
+    /// A clone's last progress, and when it last moved.
+    progress: (Option<u8>, Instant),
+}
 
 /// What the loop remembers between iterations.
 #[derive(Debug)]
@@ -86,7 +126,13 @@ impl Memory {
 pub struct Runner<L: LeaseClient> {
     cfg: Config,
     settings: Settings,
-    local: Option<LocalPostgres>,
+    local: Option<Arc<Mutex<LocalPostgres>>>,
+    /// The fence guard of this node's data directory (a data member).
+    guard: Option<FenceGuard>,
+    /// The action running beside the loop, if any.
+    job: Option<Job>,
+    /// A reload's configuration, for the executor once the job is done.
+    pending_reload: Option<Config>,
     lease: L,
     view: watch::Sender<NodeView>,
     notifier: Notifier,
@@ -135,10 +181,14 @@ impl<L: LeaseClient> Runner<L> {
             }));
         }
         let memory = Memory::new(local.as_ref().and_then(|l| l.remembered_leader_position()));
+        let guard = local.as_ref().map(|_| FenceGuard::new(&cfg.node.data_dir));
         Runner {
             settings: Settings::from_config(&cfg),
             cfg,
-            local,
+            local: local.map(|l| Arc::new(Mutex::new(l))),
+            guard,
+            job: None,
+            pending_reload: None,
             lease,
             view,
             notifier,
@@ -179,7 +229,7 @@ impl<L: LeaseClient> Runner<L> {
                         return;
                     }
                     Some(Control::Detach(done)) => {
-                        self.detach();
+                        self.detach().await;
                         let _ = done.send(());
                         return;
                     }
@@ -192,11 +242,29 @@ impl<L: LeaseClient> Runner<L> {
         }
     }
 
-    /// One iteration: observe, situation, lease, decide, act, publish.
+    /// One iteration: observe, situation, lease, decide, act, publish —
+    /// or, while an action runs beside the loop, what the loop still does.
     pub async fn iterate(&mut self) {
+        if let Some(job) = self.job.take() {
+            if !job.handle.is_finished() {
+                self.job = Some(job);
+                self.busy_iteration().await;
+                return;
+            }
+            let status = self.lease.current();
+            let joined = job.handle.await;
+            let (observed, status) = self.finish(&job.action, job.term, joined, status).await;
+            let view = self.build_view(observed.as_ref(), &status, &Action::Healthy);
+            self.view.send_replace(view);
+        }
+        if let (Some(cfg), Some(local)) = (self.pending_reload.take(), &self.local) {
+            if let Err(e) = local.lock().await.reload(cfg).await {
+                tracing::error!("reload failed: {e}");
+            }
+        }
         // 1. observe
-        let observed = match &mut self.local {
-            Some(local) => Some(local.observe().await),
+        let observed = match &self.local {
+            Some(local) => Some(local.lock().await.observe().await),
             None => None,
         };
         if let Some(o) = &observed {
@@ -241,7 +309,8 @@ impl<L: LeaseClient> Runner<L> {
     }
 
     /// Step 5: the guard, the action, the guard again. Returns what
-    /// PostgreSQL and the lease are after it.
+    /// PostgreSQL and the lease are after it; an action still running after
+    /// one `loop_wait` goes on beside the loop ([`Job`]).
     async fn act(
         &mut self,
         situation: &Situation,
@@ -250,10 +319,13 @@ impl<L: LeaseClient> Runner<L> {
         action: &Action,
         observed: Option<Observed>,
     ) -> (Option<Observed>, LeaseStatus) {
-        let Some(local) = &mut self.local else {
+        let Some(local) = self.local.clone() else {
             return (observed, status);
         };
-        local.set_leader_source(leader_source(situation, lease));
+        local
+            .lock()
+            .await
+            .set_leader_source(leader_source(situation, lease));
         // Say what is about to happen before it starts: a primary being
         // fenced is no longer a primary for the load balancers.
         if let Some(state) = announced_state(action) {
@@ -265,16 +337,74 @@ impl<L: LeaseClient> Runner<L> {
             }
             self.view.send_replace(view);
         }
-        let margin = guard_margin(&self.cfg);
         let lease_end = status.expires_at.filter(|_| status.mine);
         if let Some(command) = guard::before(action, lease_end) {
-            local.guard(command, margin);
+            self.apply_guard(command);
         }
-        let result = local.execute(action).await;
+        if matches!(action, Action::Healthy | Action::Wait { .. }) {
+            if let Some(o) = &observed {
+                self.guard_after(o, &status);
+            }
+            return (observed, status);
+        }
+        let job_action = action.clone();
+        let mut handle = tokio::spawn(async move {
+            let mut local = local.lock_owned().await;
+            let result = local.execute(&job_action).await.map_err(|e| e.to_string());
+            let observed = local.observe().await;
+            (result, observed)
+        });
+        match tokio::time::timeout(self.cfg.cluster.loop_wait, &mut handle).await {
+            Ok(joined) => self.finish(action, lease.term, joined, status).await,
+            Err(_) => {
+                tracing::info!(
+                    "{} goes on beside the loop; the loop keeps the lease, the guard and the status up to date",
+                    what(action)
+                );
+                self.job = Some(Job {
+                    action: action.clone(),
+                    term: lease.term,
+                    started: Instant::now(),
+                    handle,
+                    progress: (None, Instant::now()),
+                });
+                (observed, status)
+            }
+        }
+    }
+
+    /// An action is done: what it means for the loop's memory, the lease
+    /// (renewed after a long action) and the guard.
+    async fn finish(
+        &mut self,
+        action: &Action,
+        term: u64,
+        joined: Result<JobOutcome, tokio::task::JoinError>,
+        status: LeaseStatus,
+    ) -> (Option<Observed>, LeaseStatus) {
+        let (result, observed) = match joined {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                let why = if e.is_cancelled() {
+                    "it was stopped (stuck, or the agent is stopping)".to_string()
+                } else {
+                    format!("it failed unexpectedly: {e}")
+                };
+                let observed = match &self.local {
+                    Some(local) => local.lock().await.observe().await,
+                    None => return (None, status),
+                };
+                (
+                    Err(format!("{} did not finish: {why}", what(action))),
+                    observed,
+                )
+            }
+        };
+        self.note_postmaster(&observed);
         let now = Instant::now();
         match (&result, action) {
             (_, Action::Fence { reason }) => {
-                self.memory.fence = Some((lease.term, reason.clone()));
+                self.memory.fence = Some((term, reason.clone()));
             }
             (Err(e), Action::Clone { .. }) => {
                 let delay = self.memory.clone.failed(now);
@@ -286,11 +416,7 @@ impl<L: LeaseClient> Runner<L> {
             (Ok(()), Action::Clone { .. }) => self.memory.clone.reset(),
             // Writable again in a fresh term: the fence is over.
             (Ok(()), Action::Start { as_standby: false } | Action::Promote { .. })
-                if self
-                    .memory
-                    .fence
-                    .as_ref()
-                    .is_some_and(|(t, _)| *t != lease.term) =>
+                if self.memory.fence.as_ref().is_some_and(|(t, _)| *t != term) =>
             {
                 self.memory.fence = None;
             }
@@ -298,8 +424,7 @@ impl<L: LeaseClient> Runner<L> {
         }
         match result {
             Ok(()) => self.last_error = None,
-            Err(e) => {
-                let text = e.to_string();
+            Err(text) => {
                 if self.last_error.as_deref() != Some(&text)
                     && !matches!(action, Action::Clone { .. })
                 {
@@ -308,40 +433,111 @@ impl<L: LeaseClient> Runner<L> {
                 self.last_error = Some(text);
             }
         }
-        let changes = !matches!(
-            action,
-            Action::Healthy | Action::Wait { .. } | Action::Follow { .. }
-        );
-        let observed = match (changes, &mut self.local) {
-            // Look again, so that the guard and the view see the result.
-            (true, Some(local)) => Some(local.observe().await),
-            _ => observed,
-        };
-        if let (true, Some(o)) = (changes, &observed) {
-            self.note_postmaster(o);
-        }
         // A long action (initdb, a start with crash recovery, a promotion)
         // may have used up much of the lease: renew it before the guard is
         // pushed to its end, or the guard would stop a healthy primary.
-        let status = if status.mine && changes {
+        let status = if status.mine && !matches!(action, Action::Follow { .. }) {
             let renewed = self.lease.update(true).await;
             self.log_lease_change(&renewed);
             renewed
         } else {
             status
         };
-        if let (Some(local), Some(o)) = (&mut self.local, &observed) {
-            let facts = local_postgres(o, &self.memory, Instant::now());
-            let lease_end = status.expires_at.filter(|_| status.mine);
-            let command = guard::after(&facts, o.standby_signal, lease_end);
-            local.guard(command, margin);
-            if matches!(command, GuardCommand::Arm(_)) {
+        self.guard_after(&observed, &status);
+        (Some(observed), status)
+    }
+
+    /// The guard from what PostgreSQL is now ([`guard::after`]), and the
+    /// machine's watchdog with it.
+    fn guard_after(&mut self, o: &Observed, status: &LeaseStatus) {
+        let facts = local_postgres(o, &self.memory, Instant::now());
+        let lease_end = status.expires_at.filter(|_| status.mine);
+        let command = guard::after(&facts, o.standby_signal, lease_end);
+        self.apply_guard(command);
+        if matches!(command, GuardCommand::Arm(_)) {
+            self.watchdog.keepalive();
+        } else {
+            self.watchdog.disarm();
+        }
+    }
+
+    /// Tells the fence guard: writable until a margin before the lease's
+    /// end, as it is, or not at all.
+    fn apply_guard(&mut self, command: GuardCommand) {
+        let margin = guard_margin(&self.cfg);
+        let Some(guard) = &mut self.guard else {
+            return;
+        };
+        match command {
+            GuardCommand::Arm(end) => {
+                if let Err(e) = guard.arm(Deadlines::before(end, margin)) {
+                    tracing::error!("{e}");
+                }
+            }
+            GuardCommand::Keep => {}
+            GuardCommand::Disarm => guard.disarm(),
+        }
+    }
+
+    /// An iteration while an action runs beside the loop: the peers, the
+    /// lease (kept only while the action may make PostgreSQL writable), the
+    /// guard with it, a time limit, the view and systemd's watchdog.
+    async fn busy_iteration(&mut self) {
+        self.peers.refresh().await;
+        let Some(job) = &self.job else {
+            return;
+        };
+        let leading = matches!(
+            job.action,
+            Action::Bootstrap | Action::Start { as_standby: false } | Action::Promote { .. }
+        );
+        let keep = leading && self.lease.current().mine;
+        let status = self.lease.update(keep).await;
+        self.log_lease_change(&status);
+        let Some(job) = &mut self.job else {
+            return;
+        };
+        let now = Instant::now();
+        let progress = self.view.borrow().progress_pct;
+        if progress != job.progress.0 {
+            job.progress = (progress, now);
+        }
+        let ran = now.saturating_duration_since(job.started);
+        let stuck = match (&job.action, time_limit(&job.action)) {
+            (Action::Clone { .. }, _) => {
+                now.saturating_duration_since(job.progress.1) > CLONE_STALL
+            }
+            (_, Some(limit)) => ran > limit,
+            (_, None) => false,
+        };
+        if stuck {
+            tracing::error!("{} is stuck after {ran:?}: stopping it", what(&job.action));
+            job.handle.abort();
+        }
+        let running = what(&job.action);
+        let makes_writable = job.action.makes_writable() || leading;
+        if makes_writable {
+            if let Some(end) = status.expires_at.filter(|_| status.mine) {
+                self.apply_guard(GuardCommand::Arm(end));
                 self.watchdog.keepalive();
-            } else {
-                self.watchdog.disarm();
             }
         }
-        (observed, status)
+        let mut view = self.view.borrow().clone();
+        view.loop_last = Some(now);
+        view.peers = self.peers.views().cloned().collect();
+        view.holds_lease = status.mine;
+        view.leader = match (&status.holder, status.expires_at) {
+            (Some(name), Some(expires_at)) => Some(LeaderView {
+                name: name.clone(),
+                term: status.term,
+                expires_at,
+            }),
+            _ => None,
+        };
+        view.reason = Some(format!("{running}, running for {} s", ran.as_secs()));
+        self.notifier.status(&status_line(&view));
+        self.notifier.watchdog();
+        self.view.send_replace(view);
     }
 
     /// What the other members said this loop, typed.
@@ -420,7 +616,9 @@ impl<L: LeaseClient> Runner<L> {
             .memory
             .remembered
             .is_none_or(|(at, pos)| pos != position && now.duration_since(at) >= REMEMBER_EVERY);
-        if let (true, Some(local)) = (due, &mut self.local) {
+        // Not while an action owns the data directory: next time.
+        if let (true, Some(mut local)) = (due, self.local.as_ref().and_then(|l| l.try_lock().ok()))
+        {
             local.remember_leader_position(position);
             self.memory.remembered = Some((now, position));
         }
@@ -577,7 +775,10 @@ impl<L: LeaseClient> Runner<L> {
             };
         }
         view.wal_receiver_problem = o.receiver_problem.as_ref().map(|p| p.to_string());
-        view.history = local.history().to_vec();
+        view.history = match local.try_lock() {
+            Ok(local) => local.history().to_vec(),
+            Err(_) => self.view.borrow().history.clone(),
+        };
         view.postgres = Some(PostgresView {
             pid: match o.postmaster {
                 PostmasterState::Running { pid, .. } => Some(pid),
@@ -619,10 +820,10 @@ impl<L: LeaseClient> Runner<L> {
             );
         }
         let applied = crate::config::to_apply(&self.cfg, &new);
-        if let Some(local) = &mut self.local {
-            if let Err(e) = local.reload(applied.clone()).await {
-                tracing::error!("reload failed: {e}");
-            }
+        // The executor takes it now, or once the running action is done.
+        self.pending_reload = self.local.is_some().then(|| applied.clone());
+        if plan.postgres_restart.is_empty() && plan.applied.is_empty() {
+            self.pending_reload = None;
         }
         if plan.applied.contains(&"cluster.members") {
             self.peers
@@ -636,10 +837,24 @@ impl<L: LeaseClient> Runner<L> {
         self.iterate().await;
     }
 
+    /// Stops an action running beside the loop (the agent is stopping).
+    async fn abort_job(&mut self) {
+        if let Some(job) = self.job.take() {
+            tracing::warn!(
+                "stopping {} (it ran for {:?}): the agent is stopping",
+                what(&job.action),
+                job.started.elapsed()
+            );
+            job.handle.abort();
+            let _ = job.handle.await;
+        }
+    }
+
     /// Exits the loop leaving everything to the next agent: PostgreSQL runs
     /// on, the fence guard keeps its deadline (it stops a primary whose
     /// lease is not renewed in time), the lease notes keep the lease.
-    fn detach(&mut self) {
+    async fn detach(&mut self) {
+        self.abort_job().await;
         self.notifier.stopping();
         // The guard covers the gap; a watchdog left open would reboot the
         // machine if the next agent took longer than its timeout.
@@ -659,16 +874,17 @@ impl<L: LeaseClient> Runner<L> {
             "shutting down: stopping PostgreSQL (fast), then releasing the leader lease"
         );
         self.notifier.stopping();
+        self.abort_job().await;
         // PostgreSQL first: once the lease is released another member may
         // promote, and this one must not be writable by then.
-        if let Some(local) = &mut self.local {
-            if let Err(e) = local.shutdown().await {
+        if let Some(local) = &self.local {
+            if let Err(e) = local.lock().await.shutdown().await {
                 tracing::error!(
                     "stopping PostgreSQL failed: {e}; keeping the lease until it expires"
                 );
                 return;
             }
-            local.guard(GuardCommand::Disarm, Duration::ZERO);
+            self.apply_guard(GuardCommand::Disarm);
         }
         self.watchdog.disarm();
         self.lease.release().await;
@@ -719,6 +935,22 @@ fn lease_view(status: &LeaseStatus, now: Instant) -> Lease {
         } else {
             Duration::ZERO
         },
+    }
+}
+
+/// An action in words, for the log and `/status`.
+fn what(action: &Action) -> String {
+    match action {
+        Action::Bootstrap => "initdb".into(),
+        Action::Clone { source } => format!("the clone from {}:{}", source.host, source.port),
+        Action::Rewind { source } => {
+            format!("the rejoin of {}:{} (pg_rewind)", source.host, source.port)
+        }
+        Action::Start { as_standby: true } => "the start of PostgreSQL as a standby".into(),
+        Action::Start { as_standby: false } => "the start of PostgreSQL as primary".into(),
+        Action::Promote { .. } => "the promotion".into(),
+        Action::Fence { .. } => "the fence".into(),
+        other => format!("{other:?}"),
     }
 }
 

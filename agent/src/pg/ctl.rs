@@ -157,6 +157,8 @@ pub struct BasebackupOptions<'a> {
     pub passfile: &'a Path,
     /// Skip fsync (test setups).
     pub no_sync: bool,
+    /// At most this many kilobytes a second (`--max-rate`).
+    pub max_rate_kb: Option<u64>,
 }
 
 /// Copies a running member's data directory with `pg_basebackup -Xs
@@ -187,6 +189,9 @@ pub async fn basebackup(
         .args(["-X", "stream", "-c", "fast", "-P", "-w"]);
     if opts.no_sync {
         cmd.arg("--no-sync");
+    }
+    if let Some(kb) = opts.max_rate_kb {
+        cmd.arg(format!("--max-rate={kb}"));
     }
     runas.apply(&mut cmd);
     cmd.stdin(Stdio::null())

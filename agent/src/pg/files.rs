@@ -162,6 +162,16 @@ pub enum DataDirState {
     Unreadable,
 }
 
+/// The marker of a clone in progress (`<data_dir>.cloning`): a copy that
+/// was interrupted (the agent stopped or crashed) is never taken for a
+/// cluster, even when its files look like one.
+pub fn clone_marker(data_dir: &Path) -> PathBuf {
+    PathBuf::from(format!(
+        "{}.cloning",
+        data_dir.to_string_lossy().trim_end_matches('/')
+    ))
+}
+
 /// Looks at a data directory without changing it.
 pub fn data_dir_state(data_dir: &Path) -> DataDirState {
     let mut entries = match fs::read_dir(data_dir) {
@@ -171,6 +181,9 @@ pub fn data_dir_state(data_dir: &Path) -> DataDirState {
     };
     if entries.next().is_none() {
         return DataDirState::Empty;
+    }
+    if clone_marker(data_dir).exists() {
+        return DataDirState::Foreign;
     }
     if data_dir.join("PG_VERSION").is_file() && data_dir.join("global/pg_control").is_file() {
         DataDirState::Initialized
@@ -196,6 +209,8 @@ pub fn rename_aside(data_dir: &Path, why: &str) -> Result<PathBuf, FileError> {
         path: data_dir.to_path_buf(),
         source,
     })?;
+    // The marker of an interrupted clone went with what it marked.
+    let _ = fs::remove_file(clone_marker(data_dir));
     Ok(target)
 }
 
@@ -227,6 +242,10 @@ mod tests {
         fs::create_dir(d.join("global")).unwrap();
         fs::write(d.join("global/pg_control"), "x").unwrap();
         assert_eq!(data_dir_state(&d), DataDirState::Initialized);
+        // an interrupted clone is never a cluster
+        fs::write(clone_marker(&d), "").unwrap();
+        assert_eq!(data_dir_state(&d), DataDirState::Foreign);
+        fs::remove_file(clone_marker(&d)).unwrap();
         // not a directory at all: it cannot be listed, and is no empty one
         let file = tmp.path().join("file");
         fs::write(&file, "x").unwrap();
