@@ -67,6 +67,8 @@ const CLONE_BACKOFF: (Duration, Duration) = (Duration::from_secs(2), Duration::f
 const CRASH_FORGET_AFTER: Duration = Duration::from_secs(60);
 /// How often the primary's last position is written to `pgwarden.state`.
 const REMEMBER_EVERY: Duration = Duration::from_secs(5);
+/// How often an empty member waiting to join looks again.
+const JOIN_POLL: Duration = Duration::from_millis(200);
 /// A clone whose progress did not move for this long is stuck.
 const CLONE_STALL: Duration = Duration::from_secs(600);
 
@@ -133,6 +135,10 @@ pub struct Runner<L: LeaseClient> {
     job: Option<Job>,
     /// A reload's configuration, for the executor once the job is done.
     pending_reload: Option<Config>,
+    /// The last iteration's action changed the node and succeeded.
+    progressed: bool,
+    /// An empty member is waiting to join.
+    joining: bool,
     lease: L,
     view: watch::Sender<NodeView>,
     notifier: Notifier,
@@ -189,6 +195,8 @@ impl<L: LeaseClient> Runner<L> {
             guard,
             job: None,
             pending_reload: None,
+            progressed: false,
+            joining: false,
             lease,
             view,
             notifier,
@@ -217,7 +225,19 @@ impl<L: LeaseClient> Runner<L> {
                     self.last_action
                 );
             }
-            let sleep = tokio::time::sleep(self.cfg.cluster.loop_wait);
+            // After a step that changed things (initdb done, a clone done, a
+            // rewind done), take the next one at once rather than a loop
+            // later: a new cluster is up in seconds, not in loop_waits.
+            let pause = if std::mem::take(&mut self.progressed) {
+                Duration::from_millis(20)
+            } else if std::mem::take(&mut self.joining) {
+                // An empty member waiting for a primary to clone from looks
+                // more often: a new member is streaming sooner.
+                self.cfg.cluster.loop_wait.min(JOIN_POLL)
+            } else {
+                self.cfg.cluster.loop_wait
+            };
+            let sleep = tokio::time::sleep(pause);
             tokio::pin!(sleep);
             tokio::select! {
                 _ = &mut sleep => {}
@@ -293,6 +313,8 @@ impl<L: LeaseClient> Runner<L> {
         // 4. decide
         let action = decide(&situation, &lease);
         self.log_decision(&action);
+        self.joining =
+            situation.data == DataDirState::Empty && matches!(action, Action::Wait { .. });
         // 5. act
         let (observed, status) = self
             .act(&situation, &lease, status, &action, observed)
@@ -422,6 +444,16 @@ impl<L: LeaseClient> Runner<L> {
             }
             _ => {}
         }
+        self.progressed = result.is_ok()
+            && matches!(
+                action,
+                Action::Bootstrap
+                    | Action::Clone { .. }
+                    | Action::Rewind { .. }
+                    | Action::RenameAside
+                    | Action::Start { .. }
+                    | Action::Promote { .. }
+            );
         match result {
             Ok(()) => self.last_error = None,
             Err(text) => {

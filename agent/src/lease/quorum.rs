@@ -335,14 +335,14 @@ impl LeaseClient for QuorumLease {
         let holding = self.proposer.holds_lease(now);
         if want && (holding || now >= self.not_before) {
             let mut outcome = self.round().await;
-            // A round that only learned a higher ballot (typically this
-            // member's own, from before an agent restart, whose last round
-            // may have reached some acceptors and not others) tries again at
-            // once above it rather than lose a loop.
+            // A holder's round that only learned a higher ballot (typically
+            // its own, from before an agent restart, whose last round may
+            // have reached some acceptors and not others) tries again at
+            // once above it rather than lose a loop. A member that does not
+            // hold the lease backs off instead: retrying at once would only
+            // turn an election into a duel.
             for _ in 0..2 {
-                if !matches!(outcome, Outcome::Preempted { .. })
-                    || !(holding || self.known_holder.is_none())
-                {
+                if !holding || !matches!(outcome, Outcome::Preempted { .. }) {
                     break;
                 }
                 outcome = self.round().await;

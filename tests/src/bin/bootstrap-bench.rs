@@ -19,6 +19,8 @@ struct Args {
     runs: usize,
     ttl: String,
     loop_wait: String,
+    /// Print each agent's log of the bootstrap (to see where time goes).
+    logs: bool,
 }
 
 fn args() -> Args {
@@ -26,6 +28,7 @@ fn args() -> Args {
         runs: 5,
         ttl: "10s".into(),
         loop_wait: "1s".into(),
+        logs: false,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -39,6 +42,11 @@ fn args() -> Args {
             }
             "--ttl" => a.ttl = value,
             "--loop-wait" => a.loop_wait = value,
+            "--logs" => {
+                a.logs = true;
+                i += 1;
+                continue;
+            }
             other => usage(&format!("unknown argument {other}")),
         }
         i += 2;
@@ -48,7 +56,7 @@ fn args() -> Args {
 
 fn usage(problem: &str) -> ! {
     eprintln!(
-        "bootstrap-bench: {problem}\nusage: bootstrap-bench [--runs N] [--ttl 10s] [--loop-wait 1s]"
+        "bootstrap-bench: {problem}\nusage: bootstrap-bench [--runs N] [--ttl 10s] [--loop-wait 1s] [--logs]"
     );
     std::process::exit(2);
 }
@@ -99,6 +107,11 @@ fn main() {
         let primary = c.wait_streaming(&DATA);
         let took = started.elapsed().as_secs_f64();
         bootstrap.push(took);
+        if a.logs {
+            for n in &c.nodes {
+                println!("--- {} ---\n{}", n.name, n.log_text());
+            }
+        }
         let writer = Writer::start(c.nodes.iter().map(WriterTarget::of).collect());
         writer.wait_routed_accept(&primary, Instant::now(), SLOW);
         let pm = c.node(&primary).postmaster_pid();
