@@ -69,6 +69,11 @@ pub struct AgentDoc {
     /// Automatic actions are paused.
     #[serde(default)]
     pub paused: bool,
+    /// When the pause flag was last set or cleared (milliseconds since the
+    /// epoch): members adopt the newest they see, so that one `pause`
+    /// reaches every member.
+    #[serde(default)]
+    pub pause_version: u64,
 }
 
 /// `postgres`: the local server.
@@ -263,6 +268,12 @@ pub struct StatusDoc {
     /// `max_lag_on_failover` is measured against).
     #[serde(default)]
     pub last_leader_position: Option<Position>,
+    /// A primary handing its role over (a switchover): to whom.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handover_to: Option<String>,
+    /// An operator chose this member to take over (a failover).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub designated: bool,
     /// Patroni's `xlog`.
     #[serde(default)]
     pub xlog: Option<XlogDoc>,

@@ -75,6 +75,12 @@ pub struct NodeView {
     pub history: Vec<crate::state::HistoryEntry>,
     /// The last position this node saw the primary at.
     pub last_leader_position: Option<Position>,
+    /// When the pause flag last changed (milliseconds since the epoch).
+    pub pause_version: u64,
+    /// This primary hands its role over to that member (a switchover).
+    pub handover_to: Option<String>,
+    /// An operator chose this member to take over (a failover).
+    pub designated: bool,
 }
 
 impl NodeView {
@@ -110,6 +116,9 @@ impl NodeView {
             wal_receiver_problem: None,
             history: Vec::new(),
             last_leader_position: None,
+            pause_version: 0,
+            handover_to: None,
+            designated: false,
         }
     }
 

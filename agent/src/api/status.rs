@@ -89,6 +89,7 @@ pub fn status_document(view: &NodeView, now: Instant) -> StatusDoc {
                 .loop_last
                 .map(|t| now.saturating_duration_since(t).as_millis() as u64),
             paused: view.paused,
+            pause_version: view.pause_version,
         },
         postgres,
         wal,
@@ -102,6 +103,8 @@ pub fn status_document(view: &NodeView, now: Instant) -> StatusDoc {
             lease_remaining_ms: l.expires_at.saturating_duration_since(now).as_millis() as u64,
         }),
         last_leader_position: view.last_leader_position,
+        handover_to: view.handover_to.clone(),
+        designated: view.designated,
         xlog,
         server_version: obs.map(|o| o.version_num),
         timeline: obs.and_then(|o| o.timeline),

@@ -83,6 +83,20 @@ pub enum Action {
         /// Why.
         reason: String,
     },
+    /// An operator's restart of PostgreSQL (fast stop, start).
+    Restart {
+        /// It comes back as a standby.
+        as_standby: bool,
+    },
+    /// An operator's reinitialisation: stop, rename the data directory
+    /// aside; the member then clones afresh.
+    Reinit,
+    /// A switchover's first half on the primary: CHECKPOINT, fast stop,
+    /// `standby.signal`; the lease is released once `to` has everything.
+    HandOver {
+        /// The member taking over.
+        to: String,
+    },
 }
 
 impl Action {
@@ -91,7 +105,10 @@ impl Action {
     pub fn makes_writable(&self) -> bool {
         matches!(
             self,
-            Action::Bootstrap | Action::Promote { .. } | Action::Start { as_standby: false }
+            Action::Bootstrap
+                | Action::Promote { .. }
+                | Action::Start { as_standby: false }
+                | Action::Restart { as_standby: false }
         )
     }
 }
@@ -317,14 +334,21 @@ fn decide_stopped(s: &Situation, lease: &Lease) -> Action {
     if s.standby_signal {
         return Action::Start { as_standby: true };
     }
-    // A primary's data directory.
-    if lease.mine {
+    // A primary's data directory. Restarted read-write only within the
+    // holding it was writable in (a crash restart in place) or by the lone
+    // data member; a lease won since (after a pause, an agent restart) does
+    // not say its WAL is the newest: it starts as a standby, shows its
+    // position and competes like any standby.
+    if lease.mine && (s.solo_data_member || s.writable_in_term == Some(lease.term)) {
         return match may_lead(s, lease) {
             Ok(()) => Action::Start { as_standby: false },
             Err(why) => Action::Wait {
                 reason: format!("will not start the primary: {why}"),
             },
         };
+    }
+    if lease.mine {
+        return Action::Start { as_standby: true };
     }
     match leader_source(s, lease) {
         Some(source) if leader_alive(s, lease) => Action::Rewind { source },
@@ -438,6 +462,7 @@ mod tests {
             role_ensured: true,
             timeline_diverged: false,
             fenced_in_term: None,
+            writable_in_term: Some(4),
             system_identifier: Some("7311".into()),
             crash_loop: CrashLoop::No,
             bootstrap_allowed: false,
@@ -604,6 +629,12 @@ mod tests {
                 stopped(primary()),
                 Lease { remaining: Duration::from_secs(2), ..held() },
                 wait("will not start the primary: the leader lease has 2000 ms left, not more than the fence margin (2000 ms)"),
+            ),
+            (
+                "a lease won after this member was last writable starts it as a standby first",
+                Situation { writable_in_term: Some(2), ..stopped(primary()) },
+                held(),
+                Action::Start { as_standby: true },
             ),
             (
                 "a fence sticks for the rest of its term",

@@ -126,6 +126,8 @@ pub struct LocalPostgres {
     follow: Option<StandbySource>,
     progress: Option<ProgressReporter>,
     history: Vec<HistoryEntry>,
+    /// A hand-over's final position: the start of the shutdown checkpoint.
+    handed_over_at: Option<crate::pg::Lsn>,
 }
 
 impl LocalPostgres {
@@ -151,7 +153,13 @@ impl LocalPostgres {
             follow: None,
             progress: None,
             history,
+            handed_over_at: None,
         }
+    }
+
+    /// The final position of the last hand-over (taken once).
+    pub fn take_handed_over_at(&mut self) -> Option<crate::pg::Lsn> {
+        self.handed_over_at.take()
     }
 
     /// Role changes recorded in this data directory.
@@ -345,6 +353,35 @@ impl LocalPostgres {
             Action::Follow { source } => self.follow(source).await,
             Action::Promote { reason } => self.promote(reason).await,
             Action::Rewind { source } => self.rewind(source).await,
+            Action::Restart { as_standby } => {
+                tracing::info!(
+                    "restarting PostgreSQL (an operator's request): fast stop, then start"
+                );
+                self.stop(StopMode::Fast, FAST_STOP_TIMEOUT).await?;
+                self.start(*as_standby).await
+            }
+            Action::Reinit => {
+                if self.postmaster.is_some() {
+                    self.stop(StopMode::Fast, FAST_STOP_TIMEOUT).await?;
+                }
+                let moved = files::rename_aside(&self.cfg.node.data_dir, "reinit")?;
+                tracing::warn!(
+                    "reinitializing (an operator's request): {} renamed to {} (nothing deleted); this member clones afresh",
+                    self.cfg.node.data_dir.display(),
+                    moved.display()
+                );
+                self.record(
+                    format!(
+                        "reinitialized: the old data directory is {}",
+                        moved.display()
+                    ),
+                    None,
+                    None,
+                    None,
+                );
+                Ok(())
+            }
+            Action::HandOver { to } => self.hand_over(to).await,
             Action::Fence { reason } => {
                 tracing::error!("fencing: {reason}; stopping PostgreSQL (fast, then immediate)");
                 // Fast gets half a second: no session may commit once the
@@ -355,6 +392,31 @@ impl LocalPostgres {
                 Ok(())
             }
         }
+    }
+
+    /// A switchover's first half: no transaction may commit here after
+    /// this. CHECKPOINT (so that the shutdown is quick), a fast stop (the
+    /// walsenders send everything up to the shutdown checkpoint to the
+    /// standbys before they exit), then `standby.signal`, so that this
+    /// member comes back as a standby. The final position is kept for the
+    /// runner, which releases the lease once `to` has replayed past it.
+    async fn hand_over(&mut self, to: &str) -> Result<(), ExecError> {
+        tracing::info!("switchover to {to}: CHECKPOINT, then a fast stop; no transaction commits here after this");
+        if let Err(e) = self.probe.execute("CHECKPOINT").await {
+            tracing::warn!("CHECKPOINT before the switchover failed ({e}); stopping anyway");
+        }
+        self.stop(StopMode::Fast, FAST_STOP_TIMEOUT).await?;
+        let data_dir = self.cfg.node.data_dir.clone();
+        let control = ctl::controldata(&self.bins, &self.runas, &data_dir).await?;
+        files::write_atomic(&data_dir.join("standby.signal"), b"", 0o600, &self.runas)?;
+        tracing::info!(
+            "switchover to {to}: PostgreSQL stopped ({}), last checkpoint {} on timeline {}",
+            control.state,
+            control.checkpoint,
+            control.timeline
+        );
+        self.handed_over_at = Some(control.checkpoint);
+        Ok(())
     }
 
     /// `initdb`, managed files, start as primary, the replication role.

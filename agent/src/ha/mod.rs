@@ -6,16 +6,24 @@
 //! - `decide.rs`: [`decide::decide`] and [`decide::wants_lease`], pure: a
 //!   situation and the lease in, an action out.
 //! - `guard.rs`: what the fence guard is told, before and after an action (pure).
+//! - `operator.rs`: whether an operator action (switchover, failover,
+//!   restart, reinitialize) can be done now, and to whom (pure).
 //! - `backoff.rs`: the one retry back-off (crash restarts, clones).
 //! - `executor.rs`: carries an action out on the local PostgreSQL; effects only.
 //! - `runner.rs`: the loop: observe, situation, lease, decide, act, publish.
+//! - `simulation.rs` (tests only): the deterministic simulation of the whole
+//!   loop on every member, with a modelled PostgreSQL, network and fence
+//!   guard, checking that no two servers are ever writable.
 
 pub mod backoff;
 pub mod candidate;
 pub mod decide;
 pub mod executor;
 pub mod guard;
+pub mod operator;
 pub mod runner;
+#[cfg(test)]
+mod simulation;
 pub mod situation;
 
 pub use decide::{decide, Action, Lease};

@@ -110,6 +110,9 @@ pub struct Memory {
     last_leader: Option<Position>,
     /// When it was last written to `pgwarden.state`, and what.
     remembered: Option<(Instant, Position)>,
+    /// The lease term in which PostgreSQL here was last writable, or in
+    /// which this member made the cluster.
+    writable_in_term: Option<u64>,
 }
 
 impl Memory {
@@ -120,6 +123,7 @@ impl Memory {
             fence: None,
             last_leader,
             remembered: None,
+            writable_in_term: None,
         }
     }
 }
@@ -436,6 +440,8 @@ impl<L: LeaseClient> Runner<L> {
                 );
             }
             (Ok(()), Action::Clone { .. }) => self.memory.clone.reset(),
+            // The cluster it made is its own to start in this term.
+            (Ok(()), Action::Bootstrap) => self.memory.writable_in_term = Some(term),
             // Writable again in a fresh term: the fence is over.
             (Ok(()), Action::Start { as_standby: false } | Action::Promote { .. })
                 if self.memory.fence.as_ref().is_some_and(|(t, _)| *t != term) =>
@@ -483,6 +489,9 @@ impl<L: LeaseClient> Runner<L> {
     /// machine's watchdog with it.
     fn guard_after(&mut self, o: &Observed, status: &LeaseStatus) {
         let facts = local_postgres(o, &self.memory, Instant::now());
+        if status.mine && facts == (Postgres::Running { in_recovery: false }) {
+            self.memory.writable_in_term = Some(status.term);
+        }
         let lease_end = status.expires_at.filter(|_| status.mine);
         let command = guard::after(&facts, o.standby_signal, lease_end);
         self.apply_guard(command);
@@ -618,6 +627,9 @@ impl<L: LeaseClient> Runner<L> {
             fenced_in_term: self.memory.fence.as_ref().map(|(t, _)| *t),
             last_leader: self.memory.last_leader,
             clone_retry_in: self.memory.clone.wait_left(now),
+            handing_over: None,
+            designated: false,
+            writable_in_term: self.memory.writable_in_term,
         }
     }
 
@@ -952,6 +964,9 @@ fn witness_local() -> Local {
         fenced_in_term: None,
         last_leader: None,
         clone_retry_in: None,
+        handing_over: None,
+        designated: false,
+        writable_in_term: None,
     }
 }
 

@@ -60,6 +60,13 @@ pub struct Local {
     pub last_leader: Option<Position>,
     /// A clone failed: the next one is due in this long.
     pub clone_retry_in: Option<Duration>,
+    /// This primary hands its role over to that member (a switchover).
+    pub handing_over: Option<String>,
+    /// An operator chose this member to take over (a failover).
+    pub designated: bool,
+    /// The term of the lease in which PostgreSQL here was last writable
+    /// (or in which this member made the cluster with initdb).
+    pub writable_in_term: Option<u64>,
 }
 
 /// What another member said about itself this loop.
@@ -91,6 +98,12 @@ pub struct PeerReport {
     pub uninitialized: bool,
     /// The last position it saw the primary at.
     pub last_leader: Option<Position>,
+    /// Its WAL receiver streams.
+    pub streaming: bool,
+    /// It hands the primary role over to that member.
+    pub handover_to: Option<String>,
+    /// An operator chose it to take over.
+    pub designated: bool,
 }
 
 impl PeerReport {
@@ -103,6 +116,17 @@ impl PeerReport {
                 ..PeerReport::default()
             };
         };
+        // Before its first loop an agent knows nothing of its node (a
+        // restarted agent serves "uninitialized, starting"): that is no
+        // report, and taking it for one would count a member full of data
+        // as empty.
+        if d.agent.loop_last_ms_ago.is_none() {
+            return PeerReport {
+                name: name.to_string(),
+                error: Some("its agent is starting and has not looked at its node yet".into()),
+                ..PeerReport::default()
+            };
+        }
         PeerReport {
             name: name.to_string(),
             fresh: true,
@@ -121,7 +145,18 @@ impl PeerReport {
             pg: d.pg_endpoint(),
             uninitialized: d.is_uninitialized(),
             last_leader: d.last_leader_position,
+            streaming: d
+                .wal_receiver
+                .as_ref()
+                .is_some_and(|r| r.status == "streaming"),
+            handover_to: d.handover_to.clone(),
+            designated: d.designated,
         }
+    }
+
+    /// A running replica that streams: one a switchover can hand over to.
+    pub fn streaming_replica(&self) -> bool {
+        self.healthy_replica() && self.streaming
     }
 
     /// A running replica that could take over.
@@ -260,6 +295,8 @@ pub struct Situation {
     pub timeline_diverged: bool,
     /// Fenced in this term: not writable again before a new one.
     pub fenced_in_term: Option<u64>,
+    /// The term in which PostgreSQL here was last writable.
+    pub writable_in_term: Option<u64>,
     /// This data directory's system identifier, when known.
     pub system_identifier: Option<String>,
     /// PostgreSQL keeps crashing.
@@ -334,6 +371,7 @@ pub fn situation(local: &Local, peers: &[PeerReport], settings: &Settings) -> Si
         role_ensured: local.role_ensured,
         timeline_diverged: local.timeline_diverged,
         fenced_in_term: local.fenced_in_term,
+        writable_in_term: local.writable_in_term,
         system_identifier: local.system_identifier.clone(),
         crash_loop: CrashLoop::No,
         bootstrap_allowed: false,
@@ -347,7 +385,14 @@ pub fn situation(local: &Local, peers: &[PeerReport], settings: &Settings) -> Si
     if settings.witness {
         return s;
     }
-    s.crash_loop = crash_loop(local, &data_peers, settings);
+    // Only a primary hands over for its crashes: a standby that crashes
+    // keeps restarting (with back-off); its peers cannot see crash counts,
+    // so withdrawing it from the candidacy could leave nobody to promote.
+    s.crash_loop = if local.standby_signal {
+        CrashLoop::No
+    } else {
+        crash_loop(local, &data_peers, settings)
+    };
     s.candidacy = candidacy(local, &data_peers, settings, nofailover);
     let solo = settings.members.len() == 1;
     let all_empty = data_peers.len() + 1 == data_members
@@ -412,6 +457,35 @@ fn candidacy(
     settings: &Settings,
     nofailover: bool,
 ) -> Candidacy {
+    let me = settings.me.as_str();
+    if let Some(to) = &local.handing_over {
+        return Candidacy::NotBest(format!("handing the primary role over to {to}"));
+    }
+    // An operator's choice (a switchover's target, a failover's candidate)
+    // stands in for the ranking; it was checked when it was made.
+    let fresh = || data_peers.iter().filter(|p| p.fresh);
+    if let Some(p) = fresh().find(|p| p.handover_to.is_some()) {
+        let to = p.handover_to.as_deref().unwrap_or_default();
+        return if to == me && !nofailover {
+            Candidacy::Best(format!(
+                "{} hands the primary role over to {me} (switchover)",
+                p.name
+            ))
+        } else {
+            Candidacy::NotBest(format!("{} hands the primary role over to {to}", p.name))
+        };
+    }
+    if let Some(p) = fresh().find(|p| p.running_primary) {
+        return Candidacy::NotBest(format!("{} reports a running primary", p.name));
+    }
+    if local.designated {
+        return Candidacy::Best(format!(
+            "{me} was chosen by an operator to take over (failover)"
+        ));
+    }
+    if let Some(p) = fresh().find(|p| p.designated) {
+        return Candidacy::NotBest(format!("{} was chosen by an operator to take over", p.name));
+    }
     let position = match local.postgres {
         Postgres::Running { .. } => local.position,
         _ => None,
@@ -507,6 +581,9 @@ mod tests {
             fenced_in_term: None,
             last_leader: None,
             clone_retry_in: None,
+            handing_over: None,
+            designated: false,
+            writable_in_term: None,
         }
     }
 
@@ -630,6 +707,73 @@ mod tests {
     }
 
     #[test]
+    fn a_switchover_target_is_the_candidate_and_everyone_else_stands_aside() {
+        let cfg = settings(&["pg1", "pg2", "pg3"]);
+        let handing = PeerReport {
+            running_primary: false,
+            handover_to: Some("pg1".into()),
+            ..peer("pg2", Role::Primary, Some(300))
+        };
+        // pg1 is behind pg3 by name order and position alike, yet the target
+        let s = situation(
+            &standby(100),
+            &[handing.clone(), peer("pg3", Role::Replica, Some(300))],
+            &cfg,
+        );
+        assert!(s.candidacy.is_best(), "{:?}", s.candidacy);
+        let to_other = PeerReport {
+            handover_to: Some("pg3".into()),
+            ..handing
+        };
+        let s = situation(
+            &standby(900),
+            &[to_other, peer("pg3", Role::Replica, Some(300))],
+            &cfg,
+        );
+        assert_eq!(
+            s.candidacy.reason(),
+            "pg2 hands the primary role over to pg3"
+        );
+        let own = Local {
+            handing_over: Some("pg3".into()),
+            ..standby(900)
+        };
+        assert!(!situation(&own, &[down("pg2"), down("pg3")], &cfg)
+            .candidacy
+            .is_best());
+    }
+
+    #[test]
+    fn an_operators_failover_choice_leads_unless_a_primary_runs() {
+        let cfg = settings(&["pg1", "pg2", "pg3"]);
+        let chosen = Local {
+            designated: true,
+            ..standby(100)
+        };
+        let s = situation(
+            &chosen,
+            &[peer("pg2", Role::Replica, Some(900)), down("pg3")],
+            &cfg,
+        );
+        assert!(s.candidacy.is_best(), "{:?}", s.candidacy);
+        let s = situation(
+            &chosen,
+            &[peer("pg2", Role::Primary, Some(900)), down("pg3")],
+            &cfg,
+        );
+        assert!(!s.candidacy.is_best());
+        let other = PeerReport {
+            designated: true,
+            ..peer("pg2", Role::Replica, Some(1))
+        };
+        let s = situation(&standby(900), &[other, down("pg3")], &cfg);
+        assert_eq!(
+            s.candidacy.reason(),
+            "pg2 was chosen by an operator to take over"
+        );
+    }
+
+    #[test]
     fn a_crash_loop_gives_the_lease_up_only_when_someone_can_take_over() {
         let cfg = settings(&["pg1", "pg2", "pg3"]);
         let crashing = Local {
@@ -654,6 +798,23 @@ mod tests {
         );
         let s = situation(&crashing, &[down("pg2"), down("pg3")], &cfg);
         assert_eq!(s.crash_loop, CrashLoop::KeepTrying { crashes: 3 });
+    }
+
+    #[test]
+    fn a_document_served_before_the_agents_first_loop_is_no_report() {
+        let doc: StatusDoc = serde_json::from_value(serde_json::json!({
+            "name": "pg2", "cluster": "main", "role": "uninitialized", "state": "starting",
+            "agent": {"version": "0.1.0", "uptime_s": 0, "loop_last_ms_ago": null}
+        }))
+        .unwrap();
+        let r = PeerReport::new("pg2", Some(&doc), None);
+        assert!(!r.fresh && !r.uninitialized, "{r:?}");
+        let s = situation(
+            &empty(),
+            &[r, peer("pg3", Role::Uninitialized, None)],
+            &settings(&["pg1", "pg2", "pg3"]),
+        );
+        assert!(!s.bootstrap_allowed, "a restarting member may hold data");
     }
 
     #[test]

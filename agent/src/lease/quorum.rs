@@ -333,6 +333,10 @@ impl LeaseClient for QuorumLease {
         let now = self.now();
         self.notice_release(now);
         let holding = self.proposer.holds_lease(now);
+        if !holding {
+            // A lease won after this one lapsed is a new holding: a new term.
+            self.held_term = None;
+        }
         if want && (holding || now >= self.not_before) {
             let mut outcome = self.round().await;
             // A holder's round that only learned a higher ballot (typically

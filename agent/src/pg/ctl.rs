@@ -102,6 +102,67 @@ pub fn run(mut cmd: Command, runas: &RunAs, program: &Path) -> Result<(), CtlErr
     })
 }
 
+/// What `pg_controldata` says of a stopped cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlData {
+    /// `Database cluster state` (`shut down`, `shut down in recovery`, ...).
+    pub state: String,
+    /// `Latest checkpoint location`: after a clean shutdown, the start of
+    /// the shutdown checkpoint, the last record the cluster wrote.
+    pub checkpoint: super::Lsn,
+    /// `Latest checkpoint's TimeLineID`.
+    pub timeline: u32,
+}
+
+/// Runs `pg_controldata` on `data_dir` as `runas`.
+pub async fn controldata(
+    bins: &Binaries,
+    runas: &RunAs,
+    data_dir: &Path,
+) -> Result<ControlData, CtlError> {
+    let program = bins.program("pg_controldata");
+    let mut cmd = Command::new(&program);
+    cmd.arg(data_dir);
+    runas.apply(&mut cmd);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let out = tokio::process::Command::from(cmd)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|source| CtlError::Spawn {
+            program: program.clone(),
+            source,
+        })?;
+    let failed = |stderr: String| CtlError::Failed {
+        program: program.clone(),
+        status: out.status.to_string(),
+        stderr,
+    };
+    if !out.status.success() {
+        return Err(failed(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ));
+    }
+    parse_controldata(&String::from_utf8_lossy(&out.stdout))
+        .ok_or_else(|| failed("its output lacks the cluster state or the latest checkpoint".into()))
+}
+
+/// Reads the lines of `pg_controldata`'s output that the agent needs.
+pub fn parse_controldata(text: &str) -> Option<ControlData> {
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim_start().strip_prefix(':'))
+            .map(str::trim)
+    };
+    Some(ControlData {
+        state: field("Database cluster state")?.to_string(),
+        checkpoint: field("Latest checkpoint location")?.parse().ok()?,
+        timeline: field("Latest checkpoint's TimeLineID")?.parse().ok()?,
+    })
+}
+
 /// Writes a 0600 file owned by `runas`.
 fn write_private(path: &Path, contents: &str, runas: &RunAs) -> std::io::Result<()> {
     let mut f = fs::OpenOptions::new()
@@ -328,6 +389,20 @@ pub fn parse_progress(line: &str) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn controldata_gives_the_state_and_the_last_checkpoint() {
+        let text = "pg_control version number:            1300\n\
+            Database cluster state:               shut down\n\
+            Latest checkpoint location:           0/3000060\n\
+            Latest checkpoint's REDO location:    0/3000028\n\
+            Latest checkpoint's TimeLineID:       2\n";
+        let c = parse_controldata(text).unwrap();
+        assert_eq!(c.state, "shut down");
+        assert_eq!(c.checkpoint, "0/3000060".parse().unwrap());
+        assert_eq!(c.timeline, 2);
+        assert_eq!(parse_controldata("garbage"), None);
+    }
 
     #[test]
     fn basebackup_progress_lines_give_their_percentage() {
