@@ -396,7 +396,16 @@ mod tests {
     #[test]
     fn a_switchover_is_refused_with_the_reason() {
         let none = |_: &str| false;
-        let cases: Vec<(&str, Situation, Lease, &str, Option<&str>, u64, Refusal)> = vec![
+        type Case = (
+            &'static str,
+            Situation,
+            Lease,
+            &'static str,
+            Option<&'static str>,
+            u64,
+            Refusal,
+        );
+        let cases: Vec<Case> = vec![
             (
                 "not the leader",
                 standby(),
