@@ -241,6 +241,15 @@ impl<L: LeaseClient> Runner<L> {
             } else {
                 self.cfg.cluster.loop_wait
             };
+            // A lease this node waits for may come free before the next
+            // period: ask then (at least a few ms on, never a busy loop).
+            let pause = match self.lease.retry_at() {
+                Some(at) => pause.min(
+                    at.saturating_duration_since(Instant::now())
+                        .max(Duration::from_millis(10)),
+                ),
+                None => pause,
+            };
             let sleep = tokio::time::sleep(pause);
             tokio::pin!(sleep);
             tokio::select! {

@@ -163,7 +163,8 @@ const DRIFT_PPM: u32 = 10_000;
 const ROUND_TIMEOUT: Duration = Duration::from_millis(500);
 /// A status request: `loop_wait` clamped to 200 ms..2 s (runner.rs).
 const PEER_TIMEOUT: Duration = Duration::from_millis(500);
-/// The random pause after a lost round: up to `loop_wait` (daemon.rs).
+/// The random pause after a lost round: up to `loop_wait` (daemon.rs);
+/// after a blocked round, up to half that past the lease's end.
 const RETRY_SPREAD_MS: u64 = 500;
 /// The guard acts this long before the lease ends: `ttl / 5`, at least
 /// 200 ms (runner.rs `guard_margin`).
@@ -589,6 +590,8 @@ struct Agent {
     /// When each member last released at this acceptor (service.rs).
     releases: Vec<Option<LocalTime>>,
     proposer: Proposer,
+    /// The last lease update asked for the lease (`QuorumLease::wanted`).
+    wanted: bool,
     not_before: LocalTime,
     known_holder: Option<KnownHolder>,
     held_term: Option<u64>,
@@ -1286,6 +1289,7 @@ impl Sim {
             acceptor,
             releases: vec![None; n],
             proposer,
+            wanted: false,
             not_before: LocalTime::from_nanos(0),
             known_holder: None,
             held_term,
@@ -1925,6 +1929,7 @@ impl Sim {
 
     /// `QuorumLease::update(want)`.
     fn start_update(&mut self, i: usize, want: bool, then: Then) {
+        self.nodes[i].agent.wanted = want;
         let now = self.local(i);
         self.notice_release(i, now);
         let holding = self.nodes[i].agent.proposer.holds_lease(now);
@@ -2281,8 +2286,9 @@ impl Sim {
             }
             Outcome::Blocked { holder, remaining } => {
                 let holder = self.index_of(holder.as_str());
+                let jitter = Duration::from_millis(self.rng.between(0, RETRY_SPREAD_MS / 2 - 1));
                 let agent = &mut self.nodes[i].agent;
-                agent.not_before = now.saturating_add(*remaining);
+                agent.not_before = now.saturating_add(*remaining).saturating_add(jitter);
                 agent.known_holder = Some(KnownHolder {
                     holder,
                     until: now.saturating_add(*remaining),
@@ -3036,7 +3042,22 @@ impl Sim {
         }
         self.remember_leader_position(i, &it);
         self.publish(i, &it);
-        self.step_after_local(i, LOOP_WAIT, Step::LoopStart);
+        let pause = self.loop_pause(i);
+        self.step_after_local(i, pause, Step::LoopStart);
+    }
+
+    /// `Runner::run`'s pause: a period, or less when the lease this member
+    /// waits for is to be asked for sooner (`QuorumLease::retry_at`).
+    fn loop_pause(&self, i: usize) -> Duration {
+        let now = self.local(i);
+        let agent = &self.nodes[i].agent;
+        if agent.wanted && !agent.proposer.holds_lease(now) {
+            let until =
+                Duration::from_nanos(agent.not_before.as_nanos().saturating_sub(now.as_nanos()));
+            LOOP_WAIT.min(until.max(Duration::from_millis(10)))
+        } else {
+            LOOP_WAIT
+        }
     }
 
     /// `Runner::remember_leader_position`.

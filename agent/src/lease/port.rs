@@ -40,6 +40,14 @@ pub trait LeaseClient: Send {
     /// The lease as known now, without a round (at an agent's start: the
     /// lease it still holds from before a restart).
     fn current(&self) -> LeaseStatus;
+
+    /// When this node, wanting the lease and not holding it, means to ask
+    /// again: the HA loop wakes for it rather than at its next period, so
+    /// that a takeover does not wait up to a `loop_wait` more and two
+    /// members that backed off at random really do ask at different times.
+    fn retry_at(&self) -> Option<Instant> {
+        None
+    }
 }
 
 #[cfg(test)]
