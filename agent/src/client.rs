@@ -25,12 +25,14 @@ pub enum ClientError {
     #[error("{0}")]
     Tls(String),
     /// The HTTP request failed.
-    #[error("cannot reach the agent at {url}: {detail} (is `pgwarden run` running there?)")]
+    #[error("cannot reach the agent at {url}: {detail} ({hint})")]
     Unreachable {
         /// The URL asked.
         url: String,
         /// Why.
         detail: String,
+        /// What to check.
+        hint: &'static str,
     },
     /// The agent answered something that is not JSON.
     #[error("the agent at {url} answered {status} with a body that is not JSON: {detail}")]
@@ -135,14 +137,14 @@ pub fn local_url(listen: SocketAddr) -> String {
 
 /// GET a JSON document with `http`; any HTTP status is returned with its body.
 pub async fn get_json(http: &reqwest::Client, url: &str) -> Result<(u16, Value), ClientError> {
-    let resp = http
-        .get(url)
-        .send()
-        .await
-        .map_err(|e| ClientError::Unreachable {
+    let resp = http.get(url).send().await.map_err(|e| {
+        let detail = error_chain(&e);
+        ClientError::Unreachable {
             url: url.to_string(),
-            detail: error_chain(&e),
-        })?;
+            hint: hint_for(&detail),
+            detail,
+        }
+    })?;
     let status = resp.status().as_u16();
     let body = resp
         .json::<Value>()
@@ -168,6 +170,17 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+/// What to check after a failed request, from what failed.
+fn hint_for(detail: &str) -> &'static str {
+    if detail.contains("CertificateRequired") || detail.contains("certificate required") {
+        "the agent requires a client certificate: give --cert-file and --key-file, or --config on the node"
+    } else if detail.contains("certificate") || detail.contains("Certificate") {
+        "the agent's certificate is not trusted: give the CA that signed it with --ca-file (or api.tls_ca_file in --config)"
+    } else {
+        "is `pgwarden run` running there?"
+    }
 }
 
 fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
@@ -407,6 +420,13 @@ pub fn render_cluster(doc: &Value) -> Result<String, String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_refused_handshake_says_which_tls_file_to_give() {
+        assert!(hint_for("invalid peer certificate: UnknownIssuer").contains("--ca-file"));
+        assert!(hint_for("received fatal alert: CertificateRequired").contains("--cert-file"));
+        assert!(hint_for("Connection refused").contains("pgwarden run"));
+    }
 
     #[test]
     fn wildcard_listen_addresses_are_asked_on_loopback() {
