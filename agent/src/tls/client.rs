@@ -84,11 +84,6 @@ impl ClientTls {
         Ok(())
     }
 
-    /// Whether a client certificate is presented.
-    pub fn has_identity(&self) -> bool {
-        self.shared.material().identity.is_some()
-    }
-
     /// A `reqwest` client builder with this TLS: callers add their
     /// timeouts and build.
     pub fn client_builder(&self) -> reqwest::ClientBuilder {
