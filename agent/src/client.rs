@@ -3,13 +3,14 @@
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::config;
+use crate::config::{self, ClientTlsFiles};
 use crate::status_doc::{ClusterDoc, Role, StatusDoc};
+use crate::tls::ClientTls;
 
 /// A client command failed.
 #[derive(Debug, thiserror::Error)]
@@ -20,13 +21,18 @@ pub enum ClientError {
     /// Neither `--config` nor `--url` was given.
     #[error("say which agent to ask: --config FILE or --url URL")]
     NoTarget,
+    /// The TLS files cannot be used.
+    #[error("{0}")]
+    Tls(String),
     /// The HTTP request failed.
-    #[error("cannot reach the agent at {url}: {detail} (is `pgwarden run` running there?)")]
+    #[error("cannot reach the agent at {url}: {detail} ({hint})")]
     Unreachable {
         /// The URL asked.
         url: String,
         /// Why.
         detail: String,
+        /// What to check.
+        hint: &'static str,
     },
     /// The agent answered something that is not JSON.
     #[error("the agent at {url} answered {status} with a body that is not JSON: {detail}")]
@@ -40,15 +46,83 @@ pub enum ClientError {
     },
 }
 
-/// The base URL of the agent to ask: `--url`, else the API address of the
-/// configuration (a wildcard listen address is reached on loopback).
-pub fn base_url(config_path: Option<&Path>, url: Option<&str>) -> Result<String, ClientError> {
-    if let Some(u) = url {
-        return Ok(u.trim_end_matches('/').to_string());
+/// The agent a client command talks to.
+#[derive(Debug)]
+pub struct Target {
+    /// Its base URL, without a trailing `/`.
+    pub base_url: String,
+    /// An HTTP client that trusts it (and presents a certificate when one is configured).
+    pub http: reqwest::Client,
+    /// `api.token_file` of the configuration, when one was given.
+    pub token_file: Option<PathBuf>,
+    /// What the user should know about how the agent is reached
+    /// (a client certificate that could not be read, ...).
+    pub notes: Vec<String>,
+}
+
+/// The agent to ask and how: `--url`, else the configuration's API. Over
+/// plain HTTP a configuration's agent is asked at its listen address (a
+/// wildcard on loopback); over HTTPS at its advertised URL, the name its
+/// certificate is issued for. `flags` (`--ca-file`, `--cert-file`,
+/// `--key-file`) win over the configuration's `api.tls_ca_file` and the
+/// node's own certificate.
+pub fn target(
+    config_path: Option<&Path>,
+    url: Option<&str>,
+    flags: &ClientTlsFiles,
+) -> Result<Target, ClientError> {
+    let mut notes = Vec::new();
+    let (base_url, token_file, mut files) = match (url, config_path) {
+        (Some(u), _) => (
+            u.trim_end_matches('/').to_string(),
+            None,
+            ClientTlsFiles::default(),
+        ),
+        (None, Some(path)) => {
+            let s =
+                config::load_for_client(path).map_err(|e| ClientError::Config(e.to_string()))?;
+            let base = match (&s.advertise_url, s.serves_tls) {
+                (Some(advertised), true) => advertised.trim_end_matches('/').to_string(),
+                (None, true) => local_url(s.listen).replacen("http://", "https://", 1),
+                (_, false) => local_url(s.listen),
+            };
+            let mut files = s.tls.clone();
+            // The node's own key is for the agent; an operator who may not
+            // read it still gets answers from an agent that asks no
+            // client certificate.
+            if let Some(key) = files.key_file.clone() {
+                if let Err(e) = std::fs::File::open(&key) {
+                    notes.push(format!(
+                        "not presenting this node's certificate: cannot read api.tls_key_file {}: {e}",
+                        key.display()
+                    ));
+                    files.cert_file = None;
+                    files.key_file = None;
+                }
+            }
+            (base, s.token_file, files)
+        }
+        (None, None) => return Err(ClientError::NoTarget),
+    };
+    if flags.ca_file.is_some() {
+        files.ca_file = flags.ca_file.clone();
     }
-    let path = config_path.ok_or(ClientError::NoTarget)?;
-    let cfg = config::load(path).map_err(|e| ClientError::Config(e.to_string()))?;
-    Ok(local_url(cfg.api.listen))
+    if flags.cert_file.is_some() || flags.key_file.is_some() {
+        files.cert_file = flags.cert_file.clone();
+        files.key_file = flags.key_file.clone();
+    }
+    let tls = ClientTls::load(&files).map_err(|e| ClientError::Tls(e.to_string()))?;
+    let http = tls
+        .client_builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| ClientError::Tls(format!("cannot set up the HTTP client: {e}")))?;
+    Ok(Target {
+        base_url,
+        http,
+        token_file,
+        notes,
+    })
 }
 
 /// `http://` URL for a listen address, loopback for wildcards.
@@ -61,23 +135,16 @@ pub fn local_url(listen: SocketAddr) -> String {
     format!("http://{}", SocketAddr::new(ip, listen.port()))
 }
 
-/// GET a JSON document; any HTTP status is returned with its body.
-pub async fn get_json(url: &str) -> Result<(u16, Value), ClientError> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .map_err(|e| ClientError::Unreachable {
+/// GET a JSON document with `http`; any HTTP status is returned with its body.
+pub async fn get_json(http: &reqwest::Client, url: &str) -> Result<(u16, Value), ClientError> {
+    let resp = http.get(url).send().await.map_err(|e| {
+        let detail = error_chain(&e);
+        ClientError::Unreachable {
             url: url.to_string(),
-            detail: e.to_string(),
-        })?;
-    let resp = client
-        .get(url)
-        .send()
-        .await
-        .map_err(|e| ClientError::Unreachable {
-            url: url.to_string(),
-            detail: e.to_string(),
-        })?;
+            hint: hint_for(&detail),
+            detail,
+        }
+    })?;
     let status = resp.status().as_u16();
     let body = resp
         .json::<Value>()
@@ -88,6 +155,32 @@ pub async fn get_json(url: &str) -> Result<(u16, Value), ClientError> {
             detail: e.to_string(),
         })?;
     Ok((status, body))
+}
+
+/// An error with its causes: reqwest's own message ("error sending
+/// request") hides the TLS reason (unknown issuer, certificate required).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text = format!("{text}: {s_text}");
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// What to check after a failed request, from what failed.
+fn hint_for(detail: &str) -> &'static str {
+    if detail.contains("CertificateRequired") || detail.contains("certificate required") {
+        "the agent requires a client certificate: give --cert-file and --key-file, or --config on the node"
+    } else if detail.contains("certificate") || detail.contains("Certificate") {
+        "the agent's certificate is not trusted: give the CA that signed it with --ca-file (or api.tls_ca_file in --config)"
+    } else {
+        "is `pgwarden run` running there?"
+    }
 }
 
 fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
@@ -327,6 +420,13 @@ pub fn render_cluster(doc: &Value) -> Result<String, String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_refused_handshake_says_which_tls_file_to_give() {
+        assert!(hint_for("invalid peer certificate: UnknownIssuer").contains("--ca-file"));
+        assert!(hint_for("received fatal alert: CertificateRequired").contains("--cert-file"));
+        assert!(hint_for("Connection refused").contains("pgwarden run"));
+    }
 
     #[test]
     fn wildcard_listen_addresses_are_asked_on_loopback() {

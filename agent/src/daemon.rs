@@ -19,6 +19,7 @@ use crate::lease::{AcceptorService, BootClock, LeaseClient, LeaseConfig, QuorumL
 use crate::notify::Notifier;
 use crate::pg::binaries::{data_dir_major, Binaries};
 use crate::pg::runas::RunAs;
+use crate::tls::AgentTls;
 use crate::view::NodeView;
 
 /// Exit codes (SPEC): runtime failure.
@@ -57,6 +58,15 @@ pub async fn run(config_path: &Path) -> i32 {
             }
         }
     };
+    let tls = match AgentTls::load(&cfg.api) {
+        Ok(tls) => tls,
+        Err(e) => {
+            let message = format!("cannot set up TLS for the API: {e}");
+            tracing::error!("{message}");
+            eprintln!("pgwarden: {message}");
+            return EXIT_CONFIG;
+        }
+    };
     let listener = match tokio::net::TcpListener::bind(cfg.api.listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -78,7 +88,7 @@ pub async fn run(config_path: &Path) -> i32 {
         cfg.replication.max_lag_on_failover.bytes(),
     ));
     let quorum = if cfg.cluster.members.len() > 1 {
-        match quorum_parts(&cfg) {
+        match quorum_parts(&cfg, &tls) {
             Ok(parts) => Some(parts),
             Err(message) => {
                 tracing::error!("{message}");
@@ -95,18 +105,35 @@ pub async fn run(config_path: &Path) -> i32 {
         internal: quorum.as_ref().map(|(internal, _)| internal.clone()),
     });
     tracing::info!(
-        "API listening on {} (advertised as {})",
+        "API listening on {} (advertised as {}){}",
         cfg.api.listen,
-        cfg.api_advertise_url()
+        cfg.api_advertise_url(),
+        match &tls.server {
+            None => String::new(),
+            Some(_) => format!(
+                ", HTTPS, client certificates {}",
+                cfg.api.verify_client().as_str()
+            ),
+        }
     );
+    let server_tls = tls.server.clone();
     let api_task = tokio::spawn(async move {
         let shutdown = async {
             let _ = api_stop_rx.await;
         };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
+        let served = match server_tls {
+            None => {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+            Some(server_tls) => {
+                axum::serve(server_tls.listener(listener), app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+        };
+        if let Err(e) = served {
             tracing::error!("API server failed: {e}");
         }
     });
@@ -116,7 +143,15 @@ pub async fn run(config_path: &Path) -> i32 {
     let loop_task = match quorum {
         None => {
             let lease = SoloLease::new(&cfg.node.name, cfg.cluster.ttl);
-            spawn_loop(cfg.clone(), local, lease, view_tx, notifier, control_rx)
+            spawn_loop(
+                cfg.clone(),
+                local,
+                lease,
+                view_tx,
+                notifier,
+                control_rx,
+                &tls,
+            )
         }
         Some((_, lease)) => {
             tracing::info!(
@@ -125,11 +160,19 @@ pub async fn run(config_path: &Path) -> i32 {
                 cfg.cluster.members.len() / 2 + 1,
                 cfg.cluster.ttl
             );
-            spawn_loop(cfg.clone(), local, lease, view_tx, notifier, control_rx)
+            spawn_loop(
+                cfg.clone(),
+                local,
+                lease,
+                view_tx,
+                notifier,
+                control_rx,
+                &tls,
+            )
         }
     };
 
-    let code = supervise_signals(config_path, &control_tx, loop_task).await;
+    let code = supervise_signals(config_path, &control_tx, loop_task, &tls).await;
     let _ = api_stop_tx.send(());
     let _ = api_task.await;
     code
@@ -142,8 +185,9 @@ fn spawn_loop<L: LeaseClient + 'static>(
     view: watch::Sender<NodeView>,
     notifier: Notifier,
     control: mpsc::Receiver<Control>,
+    tls: &AgentTls,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(Runner::new(cfg, local, lease, view, notifier).run(control))
+    tokio::spawn(Runner::new(cfg, local, lease, view, notifier, &tls.client).run(control))
 }
 
 /// The clock-rate drift the lease tolerates between members (1 %: real
@@ -151,7 +195,10 @@ fn spawn_loop<L: LeaseClient + 'static>(
 pub const LEASE_MAX_DRIFT_PPM: u32 = 10_000;
 
 /// The acceptor (shared with the API) and the proposer side of the quorum lease.
-fn quorum_parts(cfg: &Config) -> Result<(api::internal::InternalState, QuorumLease), String> {
+fn quorum_parts(
+    cfg: &Config,
+    tls: &AgentTls,
+) -> Result<(api::internal::InternalState, QuorumLease), String> {
     let secret_file = cfg
         .cluster
         .secret_file
@@ -205,6 +252,7 @@ fn quorum_parts(cfg: &Config) -> Result<(api::internal::InternalState, QuorumLea
         round_timeout,
         cfg.cluster.loop_wait,
         resumed,
+        &tls.client,
     )
     .map_err(|e| e.to_string())?;
     Ok((api::internal::InternalState { acceptor, secret }, lease))
@@ -241,6 +289,7 @@ async fn supervise_signals(
     config_path: &Path,
     control: &mpsc::Sender<Control>,
     mut loop_task: tokio::task::JoinHandle<()>,
+    tls: &AgentTls,
 ) -> i32 {
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -262,6 +311,9 @@ async fn supervise_signals(
             }
             _ = hup.recv() => match config::load(config_path) {
                 Ok(cfg) => {
+                    // Certificate files are re-read on every SIGHUP, changed
+                    // paths or not: rotation replaces the files in place.
+                    tls.reload(&cfg.api);
                     let _ = control.send(Control::Reload(Box::new(cfg))).await;
                 }
                 Err(e) => tracing::error!("SIGHUP: keeping the running configuration, the new one is invalid: {e}"),

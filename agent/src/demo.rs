@@ -36,6 +36,9 @@ pub enum DemoError {
     /// `--dir` already holds what the demo would make there.
     #[error("{0} already exists: the demo makes secrets/ and one directory per node inside --dir, and never overwrites anything; choose another directory")]
     InUse(PathBuf),
+    /// No HTTP client to watch the agents with.
+    #[error("cannot set up an HTTP client: {0}")]
+    Http(String),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DemoError + '_ {
@@ -99,6 +102,13 @@ pub async fn run(nodes: u32, dir: Option<PathBuf>) -> Result<i32, DemoError> {
     if !(1..=9).contains(&nodes) {
         return Err(DemoError::Nodes(nodes));
     }
+    // The demo's agents speak plain HTTP on loopback.
+    let http = crate::tls::ClientTls::system_roots()
+        .map_err(|e| DemoError::Http(e.to_string()))?
+        .client_builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| DemoError::Http(e.to_string()))?;
     let base = match dir {
         Some(d) => d,
         None => std::env::temp_dir().join(format!("pgwarden-demo-{}", std::process::id())),
@@ -122,7 +132,7 @@ pub async fn run(nodes: u32, dir: Option<PathBuf>) -> Result<i32, DemoError> {
         "pgwarden demo: building a {nodes}-node cluster in {}",
         base.display()
     );
-    let result = run_in(&base, nodes).await;
+    let result = run_in(&base, nodes, &http).await;
     if made_base {
         println!("pgwarden demo: removing {}", base.display());
         let _ = fs::remove_dir_all(&base);
@@ -138,7 +148,7 @@ pub async fn run(nodes: u32, dir: Option<PathBuf>) -> Result<i32, DemoError> {
     result
 }
 
-async fn run_in(base: &Path, nodes: u32) -> Result<i32, DemoError> {
+async fn run_in(base: &Path, nodes: u32, http: &reqwest::Client) -> Result<i32, DemoError> {
     let secrets = base.join("secrets");
     fs::create_dir_all(&secrets).map_err(io(&secrets))?;
     for name in [
@@ -249,7 +259,8 @@ superuser_password_file = "{secrets}/postgres.pass"
     loop {
         let mut table = None;
         for node in &demo_nodes {
-            if let Ok((_, doc)) = client::get_json(&format!("{}/cluster", node.api_url)).await {
+            if let Ok((_, doc)) = client::get_json(http, &format!("{}/cluster", node.api_url)).await
+            {
                 if let Ok(t) = client::render_cluster(&doc) {
                     table = Some(t);
                     break;

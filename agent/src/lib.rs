@@ -16,6 +16,7 @@
 //! - [`view`]: the snapshot the HA loop publishes and the API reads.
 //! - [`daemon`]: `pgwarden run`: wires the loop, the API, signals and systemd.
 //! - [`client`]: the CLI's side of the API (`status`, ...).
+//! - [`tls`]: the API's HTTPS server and the TLS every client of it uses.
 
 pub mod api;
 pub mod boottime;
@@ -30,5 +31,6 @@ pub mod peers;
 pub mod pg;
 pub mod state;
 pub mod status_doc;
+pub mod tls;
 pub mod view;
 pub mod watchdog;

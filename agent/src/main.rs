@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use pgwarden::{client, config, daemon, demo};
 
@@ -42,6 +42,8 @@ enum Cmd {
         /// Print the raw status document.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        tls: TlsFlags,
     },
     /// The cluster as a table: member, host, role, state, timeline, lag, receiver, lease.
     List {
@@ -54,6 +56,8 @@ enum Cmd {
         /// Print the raw cluster document.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        tls: TlsFlags,
     },
     /// (internal) The fence guard the agent starts beside a primary's postmaster.
     #[command(hide = true)]
@@ -74,6 +78,31 @@ enum Cmd {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+}
+
+/// How a client command reaches an agent over HTTPS; each flag wins over
+/// what `--config` says.
+#[derive(Args)]
+struct TlsFlags {
+    /// PEM CA certificates to verify the agent with (default: api.tls_ca_file of --config, else the system's roots).
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    /// PEM client certificate to present (default with --config: the node's api.tls_cert_file).
+    #[arg(long, requires = "key_file")]
+    cert_file: Option<PathBuf>,
+    /// The client certificate's PEM private key.
+    #[arg(long, requires = "cert_file")]
+    key_file: Option<PathBuf>,
+}
+
+impl TlsFlags {
+    fn files(self) -> config::ClientTlsFiles {
+        config::ClientTlsFiles {
+            ca_file: self.ca_file,
+            cert_file: self.cert_file,
+            key_file: self.key_file,
+        }
+    }
 }
 
 fn init_logging() {
@@ -112,18 +141,23 @@ fn main() -> ExitCode {
 fn show(
     config: Option<PathBuf>,
     url: Option<String>,
+    tls: TlsFlags,
     json: bool,
     path: &str,
     render: fn(&serde_json::Value) -> Result<String, String>,
 ) -> anyhow::Result<i32> {
-    let base = match client::base_url(config.as_deref(), url.as_deref()) {
-        Ok(b) => b,
+    let target = match client::target(config.as_deref(), url.as_deref(), &tls.files()) {
+        Ok(t) => t,
         Err(e) => {
             eprintln!("pgwarden: {e}");
             return Ok(daemon::EXIT_CONFIG);
         }
     };
-    let (_, doc) = runtime()?.block_on(client::get_json(&format!("{base}{path}")))?;
+    for note in &target.notes {
+        eprintln!("pgwarden: {note}");
+    }
+    let base = &target.base_url;
+    let (_, doc) = runtime()?.block_on(client::get_json(&target.http, &format!("{base}{path}")))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(0);
@@ -159,12 +193,18 @@ fn real_main(cli: Cli) -> anyhow::Result<i32> {
                 Ok(daemon::EXIT_CONFIG)
             }
         },
-        Cmd::Status { config, url, json } => {
-            show(config, url, json, "/status", client::render_status)
-        }
-        Cmd::List { config, url, json } => {
-            show(config, url, json, "/cluster", client::render_cluster)
-        }
+        Cmd::Status {
+            config,
+            url,
+            json,
+            tls,
+        } => show(config, url, tls, json, "/status", client::render_status),
+        Cmd::List {
+            config,
+            url,
+            json,
+            tls,
+        } => show(config, url, tls, json, "/cluster", client::render_cluster),
         Cmd::FenceGuard {
             deadline_file,
             data_dir,

@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 
 use crate::config::Member;
 use crate::status_doc::StatusDoc;
+use crate::tls::ClientTls;
 
 /// What this agent knows of one other member.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,13 +44,18 @@ pub struct Peers {
 }
 
 impl Peers {
-    /// Every member but `me`; requests bounded by `timeout`.
-    pub fn new(me: &str, members: &[Member], timeout: Duration) -> Peers {
-        let http = reqwest::Client::builder()
+    /// Every member but `me`; requests bounded by `timeout`, with `tls`
+    /// for members reached over `https://`.
+    pub fn new(me: &str, members: &[Member], timeout: Duration, tls: &ClientTls) -> Peers {
+        let http = tls
+            .client_builder()
             .timeout(timeout)
             .connect_timeout(timeout)
             .build()
-            .unwrap_or_default();
+            .unwrap_or_else(|e| {
+                tracing::error!("cannot build the HTTP client for the peers' status: {e}");
+                reqwest::Client::new()
+            });
         let mut peers = Peers {
             views: BTreeMap::new(),
             http,

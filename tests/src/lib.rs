@@ -5,6 +5,7 @@
 
 pub mod netns;
 pub mod slots;
+pub mod tls;
 pub mod writer;
 
 use std::fmt::Write as _;
@@ -224,6 +225,9 @@ pub struct Node {
     pub ttl: String,
     /// `cluster.loop_wait` written into the configuration.
     pub loop_wait: String,
+    /// The API's TLS (`https://` member URLs); `None`: plain HTTP. Every
+    /// node of a cluster has it or none does.
+    pub tls: Option<tls::NodeTls>,
     agent: Option<Child>,
     log: PathBuf,
     run_as: Option<(u32, u32)>,
@@ -268,6 +272,7 @@ impl Node {
             extra_parameters: Vec::new(),
             ttl: "10s".into(),
             loop_wait: "500ms".into(),
+            tls: None,
             agent: None,
             log: PathBuf::new(),
             run_as: None,
@@ -290,13 +295,15 @@ impl Node {
     /// (name, api port, witness); this node is a witness when its entry says so.
     pub fn write_cluster_config(&mut self, members: &[(String, u16, bool)]) {
         let secrets = self.dir.parent().expect("root").join("secrets");
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
         let mut members_toml = String::new();
         for (n, p, w) in members {
             let _ = writeln!(
                 members_toml,
-                "  {{ name = \"{n}\", api_url = \"http://127.0.0.1:{p}\", witness = {w} }},"
+                "  {{ name = \"{n}\", api_url = \"{scheme}://127.0.0.1:{p}\", witness = {w} }},"
             );
         }
+        let api_tls = self.tls.as_ref().map(|t| t.api_toml()).unwrap_or_default();
         let witness = members.iter().any(|(n, _, w)| *w && *n == self.name);
         self.members = members.len();
         let mut params = vec![
@@ -314,7 +321,7 @@ witness = {witness}
 [api]
 listen = "127.0.0.1:{api}"
 token_file = "{secrets}/api.token"
-
+{api_tls}
 [cluster]
 name = "test"
 secret_file = "{secrets}/cluster.secret"
@@ -455,9 +462,20 @@ superuser_password_file = "{secrets}/postgres.pass"
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// A request to this node's API: plain HTTP, or HTTPS with the node's
+    /// own certificate as the client's when it has TLS.
+    pub fn api(&self, method: &str, path: &str) -> std::io::Result<HttpAnswer> {
+        match &self.tls {
+            None => http(self.api_port, method, path),
+            Some(t) => {
+                tls::TlsClient::new(&t.ca, Some(&t.pair)).request(self.api_port, method, path)
+            }
+        }
+    }
+
     /// `GET /status` as JSON, when the agent answers.
     pub fn status(&self) -> Option<serde_json::Value> {
-        let a = http(self.api_port, "GET", "/status").ok()?;
+        let a = self.api("GET", "/status").ok()?;
         (a.status == 200)
             .then(|| serde_json::from_str(&a.body).ok())
             .flatten()
@@ -589,7 +607,26 @@ impl Cluster {
         ttl: &str,
         loop_wait: &str,
     ) -> Cluster {
-        let mut nodes: Vec<Node> = names.iter().map(|n| Node::new(root, n)).collect();
+        Cluster::new_with_tls(root, names, witness, ttl, loop_wait, |_| None)
+    }
+
+    /// [`Cluster::new`], each node's API with the TLS `tls(name)` gives.
+    pub fn new_with_tls(
+        root: &Path,
+        names: &[&str],
+        witness: impl Fn(&str) -> bool,
+        ttl: &str,
+        loop_wait: &str,
+        tls: impl Fn(&str) -> Option<tls::NodeTls>,
+    ) -> Cluster {
+        let mut nodes: Vec<Node> = names
+            .iter()
+            .map(|n| {
+                let mut node = Node::new(root, n);
+                node.tls = tls(n);
+                node
+            })
+            .collect();
         let members: Vec<(String, u16, bool)> = nodes
             .iter()
             .map(|n| (n.name.clone(), n.api_port, witness(&n.name)))
@@ -662,7 +699,7 @@ impl Cluster {
     pub fn holders(&self) -> Vec<String> {
         self.nodes
             .iter()
-            .filter(|n| http(n.api_port, "GET", "/leader").is_ok_and(|a| a.status == 200))
+            .filter(|n| n.api("GET", "/leader").is_ok_and(|a| a.status == 200))
             .map(|n| n.name.clone())
             .collect()
     }

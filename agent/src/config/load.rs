@@ -100,6 +100,28 @@ where
     K: Into<OsString>,
     V: Into<OsString>,
 {
+    let (config, mut report) = read_file(path, env)?;
+    super::validate::check(&config, &mut report);
+    let (problems, warnings) = report.finish();
+    if problems.is_empty() {
+        Ok(Loaded { config, warnings })
+    } else {
+        Err(ConfigError {
+            file: path.to_path_buf(),
+            problems,
+        })
+    }
+}
+
+/// The file and its overrides read key by key into a [`Config`], with
+/// what reading found; the rules across keys are not applied yet. Fails
+/// only when there is no tree to read (no file, bad TOML).
+pub(super) fn read_file<I, K, V>(path: &Path, env: I) -> Result<(Config, Report), ConfigError>
+where
+    I: IntoIterator<Item = (K, V)>,
+    K: Into<OsString>,
+    V: Into<OsString>,
+{
     let fail = |problems| ConfigError {
         file: path.to_path_buf(),
         problems,
@@ -125,13 +147,7 @@ where
     }
 
     let config = schema::read(&tree, &mut report);
-    super::validate::check(&config, &mut report);
-    let (problems, warnings) = report.finish();
-    if problems.is_empty() {
-        Ok(Loaded { config, warnings })
-    } else {
-        Err(fail(problems))
-    }
+    Ok((config, report))
 }
 
 /// The overrides found in the environment, checked against the schema.

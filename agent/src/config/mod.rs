@@ -17,6 +17,8 @@
 //! - `validate.rs`: rules on values (names, URLs) and across keys.
 //! - `report.rs`: the collector of problems and warnings.
 //! - `secrets.rs`: reading secret files and checking their modes.
+//! - `pem.rs`: the API's TLS files (certificates, key, CAs) read into DER.
+//! - `client.rs`: the lenient loading for client commands (`status`, ...).
 //! - `render.rs`: the effective configuration as TOML, secrets masked.
 //! - `reload.rs`: what a SIGHUP does with each key (the one reload plan).
 //! - `units.rs`: sizes (`"16MB"`).
@@ -26,9 +28,11 @@
 //! It depends on nothing else in the crate, so it can be built and tested
 //! on its own.
 
+mod client;
 mod fields;
 mod load;
 mod model;
+pub mod pem;
 mod reload;
 mod render;
 mod report;
@@ -37,6 +41,7 @@ mod secrets;
 mod units;
 mod validate;
 
+pub use client::{load_for_client, ClientSettings};
 pub use load::{load, load_with_env, load_with_warnings, ConfigError, Loaded, Problem, ENV_PREFIX};
 pub use model::*;
 pub use reload::{change_of, reload_plan, to_apply, Change, ReloadPlan, KEYS};

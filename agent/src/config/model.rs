@@ -96,6 +96,78 @@ pub struct ApiSection {
     /// CA that client certificates must chain to (mutual TLS).
     #[serde(default)]
     pub tls_client_ca_file: Option<PathBuf>,
+    /// Whether clients must present a certificate; `None`: `required`
+    /// with `tls_client_ca_file`, else `none` (see [`ApiSection::verify_client`]).
+    #[serde(default)]
+    pub verify_client: Option<VerifyClient>,
+    /// CA that other agents' certificates must chain to, when this agent
+    /// (or the CLI) calls them; the system's roots when absent.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
+}
+
+/// `api.verify_client`: what the API asks of a client's certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VerifyClient {
+    /// No client certificate is asked for.
+    None,
+    /// A client may present one; a presented certificate must verify.
+    Optional,
+    /// Every client must present a certificate that verifies.
+    Required,
+}
+
+impl VerifyClient {
+    /// As the configuration writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerifyClient::None => "none",
+            VerifyClient::Optional => "optional",
+            VerifyClient::Required => "required",
+        }
+    }
+}
+
+/// The files a client of an agent's API uses for TLS: the CA it verifies
+/// the agent's certificate with (the system's roots when absent), and the
+/// certificate it presents as its own identity (none when absent).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientTlsFiles {
+    /// PEM CA certificates to trust instead of the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// PEM certificate chain to present.
+    pub cert_file: Option<PathBuf>,
+    /// Its private key.
+    pub key_file: Option<PathBuf>,
+}
+
+impl ApiSection {
+    /// The API speaks HTTPS.
+    pub fn serves_tls(&self) -> bool {
+        self.tls_cert_file.is_some()
+    }
+
+    /// `verify_client` in force: as set, else `required` when
+    /// `tls_client_ca_file` is set, else `none`.
+    pub fn verify_client(&self) -> VerifyClient {
+        match (self.verify_client, &self.tls_client_ca_file) {
+            (Some(v), _) => v,
+            (None, Some(_)) => VerifyClient::Required,
+            (None, None) => VerifyClient::None,
+        }
+    }
+
+    /// What this agent uses when it calls other agents: `tls_ca_file`, and
+    /// its own certificate and key as its client identity (mutual TLS
+    /// between agents), when it serves TLS.
+    pub fn client_tls(&self) -> ClientTlsFiles {
+        ClientTlsFiles {
+            ca_file: self.tls_ca_file.clone(),
+            cert_file: self.tls_cert_file.clone(),
+            key_file: self.tls_key_file.clone(),
+        }
+    }
 }
 
 impl Default for ApiSection {
@@ -107,6 +179,8 @@ impl Default for ApiSection {
             tls_cert_file: None,
             tls_key_file: None,
             tls_client_ca_file: None,
+            verify_client: None,
+            tls_ca_file: None,
         }
     }
 }

@@ -65,9 +65,11 @@ keys! {
     "api.listen" => AgentRestart: api.listen;
     "api.advertise_url" => AgentRestart: api.advertise_url;
     "api.token_file" => Reload: api.token_file;
-    "api.tls_cert_file" => AgentRestart: api.tls_cert_file;
-    "api.tls_key_file" => AgentRestart: api.tls_key_file;
-    "api.tls_client_ca_file" => AgentRestart: api.tls_client_ca_file;
+    "api.tls_cert_file" => Reload: api.tls_cert_file;
+    "api.tls_key_file" => Reload: api.tls_key_file;
+    "api.tls_client_ca_file" => Reload: api.tls_client_ca_file;
+    "api.verify_client" => Reload: api.verify_client;
+    "api.tls_ca_file" => Reload: api.tls_ca_file;
     "cluster.name" => AgentRestart: cluster.name;
     "cluster.secret_file" => AgentRestart: cluster.secret_file;
     "cluster.ttl" => AgentRestart: cluster.ttl;

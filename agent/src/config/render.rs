@@ -82,6 +82,24 @@ pub fn effective_toml(cfg: &Config) -> String {
         }
         None => {}
     }
+    if cfg.api.serves_tls() || cfg.api.verify_client.is_some() {
+        let mode = string(cfg.api.verify_client().as_str());
+        match cfg.api.verify_client {
+            Some(_) => out.kv("verify_client", &mode),
+            None => out.kv_note(
+                "verify_client",
+                &mode,
+                "default: required with tls_client_ca_file, else none",
+            ),
+        }
+    }
+    match &cfg.api.tls_ca_file {
+        Some(p) => out.kv("tls_ca_file", &path(p)),
+        None if cfg.api.serves_tls() => out.comment(
+            "tls_ca_file is not set: other agents' certificates are verified with the system's roots",
+        ),
+        None => {}
+    }
 
     out.section("cluster");
     out.kv("name", &string(&cfg.cluster.name));

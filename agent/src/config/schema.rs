@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use super::fields::{describe, Table};
 use super::model::{
     default_loop_wait, default_ttl, ApiSection, ClusterSection, Config, Member, NodeSection,
-    ParamValue, PostgresqlSection, ReplicationSection, SyncMode, WatchdogMode,
+    ParamValue, PostgresqlSection, ReplicationSection, SyncMode, VerifyClient, WatchdogMode,
 };
 use super::report::Report;
 use super::validate;
@@ -47,6 +47,8 @@ pub(super) const SECTIONS: &[SectionSpec] = &[
             "tls_cert_file",
             "tls_key_file",
             "tls_client_ca_file",
+            "verify_client",
+            "tls_ca_file",
         ],
     },
     SectionSpec {
@@ -341,6 +343,30 @@ fn read_api(t: &Table, r: &mut Report) -> ApiSection {
         tls_cert_file: t.path(r, "tls_cert_file", "\"/etc/pgwarden/api.crt\""),
         tls_key_file: t.path(r, "tls_key_file", "\"/etc/pgwarden/api.key\""),
         tls_client_ca_file: t.path(r, "tls_client_ca_file", "\"/etc/pgwarden/clients-ca.crt\""),
+        verify_client: read_verify_client(t, r),
+        tls_ca_file: t.path(r, "tls_ca_file", "\"/etc/pgwarden/ca.crt\""),
+    }
+}
+
+fn read_verify_client(t: &Table, r: &mut Report) -> Option<VerifyClient> {
+    const CHOICES: &str = "\"none\", \"optional\" or \"required\"";
+    match t.get("verify_client")? {
+        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "none" => Some(VerifyClient::None),
+            "optional" => Some(VerifyClient::Optional),
+            "required" => Some(VerifyClient::Required),
+            _ => {
+                r.error(
+                    &t.key("verify_client"),
+                    format!("{s:?} is not a client verification mode; write verify_client = {CHOICES} (required: every client presents a certificate signed by tls_client_ca_file)"),
+                );
+                None
+            }
+        },
+        _ => {
+            t.wrong_type(r, "verify_client", CHOICES, "\"required\"");
+            None
+        }
     }
 }
 

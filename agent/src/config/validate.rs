@@ -459,6 +459,7 @@ fn check_own_api_address(c: &Config, r: &mut Report, i: usize, me: &Member) {
     let Ok(url) = api_url(&me.api_url) else {
         return;
     };
+    check_own_scheme(c, r, i, &url);
     if !r.failed("api.listen") && c.api.listen.port() != url.port {
         r.warn(
             "api.listen",
@@ -592,15 +593,6 @@ fn check_secret_files(c: &Config, r: &mut Report) {
 
 fn check_tls(c: &Config, r: &mut Report) {
     let api = &c.api;
-    // Refused here rather than at `run`, so that `check-config` tells the
-    // operator before a reload or a deployment does.
-    if api.tls_cert_file.is_some() && !r.failed("api.tls_cert_file") {
-        r.error(
-            "api.tls_cert_file",
-            "TLS for the API is not available in this version: remove the tls_* keys from [api] and terminate TLS in front of the agent (a proxy), or bind api.listen to a private address",
-        );
-        return;
-    }
     match (&api.tls_cert_file, &api.tls_key_file) {
         (Some(_), None) if !r.failed("api.tls_key_file") => r.error(
             "api.tls_key_file",
@@ -621,20 +613,108 @@ fn check_tls(c: &Config, r: &mut Report) {
             "needs tls_cert_file and tls_key_file: clients present certificates only over TLS; set them or remove tls_client_ca_file",
         );
     }
+    check_verify_client(c, r);
+    check_tls_files(c, r);
+}
+
+/// `api.verify_client` against the CA that client certificates are checked with.
+fn check_verify_client(c: &Config, r: &mut Report) {
+    use super::model::VerifyClient;
+    let api = &c.api;
+    if r.failed("api.verify_client") {
+        return;
+    }
+    match (api.verify_client, &api.tls_client_ca_file) {
+        (Some(mode @ (VerifyClient::Optional | VerifyClient::Required)), None)
+            if !r.failed("api.tls_client_ca_file") =>
+        {
+            r.error(
+                "api.verify_client",
+                format!(
+                    "{:?} needs tls_client_ca_file, the CA that client certificates must be signed by; add tls_client_ca_file = \"/etc/pgwarden/ca.crt\" under [api], or remove verify_client",
+                    mode.as_str()
+                ),
+            );
+        }
+        (Some(VerifyClient::None), Some(ca)) => r.warn(
+            "api.verify_client",
+            format!(
+                "\"none\" asks clients for no certificate, so tls_client_ca_file ({}) is not used; remove one of the two",
+                ca.display()
+            ),
+        ),
+        _ => {}
+    }
+}
+
+/// The PEM files: readable, of the right kind, the key the certificate's.
+fn check_tls_files(c: &Config, r: &mut Report) {
+    let api = &c.api;
+    let mut cert_ok = false;
+    if let Some(cert) = api
+        .tls_cert_file
+        .as_deref()
+        .filter(|_| !r.failed("api.tls_cert_file"))
+    {
+        match super::pem::read_certificates(cert) {
+            Ok(_) => cert_ok = true,
+            Err(e) => r.error("api.tls_cert_file", e.to_string()),
+        }
+    }
+    // An unreadable key file is reported once, as a secret file.
+    if let (true, Some(cert), Some(key)) = (cert_ok, &api.tls_cert_file, &api.tls_key_file) {
+        if !r.failed("api.tls_key_file") {
+            if let Err(e) = super::pem::read_certified_key(cert, key) {
+                r.error("api.tls_key_file", e.to_string());
+            }
+        }
+    }
     for (key, path) in [
-        ("api.tls_cert_file", &api.tls_cert_file),
         ("api.tls_client_ca_file", &api.tls_client_ca_file),
+        ("api.tls_ca_file", &api.tls_ca_file),
     ] {
         let Some(path) = path else { continue };
         if r.failed(key) {
             continue;
         }
-        if let Err(e) = std::fs::File::open(path) {
+        if let Err(e) = super::pem::read_roots(path) {
+            r.error(key, e.to_string());
+        }
+    }
+}
+
+/// An agent that serves TLS is reached with `https://`; `http://` in its
+/// own entry would leave every peer unable to talk to it.
+fn check_own_scheme(c: &Config, r: &mut Report, i: usize, url: &ApiUrl) {
+    if r.failed("api.tls_cert_file") || r.failed("api.tls_key_file") {
+        return;
+    }
+    let me = &c.cluster.members[i];
+    if c.api.serves_tls() && !url.https {
+        r.error(
+            &member_key(i, "api_url"),
+            format!(
+                "{} is http:// but api.tls_cert_file is set, so this agent speaks HTTPS only; write https://{} in cluster.members on every node",
+                me.api_url,
+                me.api_url.trim_start_matches("http://")
+            ),
+        );
+    } else if !c.api.serves_tls() && url.https {
+        r.warn(
+            &member_key(i, "api_url"),
+            format!(
+                "{} is https:// but this agent speaks plain HTTP (api.tls_cert_file is not set); peers will not reach it unless a proxy in front of it terminates TLS",
+                me.api_url
+            ),
+        );
+    }
+    if let Some(advertised) = &c.api.advertise_url {
+        let plain = api_url(advertised).is_ok_and(|a| !a.https);
+        if c.api.serves_tls() && plain && !r.failed("api.advertise_url") {
             r.error(
-                key,
+                "api.advertise_url",
                 format!(
-                    "cannot read {}: {e}; install the PEM file there, readable by the agent",
-                    path.display()
+                    "{advertised} is http:// but api.tls_cert_file is set, so this agent speaks HTTPS only; write https://"
                 ),
             );
         }

@@ -156,19 +156,21 @@ pub struct Runner<L: LeaseClient> {
 }
 
 impl<L: LeaseClient> Runner<L> {
-    /// A loop for this node; `local` is `None` on a witness.
+    /// A loop for this node; `local` is `None` on a witness; `tls` is what
+    /// the requests to the peers trust and present.
     pub fn new(
         cfg: Config,
         local: Option<LocalPostgres>,
         lease: L,
         view: watch::Sender<NodeView>,
         notifier: Notifier,
+        tls: &crate::tls::ClientTls,
     ) -> Self {
         let peer_timeout = cfg
             .cluster
             .loop_wait
             .clamp(Duration::from_millis(200), Duration::from_secs(2));
-        let peers = Peers::new(&cfg.node.name, &cfg.cluster.members, peer_timeout);
+        let peers = Peers::new(&cfg.node.name, &cfg.cluster.members, peer_timeout, tls);
         let watchdog = Watchdog::new(
             if local.is_some() {
                 cfg.node.watchdog

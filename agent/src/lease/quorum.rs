@@ -63,7 +63,8 @@ impl QuorumLease {
     /// `round_timeout` bounds each phase of a round; `retry_spread` is the
     /// range of the random pause after a round lost to a competitor.
     /// `resumed`: the lease an earlier life of this agent held on this
-    /// boot, from the lease notes ([`AcceptorService::open`]).
+    /// boot, from the lease notes ([`AcceptorService::open`]). `tls`: what
+    /// the requests to `https://` members trust and present.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         me: &str,
@@ -74,6 +75,7 @@ impl QuorumLease {
         round_timeout: Duration,
         retry_spread: Duration,
         resumed: Option<Holding>,
+        tls: &crate::tls::ClientTls,
     ) -> Result<QuorumLease, QuorumLeaseError> {
         let me = MemberName::new(me);
         let names: Vec<MemberName> = members
@@ -92,7 +94,7 @@ impl QuorumLease {
             .filter(|(n, _)| n != me.as_str())
             .map(|(n, u)| (MemberName::new(n.clone()), u.clone()))
             .collect();
-        let transport = PeerTransport::new(secret, round_timeout)
+        let transport = PeerTransport::new(secret, round_timeout, tls)
             .map_err(|e| QuorumLeaseError::Http(e.to_string()))?;
         Ok(QuorumLease {
             me,

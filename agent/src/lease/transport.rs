@@ -53,9 +53,15 @@ pub enum TransportError {
 }
 
 impl PeerTransport {
-    /// A transport presenting `secret`, each request bounded by `timeout`.
-    pub fn new(secret: String, timeout: Duration) -> Result<PeerTransport, reqwest::Error> {
-        let http = reqwest::Client::builder()
+    /// A transport presenting `secret`, each request bounded by `timeout`,
+    /// with `tls` for members reached over `https://`.
+    pub fn new(
+        secret: String,
+        timeout: Duration,
+        tls: &crate::tls::ClientTls,
+    ) -> Result<PeerTransport, reqwest::Error> {
+        let http = tls
+            .client_builder()
             .timeout(timeout)
             .connect_timeout(timeout)
             .pool_idle_timeout(Duration::from_secs(30))
