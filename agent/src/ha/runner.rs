@@ -91,6 +91,8 @@ struct Job {
     action: Action,
     /// The lease's term when it started.
     term: u64,
+    /// This node held that lease when it started.
+    holding: bool,
     started: Instant,
     handle: JoinHandle<JobOutcome>,
     /// A clone's last progress, and when it last moved.
@@ -288,7 +290,9 @@ impl<L: LeaseClient> Runner<L> {
             }
             let status = self.lease.current();
             let joined = job.handle.await;
-            let (observed, status) = self.finish(&job.action, job.term, joined, status).await;
+            let (observed, status) = self
+                .finish(&job.action, (job.term, job.holding), joined, status)
+                .await;
             let view = self.build_view(observed.as_ref(), &status, &Action::Healthy);
             self.view.send_replace(view);
         }
@@ -297,7 +301,10 @@ impl<L: LeaseClient> Runner<L> {
                 tracing::error!("reload failed: {e}");
             }
         }
-        // 1. observe
+        // 1. observe (and under which held lease: a writable server seen
+        // before this node won the lease says nothing about this term)
+        let held = self.lease.current();
+        let observed_in = held.mine.then_some(held.term);
         let observed = match &self.local {
             Some(local) => Some(local.lock().await.observe().await),
             None => None,
@@ -332,7 +339,7 @@ impl<L: LeaseClient> Runner<L> {
             situation.data == DataDirState::Empty && matches!(action, Action::Wait { .. });
         // 5. act
         let (observed, status) = self
-            .act(&situation, &lease, status, &action, observed)
+            .act(&situation, &lease, status, &action, (observed, observed_in))
             .await;
         self.remember_leader_position(&situation, &status, observed.as_ref());
         // 6. publish
@@ -354,7 +361,7 @@ impl<L: LeaseClient> Runner<L> {
         lease: &Lease,
         status: LeaseStatus,
         action: &Action,
-        observed: Option<Observed>,
+        (observed, observed_in): (Option<Observed>, Option<u64>),
     ) -> (Option<Observed>, LeaseStatus) {
         let Some(local) = self.local.clone() else {
             return (observed, status);
@@ -380,7 +387,7 @@ impl<L: LeaseClient> Runner<L> {
         }
         if matches!(action, Action::Healthy | Action::Wait { .. }) {
             if let Some(o) = &observed {
-                self.guard_after(o, &status);
+                self.guard_after(o, &status, observed_in);
             }
             return (observed, status);
         }
@@ -392,7 +399,10 @@ impl<L: LeaseClient> Runner<L> {
             (result, observed)
         });
         match tokio::time::timeout(self.cfg.cluster.loop_wait, &mut handle).await {
-            Ok(joined) => self.finish(action, lease.term, joined, status).await,
+            Ok(joined) => {
+                self.finish(action, (lease.term, lease.mine), joined, status)
+                    .await
+            }
             Err(_) => {
                 tracing::info!(
                     "{} goes on beside the loop; the loop keeps the lease, the guard and the status up to date",
@@ -401,6 +411,7 @@ impl<L: LeaseClient> Runner<L> {
                 self.job = Some(Job {
                     action: action.clone(),
                     term: lease.term,
+                    holding: lease.mine,
                     started: Instant::now(),
                     handle,
                     progress: (None, Instant::now()),
@@ -415,7 +426,7 @@ impl<L: LeaseClient> Runner<L> {
     async fn finish(
         &mut self,
         action: &Action,
-        term: u64,
+        (term, decided_holding): (u64, bool),
         joined: Result<JobOutcome, tokio::task::JoinError>,
         status: LeaseStatus,
     ) -> (Option<Observed>, LeaseStatus) {
@@ -492,15 +503,22 @@ impl<L: LeaseClient> Runner<L> {
         } else {
             status
         };
-        self.guard_after(&observed, &status);
+        // Observed after an action decided under `term`, which is still held
+        // when the status says so: the lease was held throughout.
+        let observed_in = Some(term).filter(|_| decided_holding);
+        self.guard_after(&observed, &status, observed_in);
         (Some(observed), status)
     }
 
     /// The guard from what PostgreSQL is now ([`guard::after`]), and the
     /// machine's watchdog with it.
-    fn guard_after(&mut self, o: &Observed, status: &LeaseStatus) {
+    /// `observed_in`: the term of the lease held when `o` was taken.
+    fn guard_after(&mut self, o: &Observed, status: &LeaseStatus, observed_in: Option<u64>) {
         let facts = local_postgres(o, &self.memory, Instant::now());
-        if status.mine && facts == (Postgres::Running { in_recovery: false }) {
+        if status.mine
+            && observed_in == Some(status.term)
+            && facts == (Postgres::Running { in_recovery: false })
+        {
             self.memory.writable_in_term = Some(status.term);
         }
         let lease_end = status.expires_at.filter(|_| status.mine);

@@ -125,7 +125,7 @@ use crate::status_doc::{
 };
 
 use super::backoff::Backoff;
-use super::candidate::{ahead, members_to_compare};
+use super::candidate::{ahead, members_to_compare, Candidacy};
 use super::decide::{decide, leader_source, wants_lease, Action, Lease};
 use super::guard::{self, GuardCommand};
 use super::situation::{
@@ -144,11 +144,20 @@ pub(crate) enum Fault {
     /// (b) The fence term is never remembered (`fenced_in_term` stays
     /// `None`). Not caught: see its test.
     FenceNotSticky,
-    /// (c) Every primary-shaped directory (initialized, no `standby.signal`)
-    /// asks for the lease, candidate or not.
-    NoCandidateCheckForPrimaryDirs,
+    /// (c) The candidate rule is skipped: every data member counts itself
+    /// the best (so it asks for the lease, and promotes once it holds it).
+    /// (Skipping it only in `wants_lease` for primary-shaped directories,
+    /// the earlier plant, is no longer unsafe: `decide` starts such a
+    /// directory read-write only in the term it was writable in, and
+    /// promotes only the best candidate.)
+    NoCandidateRule,
     /// (d) `guard::after` disarms when the probe fails (`Postgres::Starting`).
     ProbeErrorDisarms,
+    /// (e) A writable server seen *before* this member won the lease counts
+    /// as writable in the new term (the runner's `observed_in` is ignored):
+    /// after a pause, a stopped old primary restarts read-write in a term
+    /// it never led (found by the simulator at seed 2151).
+    WritableFromStaleObservation,
 }
 
 const MS: u64 = 1_000_000;
@@ -566,6 +575,9 @@ struct Reached {
 struct Iteration {
     id: u64,
     observed: Option<Observed>,
+    /// The term of the lease this member held when `observed` was taken
+    /// (`Runner`'s `observed_in`).
+    observed_in: Option<u64>,
     reports: Vec<Option<PeerReport>>,
     fetching: bool,
     pending: usize,
@@ -1732,6 +1744,9 @@ impl Sim {
 
     fn loop_start(&mut self, i: usize) {
         let id = self.new_id();
+        let now = self.local(i);
+        let agent = &self.nodes[i].agent;
+        let observed_in = agent.held_term.filter(|_| agent.proposer.holds_lease(now));
         let observed = self.observe(i);
         if let Some(o) = &observed {
             self.note_postmaster(i, o);
@@ -1741,6 +1756,7 @@ impl Sim {
         self.nodes[i].agent.iteration = Some(Iteration {
             id,
             observed,
+            observed_in,
             reports: vec![None; n],
             fetching: true,
             pending: n - 1,
@@ -1770,6 +1786,17 @@ impl Sim {
             }
         }
         self.step_after_local(i, PEER_TIMEOUT, Step::FetchDeadline { iteration: id });
+        // A primary stopped between its observation and its lease round
+        // acts on an observation older than the lease it may then win.
+        let primary = self
+            .iteration(i)
+            .observed
+            .as_ref()
+            .and_then(|o| o.answer.as_ref())
+            .is_some_and(|a| !a.in_recovery);
+        if primary {
+            self.maybe_pause_at_step(i, "between observing and the lease round");
+        }
     }
 
     /// A member answers a status request from the view it last published.
@@ -1912,17 +1939,13 @@ impl Sim {
             Some(o) => self.local_facts(i, o),
             None => witness_local(),
         };
-        let s = situation(&local, &reports, &self.settings[i]);
+        let mut s = situation(&local, &reports, &self.settings[i]);
+        if self.fault == Fault::NoCandidateRule && local.data == DataDirState::Initialized {
+            s.candidacy = Candidacy::Best("planted: no candidate rule".into());
+        }
         let now = self.now_instant(i);
         let current = lease_view(&self.lease_status(i), now);
-        let want = if self.fault == Fault::NoCandidateCheckForPrimaryDirs
-            && local.data == DataDirState::Initialized
-            && !local.standby_signal
-        {
-            true
-        } else {
-            wants_lease(&s, &current)
-        };
+        let want = wants_lease(&s, &current);
         self.iteration(i).situation = Some(s);
         self.start_update(i, want, Then::Decide);
     }
@@ -2995,7 +3018,9 @@ impl Sim {
             if let Some(o) = &observed {
                 self.note_postmaster(i, o);
             }
-            self.iteration(i).observed = observed;
+            let it = self.iteration(i);
+            it.observed = observed;
+            it.observed_in = it.lease.mine.then_some(it.lease.term);
         }
         if self.fault == Fault::GuardArmedAfterEffect {
             let lease_end = status.expires_at.filter(|_| status.mine);
@@ -3029,7 +3054,14 @@ impl Sim {
         };
         if let Some(o) = &it.observed {
             let facts = self.local_postgres(i, o);
-            if it.status.mine && facts == (Postgres::Running { in_recovery: false }) {
+            let observed_in = match self.fault {
+                Fault::WritableFromStaleObservation => Some(it.status.term),
+                _ => it.observed_in,
+            };
+            if it.status.mine
+                && observed_in == Some(it.status.term)
+                && facts == (Postgres::Running { in_recovery: false })
+            {
                 self.nodes[i].agent.memory.writable_in_term = Some(it.status.term);
             }
             let lease_end = it.status.expires_at.filter(|_| it.status.mine);
@@ -4329,9 +4361,14 @@ fn given_a_runner_that_forgets_its_fence_term_then_the_checks_find_it() {
 }
 
 #[test]
-fn given_primary_directories_that_ask_for_the_lease_without_the_candidate_rule_then_a_primary_behind_a_reached_member_is_found(
+fn given_members_that_skip_the_candidate_rule_then_a_primary_behind_a_reached_member_is_found() {
+    assert_caught(Fault::NoCandidateRule, 2_000);
+}
+
+#[test]
+fn given_a_runner_that_trusts_a_writable_server_seen_before_it_won_the_lease_then_a_primary_behind_a_reached_member_is_found(
 ) {
-    assert_caught(Fault::NoCandidateCheckForPrimaryDirs, 2_000);
+    assert_caught(Fault::WritableFromStaleObservation, 2_000);
 }
 
 #[test]
