@@ -100,9 +100,17 @@ pub async fn run(config_path: &Path) -> i32 {
         None
     };
     let (api_stop_tx, api_stop_rx) = oneshot::channel::<()>();
+    let (control_tx, control_rx) = mpsc::channel(8);
+    let reload_path = config_path.to_path_buf();
+    let reload_tls = tls.clone();
     let app = api::router(ApiState {
         view: view_rx,
         internal: quorum.as_ref().map(|(internal, _)| internal.clone()),
+        operator: Some(api::actions::Operator {
+            control: control_tx.clone(),
+            token_file: cfg.api.token_file.clone(),
+            reload: std::sync::Arc::new(move || reload_config(&reload_path, &reload_tls)),
+        }),
     });
     tracing::info!(
         "API listening on {} (advertised as {}){}",
@@ -138,7 +146,6 @@ pub async fn run(config_path: &Path) -> i32 {
         }
     });
 
-    let (control_tx, control_rx) = mpsc::channel(8);
     let notifier = Notifier::from_env();
     let loop_task = match quorum {
         None => {
@@ -309,12 +316,9 @@ async fn supervise_signals(
                 tracing::info!("SIGINT: stopping this node: PostgreSQL, then the leader lease");
                 return stop(control, loop_task, Control::Shutdown).await;
             }
-            _ = hup.recv() => match config::load(config_path) {
+            _ = hup.recv() => match reload_config(config_path, tls) {
                 Ok(cfg) => {
-                    // Certificate files are re-read on every SIGHUP, changed
-                    // paths or not: rotation replaces the files in place.
-                    tls.reload(&cfg.api);
-                    let _ = control.send(Control::Reload(Box::new(cfg))).await;
+                    let _ = control.send(Control::Reload(Box::new(cfg), None)).await;
                 }
                 Err(e) => tracing::error!("SIGHUP: keeping the running configuration, the new one is invalid: {e}"),
             },
@@ -324,6 +328,15 @@ async fn supervise_signals(
             }
         }
     }
+}
+
+/// The configuration file again (SIGHUP, `POST /reload`), with the TLS
+/// files re-read on every reload, changed paths or not: rotation replaces
+/// the files in place.
+fn reload_config(path: &Path, tls: &AgentTls) -> Result<Config, String> {
+    let cfg = config::load(path).map_err(|e| e.to_string())?;
+    tls.reload(&cfg.api);
+    Ok(cfg)
 }
 
 async fn stop(

@@ -29,6 +29,7 @@ pub mod lease;
 pub mod notify;
 pub mod peers;
 pub mod pg;
+pub mod rfc3339;
 pub mod state;
 pub mod status_doc;
 pub mod tls;

@@ -274,6 +274,9 @@ pub struct StatusDoc {
     /// An operator chose this member to take over (a failover).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub designated: bool,
+    /// Patroni's `pause`: the cluster is paused (present only then).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pause: bool,
     /// Patroni's `xlog`.
     #[serde(default)]
     pub xlog: Option<XlogDoc>,

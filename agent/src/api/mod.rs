@@ -5,8 +5,10 @@
 //! - `status.rs`: the status document.
 //! - `health.rs`: which check passes for which view.
 //! - `internal.rs`: the agent-to-agent lease endpoints (cluster secret).
+//! - `actions.rs`: operator actions (bearer token).
 //! - `error.rs`: JSON errors.
 
+pub mod actions;
 pub mod error;
 pub mod health;
 pub mod internal;
@@ -18,7 +20,7 @@ use std::time::Instant;
 use axum::extract::{Query, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use tokio::sync::watch;
 
@@ -34,6 +36,8 @@ pub struct ApiState {
     pub view: watch::Receiver<NodeView>,
     /// The acceptor and cluster secret, in a multi-member cluster.
     pub internal: Option<internal::InternalState>,
+    /// The HA loop's control and the token, for operator actions.
+    pub operator: Option<actions::Operator>,
 }
 
 /// The largest request body accepted (operator actions are tiny).
@@ -47,7 +51,21 @@ pub fn router(state: ApiState) -> Router {
         .route("/history", get(history_handler))
         .route("/internal/lease/prepare", post(internal::prepare))
         .route("/internal/lease/propose", post(internal::propose))
-        .route("/internal/lease/release", post(internal::release));
+        .route("/internal/lease/release", post(internal::release))
+        .route(
+            "/switchover",
+            post(actions::switchover).delete(actions::cancel_switchover),
+        )
+        .route("/failover", post(actions::failover))
+        .route(
+            "/restart",
+            post(actions::restart).delete(actions::cancel_restart),
+        )
+        .route("/reload", post(actions::reload))
+        .route("/reinitialize", post(actions::reinitialize))
+        .route("/pause", post(actions::pause))
+        .route("/resume", post(actions::resume))
+        .route("/config", patch(actions::patch_config));
     for (path, check) in [
         ("/", Check::Primary),
         ("/primary", Check::Primary),

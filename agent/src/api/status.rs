@@ -75,11 +75,13 @@ pub fn status_document(view: &NodeView, now: Instant) -> StatusDoc {
         name: view.name.clone(),
         cluster: view.cluster.clone(),
         role: view.role,
-        state: if view.paused {
-            State::Paused
-        } else {
-            view.state
+        // Paused, a running server still says `running` (peers and load
+        // balancers read it); one the agent leaves down says `paused`.
+        state: match view.state {
+            State::Stopped | State::Crashed | State::Fenced if view.paused => State::Paused,
+            state => state,
         },
+        pause: view.paused,
         reason: view.reason.clone(),
         progress_pct: view.progress_pct,
         agent: AgentDoc {

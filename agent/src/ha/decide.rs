@@ -19,7 +19,7 @@ use std::time::Duration;
 use crate::pg::conf::StandbySource;
 use crate::pg::files::DataDirState;
 
-use super::situation::{CrashLoop, PeerReport, Postgres, Situation};
+use super::situation::{CrashLoop, HandoverPhase, PeerReport, Postgres, Situation};
 
 /// The lease as this node sees it in this iteration.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -208,6 +208,11 @@ pub fn wants_lease(s: &Situation, lease: &Lease) -> bool {
         // use it, so that it never keeps a data member from becoming primary.
         return s.no_data_members;
     }
+    if let Some(h) = &s.handover {
+        // A switchover's primary keeps its lease until the target has
+        // everything, then lets it go at once (not at its end).
+        return lease.mine && h.phase != HandoverPhase::Release;
+    }
     if s.may_be_writable() {
         // A holder whose PostgreSQL may take writes keeps the lease until
         // it stopped: the fence comes before the release.
@@ -320,6 +325,15 @@ fn decide_writable(s: &Situation, lease: &Lease) -> Action {
     if let Some(why) = must_step_down(s) {
         return Action::Fence { reason: why };
     }
+    if let Some(h) = s
+        .handover
+        .as_ref()
+        .filter(|h| h.phase == HandoverPhase::Stop)
+    {
+        if s.postgres == (Postgres::Running { in_recovery: false }) {
+            return Action::HandOver { to: h.to.clone() };
+        }
+    }
     match s.postgres {
         Postgres::Starting => Action::Wait {
             reason: "PostgreSQL (the primary) does not answer the agent's probe".into(),
@@ -331,6 +345,26 @@ fn decide_writable(s: &Situation, lease: &Lease) -> Action {
 
 /// No postmaster runs (and no crash restart is pending).
 fn decide_stopped(s: &Situation, lease: &Lease) -> Action {
+    match s.handover.as_ref().map(|h| (h.phase, h.to.as_str())) {
+        Some((HandoverPhase::Stop | HandoverPhase::Wait, to)) if lease.mine => {
+            return Action::Wait {
+                reason: format!(
+                    "switchover to {to}: stopped; keeping the leader lease until {to} has replayed all of this primary's WAL"
+                ),
+            };
+        }
+        // The target did not catch up: this primary goes on in its term,
+        // on its timeline, as if nothing had happened.
+        Some((HandoverPhase::Abort, _)) if lease.mine && s.writable_in_term == Some(lease.term) => {
+            return match may_lead(s, lease) {
+                Ok(()) => Action::Start { as_standby: false },
+                Err(why) => Action::Wait {
+                    reason: format!("will not start the primary again: {why}"),
+                },
+            };
+        }
+        _ => {}
+    }
     if s.standby_signal {
         return Action::Start { as_standby: true };
     }
@@ -463,6 +497,7 @@ mod tests {
             timeline_diverged: false,
             fenced_in_term: None,
             writable_in_term: Some(4),
+            handover: None,
             system_identifier: Some("7311".into()),
             crash_loop: CrashLoop::No,
             bootstrap_allowed: false,

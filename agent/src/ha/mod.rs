@@ -8,6 +8,9 @@
 //! - `guard.rs`: what the fence guard is told, before and after an action (pure).
 //! - `operator.rs`: whether an operator action (switchover, failover,
 //!   restart, reinitialize) can be done now, and to whom (pure).
+//! - `operation.rs`: operator requests between loop iterations: the one
+//!   in progress, the scheduled ones, the switchover's next step (pure),
+//!   the cluster-wide pause flag.
 //! - `backoff.rs`: the one retry back-off (crash restarts, clones).
 //! - `executor.rs`: carries an action out on the local PostgreSQL; effects only.
 //! - `runner.rs`: the loop: observe, situation, lease, decide, act, publish.
@@ -20,6 +23,7 @@ pub mod candidate;
 pub mod decide;
 pub mod executor;
 pub mod guard;
+pub mod operation;
 pub mod operator;
 pub mod runner;
 #[cfg(test)]

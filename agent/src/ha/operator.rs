@@ -346,6 +346,7 @@ mod tests {
             timeline_diverged: false,
             fenced_in_term: None,
             writable_in_term: Some(3),
+            handover: None,
             system_identifier: Some("7311".into()),
             crash_loop: CrashLoop::No,
             bootstrap_allowed: false,

@@ -22,6 +22,14 @@
 //! guard with the lease, publishes what runs and since when, and pings
 //! systemd's watchdog — which therefore proves that the loop is alive, not
 //! that an action is short. A stuck action is aborted at its time limit.
+//!
+//! **Operator requests** (switchover, failover, restart, reinitialize,
+//! pause) arrive as [`Control::Operate`] between iterations; `operate.rs`
+//! checks them against the last situation and carries them through the
+//! same six steps (a switchover is a handover phase in the situation, a
+//! restart is the action of the iteration).
+
+mod operate;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,13 +52,17 @@ use super::backoff::Backoff;
 use super::decide::{decide, leader_source, wants_lease, Action, Lease};
 use super::executor::{LocalPostgres, Observed, PostmasterState};
 use super::guard::{self, GuardCommand};
-use super::situation::{situation, Local, PeerReport, Postgres, Settings, Situation};
+use super::operation::{Operations, Reply, Request};
+use super::situation::{Local, PeerReport, Postgres, Settings, Situation};
 
 /// Messages from the rest of the agent to the loop.
 #[derive(Debug)]
 pub enum Control {
-    /// SIGHUP: a new, validated configuration.
-    Reload(Box<Config>),
+    /// SIGHUP or `POST /reload`: a new, validated configuration; the
+    /// sender, if any, gets what was applied, in words.
+    Reload(Box<Config>, Option<oneshot::Sender<String>>),
+    /// An operator's request (the API), answered when it is over.
+    Operate(Request, oneshot::Sender<Reply>),
     /// SIGINT (`systemctl stop`): stop PostgreSQL, then release the
     /// lease, then answer.
     Shutdown(oneshot::Sender<()>),
@@ -71,6 +83,9 @@ const REMEMBER_EVERY: Duration = Duration::from_secs(5);
 const JOIN_POLL: Duration = Duration::from_millis(200);
 /// A clone whose progress did not move for this long is stuck.
 const CLONE_STALL: Duration = Duration::from_secs(600);
+/// The loop's period while a switchover or failover is under way, here or
+/// towards this member: each step waits for a report from the other side.
+const HURRY: Duration = Duration::from_millis(100);
 
 /// The longest an action may run before it is aborted as stuck (a clone is
 /// judged by its progress instead, see [`CLONE_STALL`]).
@@ -155,6 +170,13 @@ pub struct Runner<L: LeaseClient> {
     memory: Memory,
     watchdog: Watchdog,
     watchdog_blocker: Option<String>,
+    /// Operator requests: in progress, scheduled, and the pause flag.
+    ops: Operations,
+    /// The last iteration's situation and lease, which requests are
+    /// checked against.
+    last_seen: Option<(Situation, Lease)>,
+    /// A switchover or failover is under way: loop every [`HURRY`].
+    hurry: bool,
 }
 
 impl<L: LeaseClient> Runner<L> {
@@ -195,6 +217,7 @@ impl<L: LeaseClient> Runner<L> {
             }));
         }
         let memory = Memory::new(local.as_ref().and_then(|l| l.remembered_leader_position()));
+        let ops = operate::initial_operations(&cfg);
         let guard = local.as_ref().map(|_| FenceGuard::new(&cfg.node.data_dir));
         Runner {
             settings: Settings::from_config(&cfg),
@@ -215,6 +238,9 @@ impl<L: LeaseClient> Runner<L> {
             memory,
             watchdog,
             watchdog_blocker: None,
+            ops,
+            last_seen: None,
+            hurry: false,
         }
     }
 
@@ -238,6 +264,8 @@ impl<L: LeaseClient> Runner<L> {
             // later: a new cluster is up in seconds, not in loop_waits.
             let pause = if std::mem::take(&mut self.progressed) {
                 Duration::from_millis(20)
+            } else if self.hurry {
+                HURRY
             } else if std::mem::take(&mut self.joining) {
                 // An empty member waiting for a primary to clone from looks
                 // more often: a new member is streaming sooner.
@@ -259,7 +287,13 @@ impl<L: LeaseClient> Runner<L> {
             tokio::select! {
                 _ = &mut sleep => {}
                 msg = control.recv() => match msg {
-                    Some(Control::Reload(cfg)) => self.reload(*cfg).await,
+                    Some(Control::Reload(cfg, reply)) => {
+                        let applied = self.reload(*cfg).await;
+                        if let Some(reply) = reply {
+                            let _ = reply.send(applied);
+                        }
+                    }
+                    Some(Control::Operate(request, reply)) => self.operate(request, reply).await,
                     Some(Control::Shutdown(done)) => {
                         self.shutdown().await;
                         let _ = done.send(());
@@ -314,15 +348,14 @@ impl<L: LeaseClient> Runner<L> {
         }
         self.peers.refresh().await;
         let reports = self.peer_reports();
-        // 2. situation
-        let local = observed
-            .as_ref()
-            .map(|o| self.local_facts(o, Instant::now()));
-        let situation = situation(
-            &local.clone().unwrap_or_else(witness_local),
-            &reports,
-            &self.settings,
-        );
+        self.adopt_pause(&reports);
+        // 2. situation (and how far an operator's request has come in it)
+        let situation = self.situation_of(observed.as_ref(), &reports);
+        let situation = if self.advance_operation(&situation) {
+            self.situation_of(observed.as_ref(), &reports)
+        } else {
+            situation
+        };
         // 3. lease
         self.watchdog_check();
         let want = wants_lease(
@@ -332,8 +365,8 @@ impl<L: LeaseClient> Runner<L> {
         let status = self.lease.update(want).await;
         self.log_lease_change(&status);
         let lease = lease_view(&status, Instant::now());
-        // 4. decide
-        let action = decide(&situation, &lease);
+        // 4. decide (an operator's restart or reinit when nothing else is due)
+        let action = self.operation_action(&situation, &lease, decide(&situation, &lease));
         self.log_decision(&action);
         self.joining =
             situation.data == DataDirState::Empty && matches!(action, Action::Wait { .. });
@@ -342,6 +375,8 @@ impl<L: LeaseClient> Runner<L> {
             .act(&situation, &lease, status, &action, (observed, observed_in))
             .await;
         self.remember_leader_position(&situation, &status, observed.as_ref());
+        self.hurry = self.in_a_hurry(&situation);
+        self.last_seen = Some((situation, lease));
         // 6. publish
         let view = self.build_view(observed.as_ref(), &status, &action);
         if view.state == State::Running || view.role == Role::Witness {
@@ -462,6 +497,9 @@ impl<L: LeaseClient> Runner<L> {
                 );
             }
             (Ok(()), Action::Clone { .. }) => self.memory.clone.reset(),
+            (_, Action::Restart { .. } | Action::Reinit | Action::HandOver { .. }) => {
+                self.operation_done(action, &result).await;
+            }
             // The cluster it made is its own to start in this term.
             (Ok(()), Action::Bootstrap) => self.memory.writable_in_term = Some(term),
             // Writable again in a fresh term: the fence is over.
@@ -481,6 +519,8 @@ impl<L: LeaseClient> Runner<L> {
                     | Action::RenameAside
                     | Action::Start { .. }
                     | Action::Promote { .. }
+                    | Action::Restart { .. }
+                    | Action::Reinit
             );
         match result {
             Ok(()) => self.last_error = None,
@@ -559,7 +599,11 @@ impl<L: LeaseClient> Runner<L> {
         };
         let leading = matches!(
             job.action,
-            Action::Bootstrap | Action::Start { as_standby: false } | Action::Promote { .. }
+            Action::Bootstrap
+                | Action::Start { as_standby: false }
+                | Action::Promote { .. }
+                | Action::Restart { as_standby: false }
+                | Action::HandOver { .. }
         );
         let keep = leading && self.lease.current().mine;
         let status = self.lease.update(keep).await;
@@ -656,8 +700,8 @@ impl<L: LeaseClient> Runner<L> {
             fenced_in_term: self.memory.fence.as_ref().map(|(t, _)| *t),
             last_leader: self.memory.last_leader,
             clone_retry_in: self.memory.clone.wait_left(now),
-            handing_over: None,
-            designated: false,
+            handover: self.ops.handover(),
+            designated: self.ops.designated(),
             writable_in_term: self.memory.writable_in_term,
         }
     }
@@ -777,6 +821,10 @@ impl<L: LeaseClient> Runner<L> {
         );
         view.agent_started = self.view.borrow().agent_started;
         view.loop_last = Some(Instant::now());
+        view.paused = self.ops.pause.paused;
+        view.pause_version = self.ops.pause.version;
+        view.handover_to = self.ops.handover_to();
+        view.designated = self.ops.designated();
         view.peers = self.peers.views().cloned().collect();
         let holder = lease
             .holder
@@ -864,14 +912,15 @@ impl<L: LeaseClient> Runner<L> {
         view
     }
 
-    async fn reload(&mut self, new: Config) {
+    /// Applies a new configuration; returns what happened, in words.
+    async fn reload(&mut self, new: Config) -> String {
         let plan = crate::config::reload_plan(&self.cfg, &new);
         if plan.is_empty() {
-            tracing::info!("SIGHUP: the configuration did not change");
-            return;
+            tracing::info!("reload: the configuration did not change");
+            return "the configuration did not change".into();
         }
-        tracing::info!(
-            "SIGHUP: applying {}{}",
+        let mut summary = format!(
+            "applied {}{}",
             if plan.applied.is_empty() {
                 "nothing now".to_string()
             } else {
@@ -881,16 +930,19 @@ impl<L: LeaseClient> Runner<L> {
                 String::new()
             } else {
                 format!(
-                    "; written for PostgreSQL, in effect at its next restart (pending_restart): {}",
+                    "; written for PostgreSQL, in effect at its next restart (pending_restart; `pgwarden restart --pending`): {}",
                     plan.postgres_restart.join(", ")
                 )
             }
         );
+        tracing::info!("reload: {summary}");
         if !plan.agent_restart.is_empty() {
-            tracing::warn!(
-                "SIGHUP: kept at their running values until the agent restarts: {} (restart the members one at a time: `systemctl restart pgwarden` leaves PostgreSQL running)",
+            let kept = format!(
+                "kept at their running values until the agent restarts: {} (restart the members one at a time: `systemctl restart pgwarden` leaves PostgreSQL running)",
                 plan.agent_restart.join(", ")
             );
+            tracing::warn!("reload: {kept}");
+            summary = format!("{summary}; {kept}");
         }
         let applied = crate::config::to_apply(&self.cfg, &new);
         // The executor takes it now, or once the running action is done.
@@ -907,7 +959,9 @@ impl<L: LeaseClient> Runner<L> {
         }
         self.cfg = applied;
         self.settings = Settings::from_config(&self.cfg);
+        self.settings.paused = self.ops.pause.paused;
         self.iterate().await;
+        summary
     }
 
     /// Stops an action running beside the loop (the agent is stopping).
@@ -993,7 +1047,7 @@ fn witness_local() -> Local {
         fenced_in_term: None,
         last_leader: None,
         clone_retry_in: None,
-        handing_over: None,
+        handover: None,
         designated: false,
         writable_in_term: None,
     }

@@ -1736,7 +1736,7 @@ impl Sim {
             fenced_in_term: memory.fence.as_ref().map(|(t, _)| *t),
             last_leader: memory.last_leader,
             clone_retry_in: memory.clone.wait_left(now),
-            handing_over: None,
+            handover: None,
             designated: false,
             writable_in_term: memory.writable_in_term,
         }
@@ -1876,6 +1876,7 @@ impl Sim {
             }),
             handover_to: None,
             designated: false,
+            pause: false,
             wal_receiver: None,
             wal_receiver_problem: None,
             wal_senders: Vec::new(),
@@ -4080,7 +4081,7 @@ fn witness_local() -> Local {
         fenced_in_term: None,
         last_leader: None,
         clone_retry_in: None,
-        handing_over: None,
+        handover: None,
         designated: false,
         writable_in_term: None,
     }

@@ -13,6 +13,7 @@ use crate::pg::files::DataDirState;
 use crate::status_doc::{Position, Role, State, StatusDoc};
 
 use super::candidate::{judge, members_to_compare, Candidacy, Contender};
+use super::operation::PauseFlag;
 
 /// The local PostgreSQL, as the loop found it this iteration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,13 +61,36 @@ pub struct Local {
     pub last_leader: Option<Position>,
     /// A clone failed: the next one is due in this long.
     pub clone_retry_in: Option<Duration>,
-    /// This primary hands its role over to that member (a switchover).
-    pub handing_over: Option<String>,
+    /// This primary hands its role over to another member (a switchover).
+    pub handover: Option<Handover>,
     /// An operator chose this member to take over (a failover).
     pub designated: bool,
     /// The term of the lease in which PostgreSQL here was last writable
     /// (or in which this member made the cluster with initdb).
     pub writable_in_term: Option<u64>,
+}
+
+/// A switchover on the primary, as far as it has come.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handover {
+    /// The member taking over.
+    pub to: String,
+    /// Where it stands.
+    pub phase: HandoverPhase,
+}
+
+/// The steps of a switchover on the old primary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandoverPhase {
+    /// Stop taking writes: CHECKPOINT, fast stop (`Action::HandOver`).
+    Stop,
+    /// Stopped; keep the lease until the target has replayed everything.
+    Wait,
+    /// The target has everything: let the lease go, come back as a standby.
+    Release,
+    /// The target did not catch up in time: start again as the primary
+    /// (same term, same timeline; nothing was lost).
+    Abort,
 }
 
 /// What another member said about itself this loop.
@@ -104,6 +128,8 @@ pub struct PeerReport {
     pub handover_to: Option<String>,
     /// An operator chose it to take over.
     pub designated: bool,
+    /// Its pause flag.
+    pub pause: PauseFlag,
 }
 
 impl PeerReport {
@@ -151,6 +177,10 @@ impl PeerReport {
                 .is_some_and(|r| r.status == "streaming"),
             handover_to: d.handover_to.clone(),
             designated: d.designated,
+            pause: PauseFlag {
+                paused: d.agent.paused,
+                version: d.agent.pause_version,
+            },
         }
     }
 
@@ -297,6 +327,8 @@ pub struct Situation {
     pub fenced_in_term: Option<u64>,
     /// The term in which PostgreSQL here was last writable.
     pub writable_in_term: Option<u64>,
+    /// A switchover this primary carries out.
+    pub handover: Option<Handover>,
     /// This data directory's system identifier, when known.
     pub system_identifier: Option<String>,
     /// PostgreSQL keeps crashing.
@@ -372,6 +404,7 @@ pub fn situation(local: &Local, peers: &[PeerReport], settings: &Settings) -> Si
         timeline_diverged: local.timeline_diverged,
         fenced_in_term: local.fenced_in_term,
         writable_in_term: local.writable_in_term,
+        handover: local.handover.clone(),
         system_identifier: local.system_identifier.clone(),
         crash_loop: CrashLoop::No,
         bootstrap_allowed: false,
@@ -458,8 +491,12 @@ fn candidacy(
     nofailover: bool,
 ) -> Candidacy {
     let me = settings.me.as_str();
-    if let Some(to) = &local.handing_over {
-        return Candidacy::NotBest(format!("handing the primary role over to {to}"));
+    if let Some(h) = local
+        .handover
+        .as_ref()
+        .filter(|h| h.phase != HandoverPhase::Abort)
+    {
+        return Candidacy::NotBest(format!("handing the primary role over to {}", h.to));
     }
     // An operator's choice (a switchover's target, a failover's candidate)
     // stands in for the ranking; it was checked when it was made.
@@ -581,7 +618,7 @@ mod tests {
             fenced_in_term: None,
             last_leader: None,
             clone_retry_in: None,
-            handing_over: None,
+            handover: None,
             designated: false,
             writable_in_term: None,
         }
@@ -735,7 +772,10 @@ mod tests {
             "pg2 hands the primary role over to pg3"
         );
         let own = Local {
-            handing_over: Some("pg3".into()),
+            handover: Some(Handover {
+                to: "pg3".into(),
+                phase: HandoverPhase::Stop,
+            }),
             ..standby(900)
         };
         assert!(!situation(&own, &[down("pg2"), down("pg3")], &cfg)
