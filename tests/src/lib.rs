@@ -23,6 +23,9 @@ use nix::unistd::Pid;
 /// Generous bound for anything a cluster does on a loaded 2-core machine.
 pub const SLOW: Duration = Duration::from_secs(90);
 
+/// The API token every test cluster's `api.token_file` holds.
+pub const API_TOKEN: &str = "api-token";
+
 /// The `pgwarden` binary under test: `PGWARDEN_BIN`, else the debug build in
 /// `CARGO_TARGET_DIR` or the workspace's `target/`.
 pub fn pgwarden_bin() -> PathBuf {
@@ -138,8 +141,14 @@ impl HttpAnswer {
 /// Sends raw bytes to `port` and reads the whole answer (HTTP/1.1 with
 /// `Connection: close`): lets tests send malformed requests too.
 pub fn http_raw(port: u16, request: &[u8]) -> std::io::Result<HttpAnswer> {
+    http_raw_waiting(port, request, Duration::from_secs(10))
+}
+
+/// [`http_raw`], waiting up to `limit` for the answer (operator actions
+/// answer when they are over).
+pub fn http_raw_waiting(port: u16, request: &[u8], limit: Duration) -> std::io::Result<HttpAnswer> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.set_read_timeout(Some(limit))?;
     s.write_all(request)?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)?;
@@ -154,6 +163,17 @@ pub fn http_raw(port: u16, request: &[u8]) -> std::io::Result<HttpAnswer> {
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     Ok(HttpAnswer { status, body })
+}
+
+/// The raw text of an operator request with `token` and a JSON `body`.
+pub fn operator_request(method: &str, path: &str, body: &str, token: Option<&str>) -> String {
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
 }
 
 /// A request with `method` on `path`.
@@ -259,7 +279,7 @@ impl Node {
             write_secret(&secrets.join("cluster.secret"), "cluster-secret-for-tests");
             write_secret(&secrets.join("replicator.pass"), "rep'l:pass");
             write_secret(&secrets.join("postgres.pass"), "super-pass");
-            write_secret(&secrets.join("api.token"), "api-token");
+            write_secret(&secrets.join("api.token"), API_TOKEN);
         }
         Node {
             name: name.to_string(),
@@ -471,6 +491,24 @@ superuser_password_file = "{secrets}/postgres.pass"
                 tls::TlsClient::new(&t.ca, Some(&t.pair)).request(self.api_port, method, path)
             }
         }
+    }
+
+    /// An operator request with the test cluster's API token (`api.token`).
+    pub fn operate(&self, method: &str, path: &str, body: &str) -> HttpAnswer {
+        self.operate_with(method, path, body, Some(API_TOKEN))
+    }
+
+    /// An operator request with `token` (none: no Authorization header).
+    pub fn operate_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: &str,
+        token: Option<&str>,
+    ) -> HttpAnswer {
+        let req = operator_request(method, path, body, token);
+        http_raw_waiting(self.api_port, req.as_bytes(), Duration::from_secs(200))
+            .unwrap_or_else(|e| panic!("{}: {method} {path}: {e}", self.name))
     }
 
     /// `GET /status` as JSON, when the agent answers.

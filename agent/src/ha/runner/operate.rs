@@ -460,6 +460,11 @@ impl<L: LeaseClient> Runner<L> {
             _ => {}
         }
         let what = request_name(&request);
+        // Judged on a fresh look at the node and the peers, not on what the
+        // last iteration saw up to a loop ago.
+        if self.ops.active.is_none() && self.job.is_none() {
+            self.iterate().await;
+        }
         if let Some(active) = &self.ops.active {
             return answer(reply, what, refused(Refusal::Busy(active.describe())));
         }
