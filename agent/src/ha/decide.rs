@@ -498,6 +498,7 @@ mod tests {
             fenced_in_term: None,
             writable_in_term: Some(4),
             handover: None,
+            sender_lag: Vec::new(),
             system_identifier: Some("7311".into()),
             crash_loop: CrashLoop::No,
             bootstrap_allowed: false,

@@ -41,6 +41,9 @@ fn is_leader(s: &Situation, lease: &Lease) -> bool {
 
 /// How many bytes `peer` trails this primary's position.
 fn lag_behind(s: &Situation, peer: &PeerReport) -> Option<u64> {
+    if let Some((_, lag)) = s.sender_lag.iter().find(|(n, _)| *n == peer.name) {
+        return Some(*lag);
+    }
     let mine = s.position?;
     let theirs = peer.position?;
     (theirs.timeline == mine.timeline).then(|| mine.lsn.bytes_after(theirs.lsn))
@@ -347,6 +350,7 @@ mod tests {
             fenced_in_term: None,
             writable_in_term: Some(3),
             handover: None,
+            sender_lag: Vec::new(),
             system_identifier: Some("7311".into()),
             crash_loop: CrashLoop::No,
             bootstrap_allowed: false,
@@ -392,6 +396,24 @@ mod tests {
             switchover_target(&primary(), &held(), "pg1", None, none, MB),
             Ok("pg2".into())
         );
+    }
+
+    #[test]
+    fn the_primarys_own_walsender_lag_wins_over_a_standbys_older_report() {
+        let none = |_: &str| false;
+        let mut s = primary();
+        s.position = Some(Position {
+            timeline: 1,
+            lsn: Lsn(1000 + 16 * MB),
+        });
+        assert!(switchover_target(&s, &held(), "pg1", Some("pg3"), none, MB).is_err());
+        s.sender_lag = vec![("pg3".into(), 4096)];
+        assert_eq!(
+            switchover_target(&s, &held(), "pg1", Some("pg3"), none, MB),
+            Ok("pg3".into())
+        );
+        s.sender_lag = vec![("pg3".into(), 2 * MB)];
+        assert!(switchover_target(&s, &held(), "pg1", Some("pg3"), none, MB).is_err());
     }
 
     #[test]

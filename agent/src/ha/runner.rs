@@ -702,6 +702,7 @@ impl<L: LeaseClient> Runner<L> {
             clone_retry_in: self.memory.clone.wait_left(now),
             handover: self.ops.handover(),
             designated: self.ops.designated(),
+            sender_lag: sender_lag(o),
             writable_in_term: self.memory.writable_in_term,
         }
     }
@@ -1018,6 +1019,33 @@ impl<L: LeaseClient> Runner<L> {
     }
 }
 
+/// How far each standby's flushed WAL trails this primary, by member
+/// (its `application_name`), from the primary's own `pg_stat_replication`.
+fn sender_lag(o: &Observed) -> Vec<(String, u64)> {
+    let Some(obs) = o.observation.as_ref().filter(|obs| !obs.in_recovery) else {
+        return Vec::new();
+    };
+    let Some(current) = obs.current_lsn else {
+        return Vec::new();
+    };
+    obs.wal_senders
+        .iter()
+        .filter_map(|w| {
+            let name = w.application_name.clone()?;
+            let flushed = w
+                .other
+                .get("flush_lsn")
+                .and_then(|v| v.as_str())
+                .and_then(|v| v.parse::<crate::pg::Lsn>().ok());
+            let lag = match flushed {
+                Some(f) => current.bytes_after(f),
+                None => w.lag_bytes?,
+            };
+            Some((name, lag))
+        })
+        .collect()
+}
+
 /// The postmaster as the decision sees it.
 fn local_postgres(o: &Observed, memory: &Memory, now: Instant) -> Postgres {
     match (&o.postmaster, &o.observation) {
@@ -1049,6 +1077,7 @@ fn witness_local() -> Local {
         clone_retry_in: None,
         handover: None,
         designated: false,
+        sender_lag: Vec::new(),
         writable_in_term: None,
     }
 }

@@ -1738,6 +1738,7 @@ impl Sim {
             clone_retry_in: memory.clone.wait_left(now),
             handover: None,
             designated: false,
+            sender_lag: Vec::new(),
             writable_in_term: memory.writable_in_term,
         }
     }
@@ -4083,6 +4084,7 @@ fn witness_local() -> Local {
         clone_retry_in: None,
         handover: None,
         designated: false,
+        sender_lag: Vec::new(),
         writable_in_term: None,
     }
 }

@@ -68,6 +68,9 @@ pub struct Local {
     /// The term of the lease in which PostgreSQL here was last writable
     /// (or in which this member made the cluster with initdb).
     pub writable_in_term: Option<u64>,
+    /// A primary's own view of how far each standby trails it, from
+    /// `pg_stat_replication` (by member name): fresher than their reports.
+    pub sender_lag: Vec<(String, u64)>,
 }
 
 /// A switchover on the primary, as far as it has come.
@@ -329,6 +332,8 @@ pub struct Situation {
     pub writable_in_term: Option<u64>,
     /// A switchover this primary carries out.
     pub handover: Option<Handover>,
+    /// How far each standby trails this primary, by its walsender.
+    pub sender_lag: Vec<(String, u64)>,
     /// This data directory's system identifier, when known.
     pub system_identifier: Option<String>,
     /// PostgreSQL keeps crashing.
@@ -405,6 +410,7 @@ pub fn situation(local: &Local, peers: &[PeerReport], settings: &Settings) -> Si
         fenced_in_term: local.fenced_in_term,
         writable_in_term: local.writable_in_term,
         handover: local.handover.clone(),
+        sender_lag: local.sender_lag.clone(),
         system_identifier: local.system_identifier.clone(),
         crash_loop: CrashLoop::No,
         bootstrap_allowed: false,
@@ -620,6 +626,7 @@ mod tests {
             clone_retry_in: None,
             handover: None,
             designated: false,
+            sender_lag: Vec::new(),
             writable_in_term: None,
         }
     }
