@@ -18,7 +18,7 @@ const PPM: u128 = 1_000_000;
 /// nothing on another member, whose clock started elsewhere and runs at its
 /// own rate. Only lengths of time ([`Duration`], milliseconds) travel in
 /// messages.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct LocalTime(u64);
 
 impl LocalTime {

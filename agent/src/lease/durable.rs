@@ -75,6 +75,9 @@ struct File {
     promised: Option<Ballot>,
     accepted: Vec<Timed>,
     held: Option<HeldRecord>,
+    /// `CLOCK_BOOTTIME` nanoseconds: the end of a silence (0: none).
+    #[serde(default)]
+    silent_until_ns: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -119,6 +122,7 @@ pub fn resume(contents: Result<Option<String>, String>, boot_id: &str) -> Resume
                 .into_iter()
                 .map(|t| (t.ballot, LocalTime::from_nanos(t.expires_at_ns)))
                 .collect(),
+            silent_until: LocalTime::from_nanos(file.silent_until_ns),
         },
         holding: file.held.map(|h| Holding {
             lease: HeldLease {
@@ -160,6 +164,7 @@ fn render(notes: &Notes, boot_id: &str) -> String {
             expires_at_ns: h.lease.expires_at.as_nanos(),
             term: h.term,
         }),
+        silent_until_ns: notes.acceptor.silent_until.as_nanos(),
     };
     let mut text = serde_json::to_string(&file).unwrap_or_default();
     text.push('\n');
@@ -259,6 +264,7 @@ mod tests {
             acceptor: AcceptorState {
                 promised: Some(ballot(5)),
                 accepted: vec![(ballot(4), LocalTime::from_nanos(9_000))],
+                silent_until: LocalTime::from_nanos(7_000),
             },
             holding: Some(Holding {
                 lease: HeldLease {
