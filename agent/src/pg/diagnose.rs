@@ -167,8 +167,7 @@ impl fmt::Display for ReceiverProblem {
             ReceiverProblem::WalRemoved { segment } => write!(
                 f,
                 "the primary has already removed WAL this standby needs (segment {segment}): re-clone \
-                 it (stop its agent, move its data directory aside, start the agent) or raise \
-                 wal_keep_size / use slots"
+                 it (`pgwarden reinit <member>`) or raise wal_keep_size / use slots"
             ),
             ReceiverProblem::TimelineDiverged { detail } => write!(
                 f,
@@ -185,7 +184,7 @@ impl fmt::Display for ReceiverProblem {
                 f,
                 "the primary is a different cluster (its database system identifier differs from \
                  this standby's): this standby was cloned from another cluster or the primary was \
-                 re-created; re-clone it (stop its agent, move its data directory aside, start the agent)"
+                 re-created; re-clone it (`pgwarden reinit <member>`)"
             ),
             ReceiverProblem::Other { line } => {
                 write!(f, "the WAL receiver keeps failing: {line}")
@@ -1116,7 +1115,7 @@ WARNING: password file \"/tmp/diagexp/run4/pf\" has group or world access; permi
             (
                 WalRemoved { segment: "000000010000000000000003".into() },
                 "wal_removed",
-                "the primary has already removed WAL this standby needs (segment 000000010000000000000003): re-clone it (stop its agent, move its data directory aside, start the agent) or raise wal_keep_size / use slots",
+                "the primary has already removed WAL this standby needs (segment 000000010000000000000003): re-clone it (`pgwarden reinit <member>`) or raise wal_keep_size / use slots",
             ),
             (
                 TimelineDiverged { detail: "d".into() },
