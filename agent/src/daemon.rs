@@ -158,9 +158,10 @@ pub async fn run(config_path: &Path) -> i32 {
                 notifier,
                 control_rx,
                 &tls,
+                None,
             )
         }
-        Some((_, lease)) => {
+        Some((internal, lease)) => {
             tracing::info!(
                 "leader lease among {} members (majority {}), ttl {:?}",
                 cfg.cluster.members.len(),
@@ -175,6 +176,7 @@ pub async fn run(config_path: &Path) -> i32 {
                 notifier,
                 control_rx,
                 &tls,
+                Some(internal.secret),
             )
         }
     };
@@ -193,8 +195,13 @@ fn spawn_loop<L: LeaseClient + 'static>(
     notifier: Notifier,
     control: mpsc::Receiver<Control>,
     tls: &AgentTls,
+    secret: Option<String>,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(Runner::new(cfg, local, lease, view, notifier, &tls.client).run(control))
+    let mut runner = Runner::new(cfg, local, lease, view, notifier, &tls.client);
+    if let Some(secret) = secret {
+        runner.set_cluster_secret(secret);
+    }
+    tokio::spawn(runner.run(control))
 }
 
 /// The clock-rate drift the lease tolerates between members (1 %: real

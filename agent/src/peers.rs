@@ -41,6 +41,8 @@ impl PeerView {
 pub struct Peers {
     views: BTreeMap<String, PeerView>,
     http: reqwest::Client,
+    /// The cluster secret, for `/internal/wake`.
+    secret: Option<String>,
 }
 
 impl Peers {
@@ -59,6 +61,7 @@ impl Peers {
         let mut peers = Peers {
             views: BTreeMap::new(),
             http,
+            secret: None,
         };
         peers.set_members(me, members);
         peers
@@ -84,6 +87,26 @@ impl Peers {
             );
         }
         self.views = views;
+    }
+
+    /// The cluster secret, which [`Peers::wake`] presents.
+    pub fn set_secret(&mut self, secret: String) {
+        self.secret = Some(secret);
+    }
+
+    /// Asks `name`'s agent to run its loop now (`POST /internal/wake`),
+    /// without waiting for the answer: a hint, lost at no cost.
+    pub fn wake(&self, name: &str) {
+        let (Some(view), Some(secret)) = (self.views.get(name), &self.secret) else {
+            return;
+        };
+        let url = format!("{}/internal/wake", view.api_url.trim_end_matches('/'));
+        let request = self.http.post(url).bearer_auth(secret);
+        tokio::spawn(async move {
+            if let Err(e) = request.send().await {
+                tracing::debug!("wake: {e}");
+            }
+        });
     }
 
     /// Asks every member for its status, in parallel, each bounded by the timeout.

@@ -99,6 +99,20 @@ pub async fn propose(
     }
 }
 
+/// `POST /internal/wake`: another member's step waits for this one (a
+/// switchover's target): run the HA loop now rather than at its next
+/// period. Changes nothing by itself.
+pub async fn wake(State(state): State<ApiState>, headers: HeaderMap) -> Response {
+    if let Err(e) = authorize(&state, &headers) {
+        return e.into_response();
+    }
+    if let Some(op) = &state.operator {
+        // A full queue already holds something that wakes the loop.
+        let _ = op.control.try_send(crate::ha::runner::Control::Wake);
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
 /// `POST /internal/lease/release`.
 pub async fn release(
     State(state): State<ApiState>,

@@ -52,6 +52,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/internal/lease/prepare", post(internal::prepare))
         .route("/internal/lease/propose", post(internal::propose))
         .route("/internal/lease/release", post(internal::release))
+        .route("/internal/wake", post(internal::wake))
         .route(
             "/switchover",
             post(actions::switchover).delete(actions::cancel_switchover),

@@ -63,6 +63,8 @@ pub enum Control {
     Reload(Box<Config>, Option<oneshot::Sender<String>>),
     /// An operator's request (the API), answered when it is over.
     Operate(Request, oneshot::Sender<Reply>),
+    /// Another member waits for this one: iterate now.
+    Wake,
     /// SIGINT (`systemctl stop`): stop PostgreSQL, then release the
     /// lease, then answer.
     Shutdown(oneshot::Sender<()>),
@@ -177,6 +179,8 @@ pub struct Runner<L: LeaseClient> {
     last_seen: Option<(Situation, Lease)>,
     /// A switchover or failover is under way: loop every [`HURRY`].
     hurry: bool,
+    /// Members to wake once this iteration's view is published.
+    wake: Vec<String>,
 }
 
 impl<L: LeaseClient> Runner<L> {
@@ -241,6 +245,7 @@ impl<L: LeaseClient> Runner<L> {
             ops,
             last_seen: None,
             hurry: false,
+            wake: Vec::new(),
         }
     }
 
@@ -294,6 +299,7 @@ impl<L: LeaseClient> Runner<L> {
                         }
                     }
                     Some(Control::Operate(request, reply)) => self.operate(request, reply).await,
+                    Some(Control::Wake) => {}
                     Some(Control::Shutdown(done)) => {
                         self.shutdown().await;
                         let _ = done.send(());
@@ -385,6 +391,14 @@ impl<L: LeaseClient> Runner<L> {
         self.notifier.status(&status_line(&view));
         self.notifier.watchdog();
         self.view.send_replace(view);
+        for name in std::mem::take(&mut self.wake) {
+            self.peers.wake(&name);
+        }
+    }
+
+    /// The cluster secret, with which this member wakes others.
+    pub fn set_cluster_secret(&mut self, secret: String) {
+        self.peers.set_secret(secret);
     }
 
     /// Step 5: the guard, the action, the guard again. Returns what

@@ -153,6 +153,8 @@ impl<L: LeaseClient> Runner<L> {
                         );
                         sw.phase = phase;
                         sw.since = Instant::now();
+                        // The target's next step waits for this one.
+                        self.wake.push(sw.to.clone());
                         self.ops.active = Some(Active::Switchover(sw));
                         true
                     }
@@ -277,6 +279,7 @@ impl<L: LeaseClient> Runner<L> {
             "switchover from {} to {to}: CHECKPOINT, fast stop, wait for {to} to replay everything, release the leader lease",
             s.me
         );
+        self.wake.push(to.clone());
         self.ops.active = Some(Active::Switchover(Switchover {
             to,
             phase: HandoverPhase::Stop,
@@ -380,6 +383,7 @@ impl<L: LeaseClient> Runner<L> {
                     sw.phase = HandoverPhase::Abort;
                     sw.since = Instant::now();
                 }
+                self.wake.push(sw.to.clone());
                 self.ops.active = Some(Active::Switchover(sw));
             }
             (Action::Restart { as_standby }, Some(Active::Restart { reply: to, .. })) => {
