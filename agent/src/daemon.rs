@@ -157,8 +157,7 @@ pub async fn run(config_path: &Path) -> i32 {
                 view_tx,
                 notifier,
                 control_rx,
-                &tls,
-                None,
+                (&tls, None),
             )
         }
         Some((internal, lease)) => {
@@ -175,8 +174,7 @@ pub async fn run(config_path: &Path) -> i32 {
                 view_tx,
                 notifier,
                 control_rx,
-                &tls,
-                Some(internal.secret),
+                (&tls, Some(internal.secret)),
             )
         }
     };
@@ -194,8 +192,7 @@ fn spawn_loop<L: LeaseClient + 'static>(
     view: watch::Sender<NodeView>,
     notifier: Notifier,
     control: mpsc::Receiver<Control>,
-    tls: &AgentTls,
-    secret: Option<String>,
+    (tls, secret): (&AgentTls, Option<String>),
 ) -> tokio::task::JoinHandle<()> {
     let mut runner = Runner::new(cfg, local, lease, view, notifier, &tls.client);
     if let Some(secret) = secret {
