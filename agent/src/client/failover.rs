@@ -33,7 +33,11 @@ pub fn question(candidate: &str) -> String {
 
 /// Carries a failover out (or, while a primary runs, a switchover), and
 /// prints the outcome and the cluster.
-pub async fn run(connect: &Connect, request: &Failover, io: &mut Io<'_>) -> Result<(), ActionError> {
+pub async fn run(
+    connect: &Connect,
+    request: &Failover,
+    io: &mut Io<'_>,
+) -> Result<(), ActionError> {
     let session = Session::open(connect, io)?;
     let doc = session.cluster().await?;
     let candidate = members::find(&doc, &request.candidate)?;
@@ -76,7 +80,10 @@ mod tests {
             body("pg2", false),
             json!({"candidate": "pg2", "force": false})
         );
-        assert_eq!(body("pg2", true), json!({"candidate": "pg2", "force": true}));
+        assert_eq!(
+            body("pg2", true),
+            json!({"candidate": "pg2", "force": true})
+        );
         assert!(question("pg2").ends_with("Promote pg2?"));
     }
 }

@@ -21,7 +21,11 @@ pub fn find<'a>(doc: &'a ClusterDoc, name: &str) -> Result<&'a ClusterMember, Ac
 /// Where to reach `member`: its `api_url`, or `here_url` for the first
 /// member, which is the agent that wrote the document (its own `api_url`
 /// is null: the caller knows better how it reached it).
-pub fn dest_of(doc: &ClusterDoc, here_url: &str, member: &ClusterMember) -> Result<Dest, ActionError> {
+pub fn dest_of(
+    doc: &ClusterDoc,
+    here_url: &str,
+    member: &ClusterMember,
+) -> Result<Dest, ActionError> {
     let is_here = doc.members.first().is_some_and(|m| m.name == member.name);
     match (&member.api_url, is_here) {
         (_, true) => Ok(Dest::member(&member.name, here_url)),
@@ -233,7 +237,10 @@ pub(crate) mod tests {
         assert!(healthy_primary(&crashed).is_none());
         let unreachable = cluster(
             Some("pg1"),
-            &[("pg2", Some(status("pg2", "replica", "running"))), ("pg1", None)],
+            &[
+                ("pg2", Some(status("pg2", "replica", "running"))),
+                ("pg1", None),
+            ],
         );
         assert!(healthy_primary(&unreachable).is_none());
         assert!(healthy_primary(&cluster(None, &[("pg2", None)])).is_none());

@@ -43,7 +43,10 @@ pub fn progress_line(status: &StatusDoc) -> String {
 pub fn streams(status: &StatusDoc) -> bool {
     status.role == Role::Replica
         && status.state == State::Running
-        && status.wal_receiver.as_ref().is_some_and(|r| r.status == "streaming")
+        && status
+            .wal_receiver
+            .as_ref()
+            .is_some_and(|r| r.status == "streaming")
 }
 
 /// The reinitialized member streams again. A document from before the
@@ -51,7 +54,11 @@ pub fn streams(status: &StatusDoc) -> bool {
 /// only once the member was seen doing something else, or runs a
 /// postmaster started since (`start_before`: its start time before).
 pub fn finished(status: &StatusDoc, seen_busy: bool, start_before: Option<&str>) -> bool {
-    let restarted = status.postgres.as_ref().and_then(|p| p.start_time.as_deref()) != start_before;
+    let restarted = status
+        .postgres
+        .as_ref()
+        .and_then(|p| p.start_time.as_deref())
+        != start_before;
     streams(status) && (seen_busy || restarted)
 }
 
@@ -143,7 +150,10 @@ mod tests {
         let mut cloning = status("pg3", "uninitialized", "cloning");
         cloning["progress_pct"] = json!(42);
         cloning["wal_receiver"] = json!(null);
-        assert_eq!(progress_line(&doc(cloning)), "pg3: uninitialized cloning 42%");
+        assert_eq!(
+            progress_line(&doc(cloning)),
+            "pg3: uninitialized cloning 42%"
+        );
         let mut waiting = status("pg3", "replica", "running");
         waiting["wal_receiver"] = json!(null);
         waiting["wal_receiver_problem"] = json!("primary unreachable");
@@ -171,7 +181,8 @@ mod tests {
     #[test]
     fn the_last_line_says_where_it_streams_from() {
         let mut v = status("pg3", "replica", "running");
-        v["wal_receiver"] = json!({"status": "streaming", "sender_host": "10.0.0.1", "sender_port": 5432});
+        v["wal_receiver"] =
+            json!({"status": "streaming", "sender_host": "10.0.0.1", "sender_port": 5432});
         assert_eq!(
             final_line(&doc(v)),
             "pg3 is a streaming replica again (timeline 1, from 10.0.0.1:5432)"

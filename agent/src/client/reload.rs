@@ -7,7 +7,11 @@ use super::members;
 use super::session::{ActionError, Connect, Io, Session, RELOAD};
 
 /// Reloads `member` (else the agent named by `--config`/`--url`).
-pub async fn run(connect: &Connect, member: Option<&str>, io: &mut Io<'_>) -> Result<(), ActionError> {
+pub async fn run(
+    connect: &Connect,
+    member: Option<&str>,
+    io: &mut Io<'_>,
+) -> Result<(), ActionError> {
     let session = Session::open(connect, io)?;
     let dest = match member {
         Some(name) => members::dest_named(&session.cluster().await?, &session.here.url, name)?,

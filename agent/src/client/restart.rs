@@ -11,9 +11,7 @@
 use serde_json::{json, Map, Value};
 
 use super::members::{self, RestartStep};
-use super::session::{
-    ActionError, Connect, Dest, Io, Session, CANCEL_RESTART, RESTART,
-};
+use super::session::{ActionError, Connect, Dest, Io, Session, CANCEL_RESTART, RESTART};
 use super::time::check_at;
 use crate::status_doc::{Role, StatusDoc};
 
@@ -139,14 +137,16 @@ async fn all(
         };
         match one(session, dest, request, body).await {
             Ok(Outcome::Accepted(message)) => io.say(format!("{}: {message}", dest.label())),
-            Ok(Outcome::Skipped(reason)) => {
-                io.say(format!("{}: skipped: {reason}", dest.label()))
-            }
+            Ok(Outcome::Skipped(reason)) => io.say(format!("{}: skipped: {reason}", dest.label())),
             Err(e) => {
                 io.say(format!("{}: failed", dest.label()));
                 for rest in &steps[i + 1..] {
                     if let RestartStep::Restart(d) = rest {
-                        io.say(format!("{}: not restarted (stopped at {})", d.label(), dest.label()));
+                        io.say(format!(
+                            "{}: not restarted (stopped at {})",
+                            d.label(),
+                            dest.label()
+                        ));
                     }
                 }
                 return Err(e);

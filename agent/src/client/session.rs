@@ -678,7 +678,10 @@ mod tests {
         let e = usage(Token::find(None, None, None));
         assert!(e.contains("--token-file FILE"), "{e}");
         let e = usage(Token::find(Some(&dir.path().join("missing")), None, None));
-        assert!(e.contains("cannot read the API token from --token-file"), "{e}");
+        assert!(
+            e.contains("cannot read the API token from --token-file"),
+            "{e}"
+        );
         std::fs::write(&flag, " \n").unwrap();
         let e = usage(Token::find(Some(&flag), None, None));
         assert!(e.contains("is empty"), "{e}");

@@ -47,7 +47,11 @@ pub fn question(leader: &str, candidate: Option<&str>, at: Option<&str>) -> Stri
 /// Carries a switchover out: finds the leader in `/cluster`, asks (on a
 /// terminal, without `--force`), sends it, prints the agent's message and
 /// the cluster.
-pub async fn run(connect: &Connect, request: &Switchover, io: &mut Io<'_>) -> Result<(), ActionError> {
+pub async fn run(
+    connect: &Connect,
+    request: &Switchover,
+    io: &mut Io<'_>,
+) -> Result<(), ActionError> {
     let at = request
         .at
         .as_deref()

@@ -67,7 +67,9 @@ fn shape(s: &str) -> Result<(), &'static str> {
     let offset = |from: usize| {
         let part = &rest[from..from + 2];
         match part.bytes().all(|c| c.is_ascii_digit()) {
-            true => part.parse::<u32>().map_err(|_| "the offset must be Z or ±HH:MM"),
+            true => part
+                .parse::<u32>()
+                .map_err(|_| "the offset must be Z or ±HH:MM"),
             false => Err("the offset must be Z or ±HH:MM"),
         }
     };
@@ -126,7 +128,10 @@ mod tests {
             let e = check_at("--at", bad).unwrap_err();
             assert_eq!(e.exit_code(), super::super::session::EXIT_USAGE);
             let text = e.to_string();
-            assert!(text.starts_with("--at ") && text.contains(why), "{bad}: {text}");
+            assert!(
+                text.starts_with("--at ") && text.contains(why),
+                "{bad}: {text}"
+            );
         }
     }
 }
