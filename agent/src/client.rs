@@ -25,6 +25,8 @@ pub mod pause;
 pub mod reinit;
 pub mod reload;
 pub mod restart;
+#[cfg(test)]
+mod scenarios;
 pub mod session;
 pub mod switchover;
 pub mod time;
