@@ -3,7 +3,7 @@
 //! report a pause yet. Pure: the document in, names and URLs out.
 
 use super::session::{ActionError, Dest};
-use crate::status_doc::{ClusterDoc, ClusterMember, Role, StatusDoc};
+use crate::status_doc::{ClusterDoc, ClusterMember, Role, State};
 
 /// The named member, or a usage error listing the members there are.
 pub fn find<'a>(doc: &'a ClusterDoc, name: &str) -> Result<&'a ClusterMember, ActionError> {
@@ -63,13 +63,17 @@ pub fn leader(doc: &ClusterDoc) -> Result<&ClusterMember, ActionError> {
 }
 
 /// The leader when it reports itself a running primary: then a failover
-/// is not needed and a switchover does the job without losing data.
+/// is not needed and a switchover does the job without losing data. A
+/// paused agent reports its state as `paused` whatever PostgreSQL does, so
+/// a paused primary counts too (the agent refuses if it cannot hand over).
 pub fn healthy_primary(doc: &ClusterDoc) -> Option<&ClusterMember> {
     let leader = leader(doc).ok()?;
     leader
         .status
         .as_ref()
-        .is_some_and(StatusDoc::is_running_primary)
+        .is_some_and(|s| {
+            s.role == Role::Primary && matches!(s.state, State::Running | State::Paused)
+        })
         .then_some(leader)
 }
 
@@ -235,6 +239,14 @@ pub(crate) mod tests {
             ],
         );
         assert!(healthy_primary(&crashed).is_none());
+        let paused = cluster(
+            Some("pg1"),
+            &[
+                ("pg2", Some(status("pg2", "replica", "paused"))),
+                ("pg1", Some(status("pg1", "primary", "paused"))),
+            ],
+        );
+        assert_eq!(healthy_primary(&paused).unwrap().name, "pg1");
         let unreachable = cluster(
             Some("pg1"),
             &[
