@@ -1,5 +1,12 @@
 //! The CLI's side of the API: where the agent is, fetching documents, and
-//! rendering them for a person.
+//! rendering them for a person; the operator actions, one per file.
+//!
+//! - [`session`]: what the actions share: the token, the endpoints and
+//!   their timeouts, an answer's status code turned into an exit code.
+//! - [`members`]: the leader, a named member's URL, `restart --all`'s order.
+//! - [`time`]: `--at` checked before anything is asked.
+//! - [`switchover`], [`failover`], [`restart`], [`reload`], [`reinit`],
+//!   [`pause`]: the commands.
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -11,6 +18,18 @@ use serde_json::Value;
 use crate::config::{self, ClientTlsFiles};
 use crate::status_doc::{ClusterDoc, Role, StatusDoc};
 use crate::tls::ClientTls;
+
+pub mod failover;
+pub mod members;
+pub mod pause;
+pub mod reinit;
+pub mod reload;
+pub mod restart;
+#[cfg(test)]
+mod scenarios;
+pub mod session;
+pub mod switchover;
+pub mod time;
 
 /// A client command failed.
 #[derive(Debug, thiserror::Error)]
@@ -159,7 +178,7 @@ pub async fn get_json(http: &reqwest::Client, url: &str) -> Result<(u16, Value),
 
 /// An error with its causes: reqwest's own message ("error sending
 /// request") hides the TLS reason (unknown issuer, certificate required).
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
@@ -173,7 +192,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// What to check after a failed request, from what failed.
-fn hint_for(detail: &str) -> &'static str {
+pub(crate) fn hint_for(detail: &str) -> &'static str {
     if detail.contains("CertificateRequired") || detail.contains("certificate required") {
         "the agent requires a client certificate: give --cert-file and --key-file, or --config on the node"
     } else if detail.contains("certificate") || detail.contains("Certificate") {

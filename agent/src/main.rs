@@ -4,9 +4,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use pgwarden::{client, config, daemon, demo};
+use pgwarden::client::session::{confirm_on_terminal, ActionError, Connect, Io};
+use pgwarden::client::{self, failover, pause, reinit, reload, restart, switchover};
+use pgwarden::status_doc::Role;
+use pgwarden::{config, daemon, demo};
 
 /// A node-local agent that keeps a few PostgreSQL servers a replicated,
 /// self-healing cluster.
@@ -59,6 +62,8 @@ enum Cmd {
         #[command(flatten)]
         tls: TlsFlags,
     },
+    #[command(flatten)]
+    Action(Action),
     /// (internal) The fence guard the agent starts beside a primary's postmaster.
     #[command(hide = true)]
     FenceGuard {
@@ -77,6 +82,97 @@ enum Cmd {
         /// Where to build it (default: a new temporary directory).
         #[arg(long)]
         dir: Option<PathBuf>,
+    },
+}
+
+/// The operator actions: through the API, with the token.
+#[derive(Subcommand)]
+enum Action {
+    /// Planned change of primary: the leader hands over to a standby; waits and reports the outcome.
+    Switchover {
+        #[command(flatten)]
+        agent: AgentFlags,
+        /// The member to hand over to (default: the best standby).
+        #[arg(long, value_name = "NAME")]
+        candidate: Option<String>,
+        /// Schedule it, as RFC 3339 with an offset, e.g. 2026-12-01T02:00:00+01:00.
+        #[arg(long, value_name = "RFC3339")]
+        at: Option<String>,
+        /// Do not ask for confirmation on a terminal.
+        #[arg(long)]
+        force: bool,
+        /// Cancel a scheduled switchover instead.
+        #[arg(long, conflicts_with_all = ["candidate", "at", "force"])]
+        cancel: bool,
+    },
+    /// Promote a named member when there is no healthy primary (with one, a switchover to it).
+    Failover {
+        #[command(flatten)]
+        agent: AgentFlags,
+        /// The member to promote.
+        #[arg(long, value_name = "NAME")]
+        candidate: String,
+        /// Promote it even if other members have transactions it lacks (they are lost); asks on a terminal.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Restart PostgreSQL on a member (default: the agent asked), or on every member, the primary last.
+    Restart {
+        #[command(flatten)]
+        agent: AgentFlags,
+        /// The member to restart.
+        #[arg(value_name = "NAME", conflicts_with = "all")]
+        member: Option<String>,
+        /// Every member, one at a time: replicas first, the primary last.
+        #[arg(long)]
+        all: bool,
+        /// Only where a changed setting waits for a restart (pending_restart); others are skipped.
+        #[arg(long)]
+        pending: bool,
+        /// Only members with this role; others are skipped.
+        #[arg(long)]
+        role: Option<RoleArg>,
+        /// Schedule it, as RFC 3339 with an offset.
+        #[arg(long, value_name = "RFC3339")]
+        at: Option<String>,
+        /// Cancel a scheduled restart instead.
+        #[arg(long, conflicts_with_all = ["all", "pending", "role", "at"])]
+        cancel: bool,
+    },
+    /// Make a member's agent re-read its configuration file (default: the agent asked).
+    Reload {
+        #[command(flatten)]
+        agent: AgentFlags,
+        /// The member to reload.
+        #[arg(value_name = "NAME")]
+        member: Option<String>,
+    },
+    /// Clone a replica afresh from the primary (its data directory is renamed aside), and wait until it streams.
+    Reinit {
+        #[command(flatten)]
+        agent: AgentFlags,
+        /// The member to reinitialize.
+        #[arg(value_name = "NAME")]
+        member: String,
+        /// Return once cloning has started.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Stop every automatic action in the cluster (failover, restarts) until resumed.
+    Pause {
+        #[command(flatten)]
+        agent: AgentFlags,
+        /// Wait (up to a minute) until every member reports it.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Resume automatic actions after a pause.
+    Resume {
+        #[command(flatten)]
+        agent: AgentFlags,
+        /// Wait (up to a minute) until every member reports it.
+        #[arg(long)]
+        wait: bool,
     },
 }
 
@@ -101,6 +197,49 @@ impl TlsFlags {
             ca_file: self.ca_file,
             cert_file: self.cert_file,
             key_file: self.key_file,
+        }
+    }
+}
+
+/// Where an operator action goes, and with what token.
+#[derive(Args)]
+struct AgentFlags {
+    /// Read the agent's address, api.token_file and TLS files from this configuration.
+    #[arg(long, short, conflicts_with = "url")]
+    config: Option<PathBuf>,
+    /// Any member's agent URL, e.g. http://10.0.0.1:8008.
+    #[arg(long)]
+    url: Option<String>,
+    /// The file holding the agents' API token (default: api.token_file of --config).
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    #[command(flatten)]
+    tls: TlsFlags,
+}
+
+impl AgentFlags {
+    fn connect(self) -> Connect {
+        Connect {
+            config: self.config,
+            url: self.url,
+            token_file: self.token_file,
+            tls: self.tls.files(),
+        }
+    }
+}
+
+/// `--role`.
+#[derive(Clone, Copy, ValueEnum)]
+enum RoleArg {
+    Primary,
+    Replica,
+}
+
+impl From<RoleArg> for Role {
+    fn from(r: RoleArg) -> Role {
+        match r {
+            RoleArg::Primary => Role::Primary,
+            RoleArg::Replica => Role::Replica,
         }
     }
 }
@@ -174,6 +313,92 @@ fn show(
     }
 }
 
+/// Runs an operator action with stdout, stderr and the terminal, and
+/// turns its outcome into the exit code.
+fn act(action: Action) -> anyhow::Result<i32> {
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+    let mut confirm = confirm_on_terminal;
+    let mut io = Io {
+        out: &mut out,
+        err: &mut err,
+        confirm: &mut confirm,
+    };
+    let rt = runtime()?;
+    let result: Result<(), ActionError> = match action {
+        Action::Switchover {
+            agent,
+            cancel: true,
+            ..
+        } => rt.block_on(switchover::cancel(&agent.connect(), &mut io)),
+        Action::Switchover {
+            agent,
+            candidate,
+            at,
+            force,
+            cancel: false,
+        } => {
+            let request = switchover::Switchover {
+                candidate,
+                at,
+                force,
+            };
+            rt.block_on(switchover::run(&agent.connect(), &request, &mut io))
+        }
+        Action::Failover {
+            agent,
+            candidate,
+            force,
+        } => {
+            let request = failover::Failover { candidate, force };
+            rt.block_on(failover::run(&agent.connect(), &request, &mut io))
+        }
+        Action::Restart {
+            agent,
+            member,
+            all,
+            pending,
+            role,
+            at,
+            cancel,
+        } => {
+            let request = restart::Restart {
+                member,
+                all,
+                pending,
+                role: role.map(Role::from),
+                at,
+            };
+            rt.block_on(restart::run(&agent.connect(), &request, cancel, &mut io))
+        }
+        Action::Reload { agent, member } => {
+            rt.block_on(reload::run(&agent.connect(), member.as_deref(), &mut io))
+        }
+        Action::Reinit {
+            agent,
+            member,
+            no_wait,
+        } => {
+            let wait = (!no_wait).then_some(reinit::REINIT_POLL);
+            rt.block_on(reinit::run(&agent.connect(), &member, wait, &mut io))
+        }
+        Action::Pause { agent, wait } => {
+            let wait = wait.then_some(pause::PAUSE_POLL);
+            rt.block_on(pause::run(&agent.connect(), true, wait, &mut io))
+        }
+        Action::Resume { agent, wait } => {
+            let wait = wait.then_some(pause::PAUSE_POLL);
+            rt.block_on(pause::run(&agent.connect(), false, wait, &mut io))
+        }
+    };
+    Ok(match result {
+        Ok(()) => client::session::EXIT_OK,
+        Err(e) => {
+            eprintln!("pgwarden: {e}");
+            e.exit_code()
+        }
+    })
+}
+
 fn real_main(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Cmd::Run { config } => {
@@ -213,5 +438,6 @@ fn real_main(cli: Cli) -> anyhow::Result<i32> {
             &data_dir,
         )),
         Cmd::Demo { nodes, dir } => Ok(runtime()?.block_on(demo::run(nodes, dir))?),
+        Cmd::Action(action) => act(action),
     }
 }
