@@ -66,7 +66,9 @@ pub async fn run(
         session.send(&FAILOVER, &dest, Some(&body)).await?
     };
     io.say(answer.message());
-    session.print_cluster(io).await;
+    session
+        .print_cluster_settled(io, std::time::Duration::from_secs(15))
+        .await;
     Ok(())
 }
 

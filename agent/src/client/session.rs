@@ -513,6 +513,22 @@ impl Session {
         })
     }
 
+    /// [`Session::print_cluster`] once the cluster has settled after a
+    /// change of primary (one running primary, every other member a
+    /// streaming replica), or after `limit` anyway: the members' reports
+    /// trail a change by a loop or so, and a table of stale reports right
+    /// after a switchover would show no primary.
+    pub async fn print_cluster_settled(&self, io: &mut Io<'_>, limit: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline {
+            if self.cluster().await.is_ok_and(|doc| settled(&doc)) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+        self.print_cluster(io).await;
+    }
+
     /// Prints the cluster table from a fresh `GET /cluster`: how an action
     /// left the cluster. A failure to read it is a note, not a failure of
     /// the action, which is done by then.
@@ -689,4 +705,29 @@ mod tests {
         let e = usage(Token::find(Some(&flag), None, None));
         assert!(e.contains("cannot carry"), "{e}");
     }
+}
+
+/// One running primary, every other member with PostgreSQL a streaming
+/// replica (witnesses and members that do not answer aside).
+fn settled(doc: &crate::status_doc::ClusterDoc) -> bool {
+    use crate::status_doc::{Role, State};
+    let statuses: Vec<&crate::status_doc::StatusDoc> = doc
+        .members
+        .iter()
+        .filter_map(|m| m.status.as_ref())
+        .collect();
+    let primaries = statuses
+        .iter()
+        .filter(|s| s.role == Role::Primary && s.state == State::Running)
+        .count();
+    let replicas_ok = statuses
+        .iter()
+        .filter(|s| s.role == Role::Replica)
+        .all(|s| {
+            s.state == State::Running
+                && s.wal_receiver
+                    .as_ref()
+                    .is_some_and(|r| r.status == "streaming")
+        });
+    primaries == 1 && replicas_ok
 }

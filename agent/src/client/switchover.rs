@@ -83,7 +83,9 @@ pub async fn run(
         )
         .await?;
     io.say(answer.message());
-    session.print_cluster(io).await;
+    session
+        .print_cluster_settled(io, std::time::Duration::from_secs(15))
+        .await;
     Ok(())
 }
 
