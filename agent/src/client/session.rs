@@ -587,6 +587,31 @@ impl Session {
     }
 }
 
+/// One running primary, every other member with PostgreSQL a streaming
+/// replica (witnesses and members that do not answer aside).
+fn settled(doc: &crate::status_doc::ClusterDoc) -> bool {
+    use crate::status_doc::{Role, State};
+    let statuses: Vec<&crate::status_doc::StatusDoc> = doc
+        .members
+        .iter()
+        .filter_map(|m| m.status.as_ref())
+        .collect();
+    let primaries = statuses
+        .iter()
+        .filter(|s| s.role == Role::Primary && s.state == State::Running)
+        .count();
+    let replicas_ok = statuses
+        .iter()
+        .filter(|s| s.role == Role::Replica)
+        .all(|s| {
+            s.state == State::Running
+                && s.wal_receiver
+                    .as_ref()
+                    .is_some_and(|r| r.status == "streaming")
+        });
+    primaries == 1 && replicas_ok
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -705,29 +730,4 @@ mod tests {
         let e = usage(Token::find(Some(&flag), None, None));
         assert!(e.contains("cannot carry"), "{e}");
     }
-}
-
-/// One running primary, every other member with PostgreSQL a streaming
-/// replica (witnesses and members that do not answer aside).
-fn settled(doc: &crate::status_doc::ClusterDoc) -> bool {
-    use crate::status_doc::{Role, State};
-    let statuses: Vec<&crate::status_doc::StatusDoc> = doc
-        .members
-        .iter()
-        .filter_map(|m| m.status.as_ref())
-        .collect();
-    let primaries = statuses
-        .iter()
-        .filter(|s| s.role == Role::Primary && s.state == State::Running)
-        .count();
-    let replicas_ok = statuses
-        .iter()
-        .filter(|s| s.role == Role::Replica)
-        .all(|s| {
-            s.state == State::Running
-                && s.wal_receiver
-                    .as_ref()
-                    .is_some_and(|r| r.status == "streaming")
-        });
-    primaries == 1 && replicas_ok
 }
