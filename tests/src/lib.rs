@@ -3,6 +3,7 @@
 //! test in its own temporary directory with ports from the OS, and a guard
 //! that stops everything the test started even when it fails.
 
+pub mod bench;
 pub mod netns;
 pub mod slots;
 pub mod tls;

@@ -52,12 +52,7 @@ fn authorize(op: &Operator, headers: &HeaderMap) -> Result<(), ApiError> {
         ));
     };
     let token = read_token(path).map_err(|e| ApiError::new(StatusCode::FORBIDDEN, e))?;
-    let presented = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    match presented {
+    match super::bearer(headers) {
         Some(p) if secret_matches(p, &token) => Ok(()),
         Some(_) => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -256,21 +251,26 @@ fn patience(r: &Request) -> Duration {
     }
 }
 
+/// Hands `control` to the HA loop, which takes requests between its
+/// iterations; 503 when it does not within 30 s.
+async fn hand_to_loop(op: &Operator, control: Control) -> Result<(), Response> {
+    let sent = tokio::time::timeout(Duration::from_secs(30), op.control.send(control)).await;
+    if matches!(sent, Ok(Ok(()))) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the HA loop does not take requests now (busy with a long step, or stopping); try again",
+    )
+    .into_response())
+}
+
 /// Hands `request` to the loop and turns its reply into an answer.
 async fn carry_out(op: &Operator, request: Request) -> Response {
     let patience = patience(&request);
     let (tx, rx) = oneshot::channel();
-    let sent = tokio::time::timeout(
-        Duration::from_secs(30),
-        op.control.send(Control::Operate(request, tx)),
-    )
-    .await;
-    if !matches!(sent, Ok(Ok(()))) {
-        return ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the HA loop does not take requests now (busy with a long step, or stopping); try again",
-        )
-        .into_response();
+    if let Err(busy) = hand_to_loop(op, Control::Operate(request, tx)).await {
+        return busy;
     }
     match tokio::time::timeout(patience, rx).await {
         Ok(Ok(reply)) => reply_response(reply),
@@ -406,17 +406,8 @@ pub async fn reload(
         }
     };
     let (tx, rx) = oneshot::channel();
-    let sent = tokio::time::timeout(
-        Duration::from_secs(30),
-        op.control.send(Control::Reload(Box::new(cfg), Some(tx))),
-    )
-    .await;
-    if !matches!(sent, Ok(Ok(()))) {
-        return ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the HA loop does not take requests now; try again",
-        )
-        .into_response();
+    if let Err(busy) = hand_to_loop(&op, Control::Reload(Box::new(cfg), Some(tx))).await {
+        return busy;
     }
     match tokio::time::timeout(Duration::from_secs(60), rx).await {
         Ok(Ok(summary)) => Json(serde_json::json!({ "message": format!("reloaded: {summary}") }))

@@ -32,11 +32,7 @@ fn authorize(state: &ApiState, headers: &HeaderMap) -> Result<InternalState, Api
             "this member takes part in no quorum lease (a one-member cluster)",
         ));
     };
-    let presented = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match presented {
+    match super::bearer(headers) {
         Some(token) if secret_matches(token, &internal.secret) => Ok(internal),
         Some(_) => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,

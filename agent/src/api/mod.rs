@@ -40,6 +40,15 @@ pub struct ApiState {
     pub operator: Option<actions::Operator>,
 }
 
+/// The token of an `Authorization: Bearer <token>` header, if any.
+pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
 /// The largest request body accepted (operator actions are tiny).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 

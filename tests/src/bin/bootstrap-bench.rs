@@ -10,70 +10,11 @@
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
+use pgwarden_tests::bench::{bench_args, print_stats};
 use pgwarden_tests::writer::{Writer, WriterTarget};
 use pgwarden_tests::*;
 
 const DATA: [&str; 3] = ["pg1", "pg2", "pg3"];
-
-struct Args {
-    runs: usize,
-    ttl: String,
-    loop_wait: String,
-    /// Print each agent's log of the bootstrap (to see where time goes).
-    logs: bool,
-}
-
-fn args() -> Args {
-    let mut a = Args {
-        runs: 5,
-        ttl: "10s".into(),
-        loop_wait: "1s".into(),
-        logs: false,
-    };
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    while i < argv.len() {
-        let value = argv.get(i + 1).cloned().unwrap_or_default();
-        match argv[i].as_str() {
-            "--runs" => {
-                a.runs = value
-                    .parse()
-                    .unwrap_or_else(|_| usage("--runs takes a number"))
-            }
-            "--ttl" => a.ttl = value,
-            "--loop-wait" => a.loop_wait = value,
-            "--logs" => {
-                a.logs = true;
-                i += 1;
-                continue;
-            }
-            other => usage(&format!("unknown argument {other}")),
-        }
-        i += 2;
-    }
-    a
-}
-
-fn usage(problem: &str) -> ! {
-    eprintln!(
-        "bootstrap-bench: {problem}\nusage: bootstrap-bench [--runs N] [--ttl 10s] [--loop-wait 1s] [--logs]"
-    );
-    std::process::exit(2);
-}
-
-fn stats(name: &str, values: &mut [f64]) {
-    values.sort_by(|a, b| a.total_cmp(b));
-    let median = match values.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => values[n / 2],
-        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
-    };
-    let max = values.last().copied().unwrap_or(f64::NAN);
-    println!(
-        "{name:<56} median {median:>7.2}   max {max:>7.2}   ({} runs: {values:.2?})",
-        values.len()
-    );
-}
 
 /// The longest time between two writes the writer had acknowledged by
 /// `primary` within `[from, to]`, in seconds.
@@ -90,7 +31,7 @@ fn longest_gap(accepts: &[Instant], from: Instant, to: Instant) -> f64 {
 }
 
 fn main() {
-    let a = args();
+    let a = bench_args("bootstrap-bench", 5, &["--logs"]);
     if !require_root("bootstrap-bench") {
         std::process::exit(1);
     }
@@ -107,7 +48,7 @@ fn main() {
         let primary = c.wait_streaming(&DATA);
         let took = started.elapsed().as_secs_f64();
         bootstrap.push(took);
-        if a.logs {
+        if a.has("--logs") {
             for n in &c.nodes {
                 println!("--- {} ---\n{}", n.name, n.log_text());
             }
@@ -148,15 +89,15 @@ fn main() {
         kill_gap.push(k9);
     }
     println!();
-    stats(
+    print_stats(
         "three-node bootstrap, empty to all streaming (s)",
         &mut bootstrap,
     );
-    stats(
+    print_stats(
         "agent restart (SIGTERM): longest gap between writes (s)",
         &mut sigterm_gap,
     );
-    stats(
+    print_stats(
         "agent restart (kill -9): longest gap between writes (s)",
         &mut kill_gap,
     );

@@ -14,67 +14,14 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use pgwarden_tests::bench::{bench_args, print_stats};
 use pgwarden_tests::writer::{Writer, WriterTarget};
 use pgwarden_tests::*;
-
-struct Args {
-    runs: usize,
-    ttl: String,
-    loop_wait: String,
-}
-
-fn args() -> Args {
-    let mut a = Args {
-        runs: 5,
-        ttl: "10s".into(),
-        loop_wait: "1s".into(),
-    };
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    while i < argv.len() {
-        let value = argv.get(i + 1).cloned().unwrap_or_default();
-        match argv[i].as_str() {
-            "--runs" => {
-                a.runs = value
-                    .parse()
-                    .unwrap_or_else(|_| usage("--runs takes a number"))
-            }
-            "--ttl" => a.ttl = value,
-            "--loop-wait" => a.loop_wait = value,
-            other => usage(&format!("unknown argument {other}")),
-        }
-        i += 2;
-    }
-    a
-}
-
-fn usage(problem: &str) -> ! {
-    eprintln!(
-        "failover-bench: {problem}\nusage: failover-bench [--runs N] [--ttl 10s] [--loop-wait 1s]"
-    );
-    std::process::exit(2);
-}
-
-fn stats(name: &str, values: &mut [f64]) {
-    values.sort_by(|a, b| a.total_cmp(b));
-    let median = if values.is_empty() {
-        f64::NAN
-    } else if values.len() % 2 == 1 {
-        values[values.len() / 2]
-    } else {
-        (values[values.len() / 2 - 1] + values[values.len() / 2]) / 2.0
-    };
-    let max = values.last().copied().unwrap_or(f64::NAN);
-    println!(
-        "{name:<48} median {median:>7.2}   max {max:>7.2}   ({} runs: {values:.2?})",
-        values.len()
-    );
-}
 
 const DATA: [&str; 3] = ["pg1", "pg2", "pg3"];
 
 fn main() {
-    let a = args();
+    let a = bench_args("failover-bench", 5, &[]);
     if !require_root("failover-bench") {
         std::process::exit(1);
     }
@@ -154,13 +101,13 @@ fn main() {
         pg_crash.push(back);
     }
     println!();
-    stats(
+    print_stats(
         "kill -9 of the primary node -> new primary writes (s)",
         &mut to_write,
     );
-    stats("acknowledged writes lost", &mut lost);
-    stats("kill -9 -> old node streaming again (s)", &mut to_stream);
-    stats(
+    print_stats("acknowledged writes lost", &mut lost);
+    print_stats("kill -9 -> old node streaming again (s)", &mut to_stream);
+    print_stats(
         "kill -9 of postgres only -> writable again (s)",
         &mut pg_crash,
     );

@@ -10,61 +10,14 @@
 
 use std::time::{Duration, Instant};
 
+use pgwarden_tests::bench::{bench_args, print_stats};
 use pgwarden_tests::writer::{Writer, WriterTarget};
 use pgwarden_tests::*;
 
 const DATA: [&str; 3] = ["pg1", "pg2", "pg3"];
 
-struct Args {
-    runs: usize,
-    ttl: String,
-    loop_wait: String,
-}
-
-fn args() -> Args {
-    let mut a = Args {
-        runs: 7,
-        ttl: "10s".into(),
-        loop_wait: "1s".into(),
-    };
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    for pair in argv.chunks(2) {
-        let value = pair.get(1).cloned().unwrap_or_default();
-        match pair[0].as_str() {
-            "--runs" => {
-                a.runs = value
-                    .parse()
-                    .unwrap_or_else(|_| usage("--runs takes a number"))
-            }
-            "--ttl" => a.ttl = value,
-            "--loop-wait" => a.loop_wait = value,
-            other => usage(&format!("unknown argument {other}")),
-        }
-    }
-    a
-}
-
-fn usage(problem: &str) -> ! {
-    eprintln!("switchover-bench: {problem}\nusage: switchover-bench [--runs N] [--ttl 10s] [--loop-wait 1s]");
-    std::process::exit(2);
-}
-
-fn stats(name: &str, values: &mut [f64]) {
-    values.sort_by(|a, b| a.total_cmp(b));
-    let median = match values.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => values[n / 2],
-        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
-    };
-    let max = values.last().copied().unwrap_or(f64::NAN);
-    println!(
-        "{name:<52} median {median:>6.2}   max {max:>6.2}   ({} runs: {values:.2?})",
-        values.len()
-    );
-}
-
 fn main() {
-    let a = args();
+    let a = bench_args("switchover-bench", 7, &[]);
     if !require_root("switchover-bench") {
         std::process::exit(1);
     }
@@ -126,11 +79,11 @@ fn main() {
         .map(|n| n.name.as_str())
         .collect();
     println!();
-    stats(
+    print_stats(
         "write-unavailable: last old write -> first new (s)",
         &mut windows,
     );
-    stats("POST /switchover answered after (s)", &mut answers);
+    print_stats("POST /switchover answered after (s)", &mut answers);
     println!(
         "acknowledged writes lost: {} of {}; overlapping writable members: {}; members that ran pg_rewind: {:?}",
         missing.len(),

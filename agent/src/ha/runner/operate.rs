@@ -442,23 +442,11 @@ impl<L: LeaseClient> Runner<L> {
                 return;
             }
             Request::CancelSwitchover => {
-                let r = match self.ops.switchover_at.take() {
-                    Some(d) => Reply::done(format!(
-                        "the switchover scheduled at {} is cancelled",
-                        crate::rfc3339::format(d.at)
-                    )),
-                    None => Reply::NothingScheduled("no switchover is scheduled here".into()),
-                };
+                let r = cancel(self.ops.switchover_at.take(), "switchover");
                 return answer(reply, "cancel switchover", r);
             }
             Request::CancelRestart => {
-                let r = match self.ops.restart_at.take() {
-                    Some(d) => Reply::done(format!(
-                        "the restart scheduled at {} is cancelled",
-                        crate::rfc3339::format(d.at)
-                    )),
-                    None => Reply::NothingScheduled("no restart is scheduled here".into()),
-                };
+                let r = cancel(self.ops.restart_at.take(), "restart");
                 return answer(reply, "cancel restart", r);
             }
             _ => {}
@@ -613,6 +601,17 @@ impl<L: LeaseClient> Runner<L> {
             what: (leader, candidate),
         });
         answer(reply, "switchover", Reply::Scheduled { message, at: when });
+    }
+}
+
+/// The answer to cancelling `scheduled`.
+fn cancel<T>(scheduled: Option<Scheduled<T>>, what: &str) -> Reply {
+    match scheduled {
+        Some(d) => Reply::done(format!(
+            "the {what} scheduled at {} is cancelled",
+            crate::rfc3339::format(d.at)
+        )),
+        None => Reply::NothingScheduled(format!("no {what} is scheduled here")),
     }
 }
 
