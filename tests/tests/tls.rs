@@ -144,26 +144,30 @@ fn given_three_members_requiring_client_certificates_then_they_converge_refuse_s
         cli.cert.display().to_string(),
         cli.key.display().to_string(),
     );
-    let out = pgwarden(&[
-        "list",
-        "--url",
-        &url,
-        "--ca-file",
-        &ca_file,
-        "--cert-file",
-        &cert,
-        "--key-file",
-        &key,
-    ]);
-    assert!(out.status.success(), "{}", text(&out));
-    let table = String::from_utf8_lossy(&out.stdout);
+    // pg2 lists the others as of its last poll of them, up to a loop
+    // older than what each said of itself a moment ago: wait for it.
+    let table = wait_for(SLOW, "pg2's list to show two streaming replicas", || {
+        let out = pgwarden(&[
+            "list",
+            "--url",
+            &url,
+            "--ca-file",
+            &ca_file,
+            "--cert-file",
+            &cert,
+            "--key-file",
+            &key,
+        ]);
+        assert!(out.status.success(), "{}", text(&out));
+        let table = String::from_utf8_lossy(&out.stdout).into_owned();
+        (table.matches("streaming").count() == 2).then_some(table)
+    });
     for name in DATA {
         assert!(
             table.contains(&format!("| {name} ")),
             "{name} missing:\n{table}"
         );
     }
-    assert_eq!(table.matches("streaming").count(), 2, "{table}");
     assert!(!table.contains("unreachable"), "{table}");
     // Without the cluster's CA the agent is not trusted; without a
     // certificate the agent does not answer.
