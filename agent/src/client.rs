@@ -160,7 +160,7 @@ pub async fn get_json(http: &reqwest::Client, url: &str) -> Result<(u16, Value),
         let detail = error_chain(&e);
         ClientError::Unreachable {
             url: url.to_string(),
-            hint: hint_for(&detail),
+            hint: hint_for(url, &detail),
             detail,
         }
     })?;
@@ -191,15 +191,36 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// What to check after a failed request, from what failed.
-pub(crate) fn hint_for(detail: &str) -> &'static str {
+/// What to check after a failed request to `url`, from what failed.
+pub(crate) fn hint_for(url: &str, detail: &str) -> &'static str {
     if detail.contains("CertificateRequired") || detail.contains("certificate required") {
         "the agent requires a client certificate: give --cert-file and --key-file, or --config on the node"
     } else if detail.contains("certificate") || detail.contains("Certificate") {
         "the agent's certificate is not trusted: give the CA that signed it with --ca-file (or api.tls_ca_file in --config)"
+    } else if url.starts_with("https://") && closed_after_connecting(detail) {
+        // In TLS 1.3 the client's handshake is over before the server has
+        // read its (missing) certificate, so the server's refusal can race
+        // the request and arrive as a bare close instead of the alert.
+        "the agent closed the connection: if it requires client certificates, give --cert-file and --key-file (or --config on the node); otherwise see its log"
     } else {
         "is `pgwarden run` running there?"
     }
+}
+
+/// Whether a request failed on a connection that was open and then closed
+/// by the other end (rather than refused, unresolved or timed out).
+fn closed_after_connecting(detail: &str) -> bool {
+    [
+        "connection was not ready",
+        "operation was canceled",
+        "connection closed",
+        "reset by peer",
+        "unexpected EOF",
+        "IncompleteMessage",
+        "Broken pipe",
+    ]
+    .iter()
+    .any(|sign| detail.contains(sign))
 }
 
 fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
@@ -442,9 +463,22 @@ mod tests {
 
     #[test]
     fn a_refused_handshake_says_which_tls_file_to_give() {
-        assert!(hint_for("invalid peer certificate: UnknownIssuer").contains("--ca-file"));
-        assert!(hint_for("received fatal alert: CertificateRequired").contains("--cert-file"));
-        assert!(hint_for("Connection refused").contains("pgwarden run"));
+        let https = "https://10.0.0.1:8008/cluster";
+        assert!(hint_for(https, "invalid peer certificate: UnknownIssuer").contains("--ca-file"));
+        assert!(
+            hint_for(https, "received fatal alert: CertificateRequired").contains("--cert-file")
+        );
+        assert!(hint_for(https, "Connection refused").contains("pgwarden run"));
+    }
+
+    #[test]
+    fn a_tls_connection_closed_during_the_request_points_at_the_client_certificate() {
+        // Measured: TLS 1.3, no client certificate, the server's alert lost the race.
+        let detail = "error sending request for url (https://127.0.0.1:7301/cluster): \
+                      client error (Canceled): operation was canceled: connection was not ready";
+        assert!(hint_for("https://127.0.0.1:7301/cluster", detail).contains("--cert-file"));
+        // Over plain HTTP there is no certificate to blame.
+        assert!(hint_for("http://127.0.0.1:7301/cluster", detail).contains("pgwarden run"));
     }
 
     #[test]

@@ -576,7 +576,7 @@ impl Session {
             let detail = error_chain(&e);
             ActionError::Client(ClientError::Unreachable {
                 url: url.clone(),
-                hint: hint_for(&detail),
+                hint: hint_for(&url, &detail),
                 detail,
             })
         };
