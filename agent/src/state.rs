@@ -31,6 +31,20 @@ pub struct AgentState {
     /// `max_lag_on_failover` is measured against after an agent restart.
     #[serde(default)]
     pub last_leader_position: Option<crate::status_doc::Position>,
+    /// A promotion this agent asked of a postmaster and has not yet seen
+    /// finish: PostgreSQL goes on promoting if the agent dies, so a
+    /// restarted agent must not take "in recovery" for "read-only".
+    #[serde(default)]
+    pub promotion_requested: Option<PromotionRequest>,
+}
+
+/// A promotion asked of one postmaster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromotionRequest {
+    /// The member that asked (pg_basebackup and pg_rewind copy this file).
+    pub member: String,
+    /// The postmaster asked.
+    pub postmaster_pid: i32,
 }
 
 /// One role change.

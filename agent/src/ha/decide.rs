@@ -19,6 +19,7 @@ use std::time::Duration;
 use crate::pg::conf::StandbySource;
 use crate::pg::files::DataDirState;
 
+use super::candidate::Candidacy;
 use super::situation::{CrashLoop, HandoverPhase, PeerReport, Postgres, Situation};
 
 /// The lease as this node sees it in this iteration.
@@ -305,6 +306,10 @@ fn decide_writable(s: &Situation, lease: &Lease) -> Action {
     if !lease.mine {
         return Action::Fence {
             reason: match (&lease.holder, &s.postgres) {
+                _ if s.promoting => format!(
+                    "a promotion asked for before may still finish, and {} holds the leader lease",
+                    lease.holder.as_deref().unwrap_or("no member")
+                ),
                 (Some(h), _) => format!("running as primary, but {h} holds the leader lease"),
                 (None, Postgres::Starting) => {
                     "PostgreSQL does not answer and may be taking writes without the leader lease"
@@ -324,6 +329,25 @@ fn decide_writable(s: &Situation, lease: &Lease) -> Action {
     }
     if let Some(why) = must_step_down(s) {
         return Action::Fence { reason: why };
+    }
+    // Asked before (by this agent, or by its previous run), and still in
+    // recovery or not answering: ask again while it is still the best
+    // candidate (an agent may have died between noting the promotion and
+    // asking for it); once a reached member shows more WAL, stop it
+    // rather than let the promotion finish and lose that WAL.
+    if s.promoting && s.postgres != (Postgres::Running { in_recovery: false }) {
+        return match &s.candidacy {
+            Candidacy::Best(_) => Action::Promote {
+                reason:
+                    "finishing the promotion asked for before (PostgreSQL is still in recovery)"
+                        .into(),
+            },
+            Candidacy::NotBest(why) => Action::Fence {
+                reason: format!(
+                    "stopping the promotion asked for before: no longer the best candidate ({why})"
+                ),
+            },
+        };
     }
     if let Some(h) = s
         .handover
@@ -493,6 +517,7 @@ mod tests {
                 timeline: 1,
                 lsn: crate::pg::Lsn(7),
             }),
+            promoting: false,
             role_ensured: true,
             timeline_diverged: false,
             fenced_in_term: None,
@@ -830,6 +855,30 @@ mod tests {
                 by_pg2(),
                 wait("paused: the agent changes nothing until `pgwarden resume`"),
             ),
+            (
+                "a standby asked to promote before, still in recovery, asks again while it holds the lease",
+                Situation { promoting: true, ..standby() },
+                held(),
+                Action::Promote { reason: "finishing the promotion asked for before (PostgreSQL is still in recovery)".into() },
+            ),
+            (
+                "a standby asked to promote before is stopped once a reached member shows more WAL",
+                Situation { promoting: true, candidacy: Candidacy::NotBest("pg2 is ahead".into()), ..standby() },
+                held(),
+                Action::Fence { reason: "stopping the promotion asked for before: no longer the best candidate (pg2 is ahead)".into() },
+            ),
+            (
+                "a standby asked to promote before is fenced once the lease is another's",
+                Situation { promoting: true, ..standby() },
+                by_pg2(),
+                Action::Fence { reason: "a promotion asked for before may still finish, and pg2 holds the leader lease".into() },
+            ),
+            (
+                "a standby asked to promote before is fenced when the lease runs short",
+                Situation { promoting: true, ..standby() },
+                Lease { remaining: Duration::from_secs(1), ..held() },
+                Action::Fence { reason: "the leader lease could not be renewed and ends in 1000 ms".into() },
+            ),
         ]
     }
 
@@ -1057,6 +1106,25 @@ mod tests {
                 },
                 none(),
                 true,
+            ),
+            (
+                "a standby asked to promote keeps the lease it holds (no release before it is read-only)",
+                Situation {
+                    promoting: true,
+                    candidacy: Candidacy::NotBest("pg2 is equal and first".into()),
+                    ..standby()
+                },
+                held(),
+                true,
+            ),
+            (
+                "a standby asked to promote does not ask for a lease it lost: it is fenced",
+                Situation {
+                    promoting: true,
+                    ..standby()
+                },
+                none(),
+                false,
             ),
         ];
         for (name, s, lease, expected) in rows {

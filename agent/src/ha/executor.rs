@@ -19,7 +19,7 @@ use crate::pg::postmaster::{AdoptRefusal, Postmaster, PostmasterError, StopMode}
 use crate::pg::probe::{Observation, Probe, ProbeError};
 use crate::pg::roles;
 use crate::pg::runas::{RunAs, RunAsError};
-use crate::state::{AgentState, HistoryEntry, StateError, HISTORY_LIMIT};
+use crate::state::{AgentState, HistoryEntry, PromotionRequest, StateError, HISTORY_LIMIT};
 use crate::status_doc::Position;
 
 use super::decide::Action;
@@ -101,6 +101,8 @@ pub struct Observed {
     pub standby_signal: bool,
     /// The postmaster.
     pub postmaster: PostmasterState,
+    /// A promotion this agent asked for may still be under way.
+    pub promotion_pending: bool,
     /// The probe's answer, when PostgreSQL answered.
     pub observation: Option<Observation>,
     /// Why the probe got no answer, when a postmaster runs.
@@ -128,14 +130,20 @@ pub struct LocalPostgres {
     history: Vec<HistoryEntry>,
     /// A hand-over's final position: the start of the shutdown checkpoint.
     handed_over_at: Option<crate::pg::Lsn>,
+    /// The postmaster asked to promote and not yet seen promoted
+    /// (`promotion_requested` in `pgwarden.state`).
+    promoting: Option<i32>,
 }
 
 impl LocalPostgres {
     /// Takes charge of the data directory of `cfg`.
     pub fn new(cfg: Config, bins: Binaries, runas: RunAs) -> LocalPostgres {
-        let history = AgentState::load(&cfg.node.data_dir)
-            .map(|s| s.history)
-            .unwrap_or_default();
+        let state = AgentState::load(&cfg.node.data_dir).unwrap_or_default();
+        let promoting = state
+            .promotion_requested
+            .filter(|asked| asked.member == cfg.node.name)
+            .map(|asked| asked.postmaster_pid);
+        let history = state.history;
         let probe = Probe::new(
             &cfg.postgresql.socket_dir,
             cfg.postgresql.port,
@@ -154,7 +162,46 @@ impl LocalPostgres {
             progress: None,
             history,
             handed_over_at: None,
+            promoting,
         }
+    }
+
+    /// Whether a promotion asked of this postmaster may still be under
+    /// way: it runs and does not answer, or answers in recovery. Evidence
+    /// that it is over (promoted, or another postmaster, or none) forgets it.
+    fn promotion_pending(
+        &mut self,
+        postmaster: &PostmasterState,
+        observation: Option<&Observation>,
+    ) -> bool {
+        let Some(asked) = self.promoting else {
+            return false;
+        };
+        let pending = match postmaster {
+            PostmasterState::Running { pid, .. } if *pid == asked => {
+                observation.is_none_or(|o| o.in_recovery)
+            }
+            _ => false,
+        };
+        if !pending {
+            if let Err(e) = self.note_promotion(None) {
+                tracing::warn!("cannot forget the finished promotion: {e}");
+            }
+        }
+        pending
+    }
+
+    /// Writes (or clears) the promotion asked of postmaster `pid` in
+    /// `pgwarden.state`, before PostgreSQL is asked: it outlives the agent.
+    fn note_promotion(&mut self, pid: Option<i32>) -> Result<(), StateError> {
+        self.promoting = pid;
+        let data_dir = self.cfg.node.data_dir.clone();
+        let mut state = AgentState::load(&data_dir)?;
+        state.promotion_requested = pid.map(|postmaster_pid| PromotionRequest {
+            member: self.cfg.node.name.clone(),
+            postmaster_pid,
+        });
+        state.save(&data_dir, &self.runas)
     }
 
     /// The final position of the last hand-over (taken once).
@@ -308,6 +355,7 @@ impl LocalPostgres {
                 PostmasterState::Running { pid, age }
             }
         };
+        let promotion_pending = self.promotion_pending(&postmaster, observation.as_ref());
         let receiver_problem = observation
             .as_ref()
             .filter(|obs| obs.in_recovery && obs.receiver_status() != Some("streaming"))
@@ -325,6 +373,7 @@ impl LocalPostgres {
             data,
             standby_signal,
             postmaster,
+            promotion_pending,
             observation,
             probe_error,
             receiver_problem,
@@ -506,8 +555,7 @@ impl LocalPostgres {
             system_identifier: Some(obs.system_identifier.clone()),
             initialized_by: Some(self.cfg.node.name.clone()),
             initialized_at: Some(now_rfc3339()),
-            history: Vec::new(),
-            last_leader_position: None,
+            ..AgentState::default()
         };
         state.save(&data_dir, &self.runas)?;
         let me = self.cfg.node.name.clone();
@@ -602,8 +650,13 @@ impl LocalPostgres {
                 .map(|l| l.to_string())
                 .unwrap_or_else(|| "?".into())
         );
+        // Noted first: once asked, PostgreSQL finishes the promotion even
+        // if this agent dies, and "in recovery" no longer means read-only.
+        if let Some(pid) = self.pid() {
+            self.note_promotion(Some(pid))?;
+        }
         // Within the probe's timeout; if it takes longer, the next loop sees
-        // it still in recovery and asks again (the guard is armed already).
+        // it still promoting and asks again (the guard is armed already).
         self.probe
             .execute("SELECT pg_promote(wait => true, wait_seconds => 2)")
             .await?;

@@ -43,13 +43,21 @@ pub fn before(action: &Action, lease_end: Option<Instant>) -> Option<GuardComman
 }
 
 /// After the action, from PostgreSQL as observed now: follow the lease
-/// while it may take writes, leave only on evidence that it cannot.
+/// while it may take writes, leave only on evidence that it cannot. A
+/// server asked to promote is no evidence while it is still in recovery.
 pub fn after(
     postgres: &Postgres,
     standby_signal: bool,
+    promoting: bool,
     lease_end: Option<Instant>,
 ) -> GuardCommand {
     match (postgres, lease_end) {
+        (Postgres::Running { in_recovery: true } | Postgres::Starting, Some(end)) if promoting => {
+            GuardCommand::Arm(end)
+        }
+        (Postgres::Running { in_recovery: true } | Postgres::Starting, None) if promoting => {
+            GuardCommand::Keep
+        }
         (Postgres::Running { in_recovery: true } | Postgres::NotRunning { .. }, _) => {
             GuardCommand::Disarm
         }
@@ -130,10 +138,46 @@ mod tests {
         ];
         for (pg, signal, lease, expected) in rows {
             assert_eq!(
-                after(&pg, signal, lease),
+                after(&pg, signal, false, lease),
                 expected,
                 "{pg:?} standby.signal={signal} lease={lease:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_server_asked_to_promote_is_guarded_while_still_in_recovery() {
+        // Measured in the whole-loop simulation (seed 256340): the agent
+        // died during pg_promote, its successor saw "in recovery",
+        // disarmed and released, and the promotion then finished unguarded.
+        let end = Instant::now() + Duration::from_secs(8);
+        let standby = Postgres::Running { in_recovery: true };
+        assert_eq!(
+            after(&standby, true, true, Some(end)),
+            GuardCommand::Arm(end)
+        );
+        assert_eq!(after(&standby, true, true, None), GuardCommand::Keep);
+        assert_eq!(
+            after(&Postgres::Starting, true, true, None),
+            GuardCommand::Keep
+        );
+        // Finished (or never asked): the usual evidence.
+        assert_eq!(
+            after(
+                &Postgres::Running { in_recovery: false },
+                false,
+                true,
+                Some(end)
+            ),
+            GuardCommand::Arm(end)
+        );
+        assert_eq!(
+            after(&standby, true, false, Some(end)),
+            GuardCommand::Disarm
+        );
+        let stopped = Postgres::NotRunning {
+            crash_backoff: false,
+        };
+        assert_eq!(after(&stopped, true, true, Some(end)), GuardCommand::Disarm);
     }
 }

@@ -344,6 +344,7 @@ mod tests {
             data: DataDirState::Initialized,
             standby_signal: false,
             postgres: Postgres::Running { in_recovery: false },
+            promoting: false,
             position: at(1000),
             role_ensured: true,
             timeline_diverged: false,

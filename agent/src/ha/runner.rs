@@ -500,7 +500,13 @@ impl<L: LeaseClient> Runner<L> {
         self.note_postmaster(&observed);
         let now = Instant::now();
         match (&result, action) {
-            (_, Action::Fence { reason }) => {
+            // A fence sticks to this member's own holding of the lease. Under
+            // another's lease there is nothing to stick to, and its term
+            // number says nothing: ballot numbers are per proposer, so a
+            // later holding of this member's can carry the same one (the
+            // simulator's seed 729509: a member fenced under "16.m2" then
+            // won "16.m3" and would never promote in it).
+            (_, Action::Fence { reason }) if decided_holding => {
                 self.memory.fence = Some((term, reason.clone()));
             }
             (Err(e), Action::Clone { .. }) => {
@@ -576,7 +582,7 @@ impl<L: LeaseClient> Runner<L> {
             self.memory.writable_in_term = Some(status.term);
         }
         let lease_end = status.expires_at.filter(|_| status.mine);
-        let command = guard::after(&facts, o.standby_signal, lease_end);
+        let command = guard::after(&facts, o.standby_signal, o.promotion_pending, lease_end);
         self.apply_guard(command);
         if matches!(command, GuardCommand::Arm(_)) {
             self.watchdog.keepalive();
@@ -703,6 +709,7 @@ impl<L: LeaseClient> Runner<L> {
             data: o.data,
             standby_signal: o.standby_signal,
             postgres: local_postgres(o, &self.memory, now),
+            promoting: o.promotion_pending,
             position: o.observation.as_ref().and_then(|obs| obs.position()),
             system_identifier: o.system_identifier.clone(),
             timeline_diverged: matches!(
@@ -1081,6 +1088,7 @@ fn witness_local() -> Local {
         postgres: Postgres::NotRunning {
             crash_backoff: false,
         },
+        promoting: false,
         position: None,
         system_identifier: None,
         timeline_diverged: false,

@@ -43,6 +43,9 @@ pub struct Local {
     pub standby_signal: bool,
     /// The postmaster.
     pub postgres: Postgres,
+    /// This agent (or its previous run) asked this postmaster to promote
+    /// and has not seen it finish: "in recovery" may end any moment.
+    pub promoting: bool,
     /// Its position, when PostgreSQL answered.
     pub position: Option<Position>,
     /// The cluster's system identifier: from PostgreSQL, else the state file.
@@ -320,6 +323,8 @@ pub struct Situation {
     pub standby_signal: bool,
     /// The postmaster.
     pub postgres: Postgres,
+    /// A promotion asked of it may still be under way.
+    pub promoting: bool,
     /// How far its WAL goes, when PostgreSQL answered.
     pub position: Option<Position>,
     /// The replication role was ensured since PostgreSQL last started as primary.
@@ -358,8 +363,13 @@ pub struct Situation {
 
 impl Situation {
     /// PostgreSQL may accept writes: it runs as primary, or runs and does
-    /// not answer while its directory is primary-shaped.
+    /// not answer while its directory is primary-shaped, or a promotion
+    /// asked of it may finish any moment.
     pub fn may_be_writable(&self) -> bool {
+        if self.promoting && matches!(self.postgres, Postgres::Running { .. } | Postgres::Starting)
+        {
+            return true;
+        }
         match self.postgres {
             Postgres::Running { in_recovery } => !in_recovery,
             Postgres::Starting => !self.standby_signal,
@@ -404,6 +414,7 @@ pub fn situation(local: &Local, peers: &[PeerReport], settings: &Settings) -> Si
         data: local.data,
         standby_signal: local.standby_signal,
         postgres: local.postgres.clone(),
+        promoting: local.promoting,
         position: local.position,
         role_ensured: local.role_ensured,
         timeline_diverged: local.timeline_diverged,
@@ -616,6 +627,7 @@ mod tests {
             data: DataDirState::Initialized,
             standby_signal: true,
             postgres: Postgres::Running { in_recovery: true },
+            promoting: false,
             position: at(lsn),
             system_identifier: Some("7311".into()),
             timeline_diverged: false,
