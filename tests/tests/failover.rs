@@ -96,6 +96,19 @@ fn given_the_primary_node_dies_then_a_standby_takes_over_and_the_old_one_rejoins
         "{last}"
     );
     assert_eq!(last["timeline"], 2);
+    // The promotion was noted before it was asked for, and is forgotten
+    // once seen finished (a note left behind would keep the member
+    // "possibly promoting").
+    let state_file = new_node.data_dir.join("pgwarden.state");
+    wait_for(
+        SLOW,
+        "the finished promotion forgotten in pgwarden.state",
+        || {
+            let state: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&state_file).ok()?).ok()?;
+            state.get("promotion_requested")?.is_null().then_some(())
+        },
+    );
     // the old node comes back: rewind, then a standby of the new primary
     c.node(&old).start();
     c.wait_streaming(&DATA);
