@@ -530,6 +530,19 @@ impl<L: LeaseClient> Runner<L> {
             }
             _ => {}
         }
+        if result.is_ok() && matches!(action, Action::Rewind { .. } | Action::Clone { .. }) {
+            // The directory is its source's now, `pgwarden.state` too. The
+            // position remembered on the branch left behind must go: on a
+            // timeline of the same number (promotions on both sides of a
+            // partition pick the same one) it would read as far ahead and
+            // keep every member "too far behind" to lead (simulator, seed
+            // 283735).
+            self.memory.last_leader = match &self.local {
+                Some(local) => local.lock().await.remembered_leader_position(),
+                None => None,
+            };
+            self.memory.remembered = None;
+        }
         self.progressed = result.is_ok()
             && matches!(
                 action,

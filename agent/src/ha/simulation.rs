@@ -627,9 +627,9 @@ struct Agent {
     memory: Memory,
     exec: Exec,
     iteration: Option<Iteration>,
-    /// Ground truth, not the agent's memory: the lease terms this agent
-    /// life decided to fence itself in.
-    fenced_terms: Vec<u64>,
+    /// Ground truth, not the agent's memory: the holdings of the lease
+    /// (term, holder) this agent life decided to fence itself in.
+    fenced_terms: Vec<(u64, Option<String>)>,
     iterations: u64,
     published: Published,
     last_action: Option<Action>,
@@ -2496,11 +2496,14 @@ impl Sim {
             let source = leader_source(s, &lease);
             (it.status.clone(), action, lease, snapshot, source, it.id)
         };
-        // Invariant 4: a fence sticks for the rest of its term.
+        // Invariant 4: a fence sticks for the rest of its holding of the
+        // lease: a term number and its holder (ballot numbers are per
+        // proposer, so another's lease can carry the same number).
+        let holding = (lease.term, lease.holder.clone());
         if matches!(action, Action::Fence { .. }) {
-            self.nodes[i].agent.fenced_terms.push(lease.term);
+            self.nodes[i].agent.fenced_terms.push(holding);
         } else if action.makes_writable()
-            && self.nodes[i].agent.fenced_terms.contains(&lease.term)
+            && self.nodes[i].agent.fenced_terms.contains(&holding)
             && self.broken.is_none()
         {
             self.broken = Some((
@@ -3079,6 +3082,16 @@ impl Sim {
                 memory.fence = None;
             }
             _ => {}
+        }
+        if result.is_ok() && matches!(action, Action::Rewind { .. } | Action::Clone { .. }) {
+            // `Runner::finish`: the copied `pgwarden.state`'s position.
+            let copied = self.nodes[i]
+                .pg
+                .as_ref()
+                .and_then(|pg| pg.remembered_leader);
+            let memory = &mut self.nodes[i].agent.memory;
+            memory.last_leader = copied;
+            memory.remembered = None;
         }
         if let Err(e) = &result {
             self.note(|s| format!("{}: {} failed: {e}", s.names[i], describe_action(&action)));
@@ -4465,8 +4478,11 @@ fn given_a_runner_that_does_not_note_its_promotion_then_two_writable_servers_are
 fn given_the_seeds_that_once_failed_then_they_pass() {
     // 256340: an agent died during pg_promote; the promotion finished
     // after its successor had disarmed the guard and released the lease.
-    // 729509: liveness (see docs/architecture.md, "What the simulators found").
-    for seed in [256_340, 729_509] {
+    // 729509: liveness, a fence remembered under another's lease of the
+    // same number. 16523: the checker's own fence rule had the same flaw.
+    // 283735: liveness, a position remembered on a branch a rewind left
+    // behind, read on a new timeline of the same number.
+    for seed in [16_523, 256_340, 283_735, 729_509] {
         if let Err(failure) = run_seed(seed, Fault::None, true, false) {
             panic!("{}", with_trace(&failure));
         }
