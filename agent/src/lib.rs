@@ -32,6 +32,7 @@ pub mod pg;
 pub mod rfc3339;
 pub mod state;
 pub mod status_doc;
+pub mod sync_report;
 pub mod tls;
 pub mod view;
 pub mod watchdog;

@@ -162,6 +162,22 @@ pub struct WalSender {
     pub other: Map<String, Value>,
 }
 
+/// `synchronous`: on a primary in a synchronous mode, who acknowledges
+/// its commits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SynchronousDoc {
+    /// `"on"` or `"quorum"`.
+    pub mode: String,
+    /// How many standbys acknowledge each commit.
+    pub k: usize,
+    /// The listed standbys PostgreSQL counts now.
+    pub standbys: Vec<String>,
+    /// The listed standbys that are not connected.
+    pub missing: Vec<String>,
+    /// Fewer than `k` standbys count: commits wait.
+    pub writes_blocked: bool,
+}
+
 /// `leader`: who holds the leader lease, as this member knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaderDoc {
@@ -289,6 +305,9 @@ pub struct StatusDoc {
     /// Patroni's `replication`.
     #[serde(default)]
     pub replication: Vec<PatroniReplication>,
+    /// On a primary in a synchronous mode: who acknowledges commits.
+    #[serde(default)]
+    pub synchronous: Option<SynchronousDoc>,
     /// Patroni's `patroni`.
     #[serde(default)]
     pub patroni: Option<PatroniDoc>,

@@ -81,6 +81,8 @@ pub struct NodeView {
     pub handover_to: Option<String>,
     /// An operator chose this member to take over (a failover).
     pub designated: bool,
+    /// On a primary in a synchronous mode: who acknowledges commits.
+    pub synchronous: Option<crate::status_doc::SynchronousDoc>,
 }
 
 impl NodeView {
@@ -119,6 +121,7 @@ impl NodeView {
             pause_version: 0,
             handover_to: None,
             designated: false,
+            synchronous: None,
         }
     }
 

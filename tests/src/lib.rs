@@ -242,6 +242,9 @@ pub struct Node {
     pub socket_dir: PathBuf,
     /// Extra `[postgresql.parameters]` lines.
     pub extra_parameters: Vec<String>,
+    /// Extra `[replication]` lines (`synchronous = "quorum"`,
+    /// `member_slot_ttl = "5s"`).
+    pub replication_extra: Vec<String>,
     /// `cluster.ttl` written into the configuration.
     pub ttl: String,
     /// `cluster.loop_wait` written into the configuration.
@@ -291,6 +294,7 @@ impl Node {
             socket_dir: dir.join("socket"),
             dir,
             extra_parameters: Vec::new(),
+            replication_extra: Vec::new(),
             ttl: "10s".into(),
             loop_wait: "500ms".into(),
             tls: None,
@@ -360,6 +364,7 @@ parameters = {{ {params} }}
 [replication]
 password_file = "{secrets}/replicator.pass"
 superuser_password_file = "{secrets}/postgres.pass"
+{replication_extra}
 "#,
             name = self.name,
             data = self.data_dir.display(),
@@ -371,6 +376,7 @@ superuser_password_file = "{secrets}/postgres.pass"
             params = params.join(", "),
             ttl = self.ttl,
             loop_wait = self.loop_wait,
+            replication_extra = self.replication_extra.join("\n"),
         );
         fs::write(&self.config, text).expect("write config");
     }

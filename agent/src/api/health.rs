@@ -28,9 +28,14 @@ pub enum Check {
     Replica,
     /// `/read-only`.
     ReadOnly,
-    /// `/sync`.
+    /// `/sync`, `/synchronous`: a replica the primary counts in its
+    /// synchronous set.
     Sync,
-    /// `/async`.
+    /// `/quorum`: a replica the primary counts in its `ANY k` quorum.
+    Quorum,
+    /// `/read-only-sync`: the primary, or a synchronous replica.
+    ReadOnlySync,
+    /// `/async`, `/asynchronous`: a replica the primary does not count.
     Async,
     /// `/health`.
     Health,
@@ -72,6 +77,27 @@ pub fn is_replica(view: &NodeView, filter: &ReplicaFilter) -> bool {
     }
 }
 
+/// This member's `sync_state` in the running primary's `pg_stat_replication`,
+/// as the primary last reported it (its `/status`, polled every loop), when
+/// that primary runs a synchronous mode.
+fn sync_state_on_primary(view: &NodeView) -> Option<String> {
+    view.peers
+        .iter()
+        .filter_map(|p| p.fresh_doc())
+        .filter(|d| d.is_running_primary() && d.synchronous.is_some())
+        .flat_map(|d| d.wal_senders.iter())
+        .find(|s| s.application_name.as_deref() == Some(view.name.as_str()))
+        .and_then(|s| s.sync_state.clone())
+}
+
+/// The primary counts this replica's acknowledgements (`sync` or `quorum`).
+fn counted(view: &NodeView) -> bool {
+    matches!(
+        sync_state_on_primary(view).as_deref(),
+        Some("sync") | Some("quorum")
+    )
+}
+
 /// Whether `check` passes for `view` at `now`.
 pub fn passes(check: Check, view: &NodeView, filter: &ReplicaFilter, now: Instant) -> bool {
     match check {
@@ -79,10 +105,12 @@ pub fn passes(check: Check, view: &NodeView, filter: &ReplicaFilter, now: Instan
         Check::Leader => holds_lease_now(view, now),
         Check::Replica => is_replica(view, filter),
         Check::ReadOnly => is_primary(view, now) || is_replica(view, filter),
-        // Which standbys the primary counts as synchronous is known from
-        // quorum mode only; until then no standby claims to be one.
-        Check::Sync => false,
-        Check::Async => is_replica(view, filter),
+        Check::Sync => is_replica(view, filter) && counted(view),
+        Check::Quorum => {
+            is_replica(view, filter) && sync_state_on_primary(view).as_deref() == Some("quorum")
+        }
+        Check::ReadOnlySync => is_primary(view, now) || (is_replica(view, filter) && counted(view)),
+        Check::Async => is_replica(view, filter) && !counted(view),
         Check::Health => running(view),
         Check::Liveness => view
             .loop_last
@@ -160,6 +188,8 @@ mod tests {
             Check::Replica,
             Check::ReadOnly,
             Check::Sync,
+            Check::Quorum,
+            Check::ReadOnlySync,
             Check::Async,
             Check::Health,
             Check::Liveness,
@@ -189,6 +219,7 @@ mod tests {
                 Check::Primary,
                 Check::Leader,
                 Check::ReadOnly,
+                Check::ReadOnlySync,
                 Check::Health,
                 Check::Liveness,
                 Check::Readiness
@@ -280,6 +311,67 @@ mod tests {
             ..Default::default()
         };
         assert!(!passes(Check::Replica, &v, &state, now));
+    }
+
+    /// `view` with a running primary pg1 whose senders say `sync_state`
+    /// for this member (pg2).
+    fn with_primary_reporting(mut v: NodeView, sync_state: Option<&str>) -> NodeView {
+        let senders = sync_state
+            .map(|s| {
+                serde_json::json!([{"application_name": "pg2", "state": "streaming", "sync_state": s}])
+            })
+            .unwrap_or(serde_json::json!([]));
+        let doc: crate::status_doc::StatusDoc = serde_json::from_value(serde_json::json!({
+            "name": "pg1", "cluster": "main", "role": "primary", "state": "running",
+            "agent": {"version": "0", "uptime_s": 1, "loop_last_ms_ago": 1, "paused": false, "pause_version": 0},
+            "wal_senders": senders,
+            "synchronous": {"mode": "quorum", "k": 1, "standbys": ["pg2"], "missing": [], "writes_blocked": false}
+        }))
+        .expect("a status document");
+        v.name = "pg2".into();
+        v.peers = vec![crate::peers::PeerView {
+            name: "pg1".into(),
+            api_url: "http://127.0.0.1:8008".into(),
+            last: Some((Instant::now(), doc)),
+            error: None,
+            fresh: true,
+        }];
+        v
+    }
+
+    #[test]
+    fn sync_quorum_and_async_follow_the_primarys_count() {
+        let replica = || {
+            view(
+                Role::Replica,
+                State::Running,
+                Some(observation(true, Some("streaming"))),
+                false,
+            )
+        };
+        let f = ReplicaFilter::default();
+        let now = Instant::now();
+        let pass = |v: &NodeView, c| passes(c, v, &f, now);
+        let quorum = with_primary_reporting(replica(), Some("quorum"));
+        assert!(pass(&quorum, Check::Sync));
+        assert!(pass(&quorum, Check::Quorum));
+        assert!(pass(&quorum, Check::ReadOnlySync));
+        assert!(!pass(&quorum, Check::Async));
+        let first = with_primary_reporting(replica(), Some("sync"));
+        assert!(pass(&first, Check::Sync) && !pass(&first, Check::Quorum));
+        for s in [Some("potential"), Some("async"), None] {
+            let not = with_primary_reporting(replica(), s);
+            assert!(!pass(&not, Check::Sync), "{s:?}");
+            assert!(!pass(&not, Check::ReadOnlySync), "{s:?}");
+            assert!(pass(&not, Check::Async), "{s:?}");
+        }
+        assert!(!pass(&replica(), Check::Sync), "no primary reported");
+        let mut stale = with_primary_reporting(replica(), Some("quorum"));
+        stale.peers[0].fresh = false;
+        assert!(
+            !pass(&stale, Check::Sync),
+            "the primary's last answer is old"
+        );
     }
 
     #[test]

@@ -86,6 +86,8 @@ pub fn router(state: ApiState) -> Router {
         ("/read-only", Check::ReadOnly),
         ("/sync", Check::Sync),
         ("/synchronous", Check::Sync),
+        ("/quorum", Check::Quorum),
+        ("/read-only-sync", Check::ReadOnlySync),
         ("/async", Check::Async),
         ("/asynchronous", Check::Async),
         ("/health", Check::Health),

@@ -98,6 +98,7 @@ pub fn status_document(view: &NodeView, now: Instant) -> StatusDoc {
         wal_receiver: obs.and_then(|o| o.wal_receiver.clone()),
         wal_receiver_problem: view.wal_receiver_problem.clone(),
         replication: wal_senders.iter().map(patroni_replication_row).collect(),
+        synchronous: view.synchronous.clone(),
         wal_senders,
         leader: view.leader.as_ref().map(|l| LeaderDoc {
             name: l.name.clone(),

@@ -365,6 +365,9 @@ pub struct ReplicationSection {
     /// Keep one physical replication slot per member on the primary.
     #[serde(default = "default_true")]
     pub slots: bool,
+    /// How long the slot of an absent member is kept before it is dropped.
+    #[serde(default = "default_member_slot_ttl", with = "humantime_serde")]
+    pub member_slot_ttl: Duration,
     /// A standby lagging more than this is not promoted.
     #[serde(default = "default_max_lag")]
     pub max_lag_on_failover: ByteSize,
@@ -381,6 +384,7 @@ impl Default for ReplicationSection {
             superuser_password_file: None,
             synchronous: SyncMode::Off,
             slots: true,
+            member_slot_ttl: default_member_slot_ttl(),
             max_lag_on_failover: default_max_lag(),
             clone_max_rate: None,
         }
@@ -395,6 +399,11 @@ fn default_true() -> bool {
     true
 }
 
+/// `replication.member_slot_ttl` when the file does not set it.
+pub(super) fn default_member_slot_ttl() -> Duration {
+    Duration::from_secs(30 * 60)
+}
+
 fn default_max_lag() -> ByteSize {
     ByteSize(1 << 20)
 }
@@ -406,8 +415,35 @@ pub enum SyncMode {
     /// Asynchronous replication.
     #[default]
     Off,
+    /// One synchronous standby (`FIRST 1 (...)`).
+    On,
     /// `ANY k (...)` quorum commit: no acknowledged write lost on failover.
     Quorum,
+}
+
+impl SyncMode {
+    /// `k`: how many standbys acknowledge a commit. `"quorum"`:
+    /// `max(1, N − M)` with `N` data members and `M` the majority of the
+    /// lease's voters, so that every set of members that can elect a
+    /// leader (it compares `N − k` positions) shares one with every set that
+    /// acknowledged a commit. `"on"`: one. `"off"` acknowledges without a
+    /// standby, but candidates still compare `N − k` positions with the
+    /// quorum's `k` (the candidate rule is the same in both).
+    pub fn acks(self, data_members: usize, voters: usize) -> usize {
+        match self {
+            SyncMode::On => 1,
+            SyncMode::Off | SyncMode::Quorum => data_members.saturating_sub(voters / 2 + 1).max(1),
+        }
+    }
+
+    /// The word the configuration and `/status` use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncMode::Off => "off",
+            SyncMode::On => "on",
+            SyncMode::Quorum => "quorum",
+        }
+    }
 }
 
 impl Config {

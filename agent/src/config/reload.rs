@@ -84,8 +84,9 @@ keys! {
     "replication.user" => AgentRestart: replication.user;
     "replication.password_file" => Reload: replication.password_file;
     "replication.superuser_password_file" => Reload: replication.superuser_password_file;
-    "replication.synchronous" => AgentRestart: replication.synchronous;
+    "replication.synchronous" => Reload: replication.synchronous;
     "replication.slots" => AgentRestart: replication.slots;
+    "replication.member_slot_ttl" => Reload: replication.member_slot_ttl;
     "replication.max_lag_on_failover" => Reload: replication.max_lag_on_failover;
     "replication.clone_max_rate" => Reload: replication.clone_max_rate;
 }

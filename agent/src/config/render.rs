@@ -10,7 +10,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::model::{Config, Member, ParamValue, SyncMode};
+use super::model::{Config, Member, ParamValue};
 use super::secrets::{check_secret_file, loose_permissions, who_else, SecretError};
 
 /// The effective configuration as TOML, secrets masked.
@@ -164,12 +164,12 @@ pub fn effective_toml(cfg: &Config) -> String {
             None => out.comment(&format!("{name} is not set: a witness needs none")),
         }
     }
-    let sync = match rep.synchronous {
-        SyncMode::Off => "off",
-        SyncMode::Quorum => "quorum",
-    };
-    out.kv("synchronous", &string(sync));
+    out.kv("synchronous", &string(rep.synchronous.as_str()));
     out.kv("slots", &rep.slots.to_string());
+    out.kv(
+        "member_slot_ttl",
+        &string(&humantime::format_duration(rep.member_slot_ttl).to_string()),
+    );
     out.kv(
         "max_lag_on_failover",
         &string(&rep.max_lag_on_failover.to_string()),

@@ -74,6 +74,7 @@ pub(super) const SECTIONS: &[SectionSpec] = &[
             "superuser_password_file",
             "synchronous",
             "slots",
+            "member_slot_ttl",
             "max_lag_on_failover",
             "clone_max_rate",
         ],
@@ -576,19 +577,20 @@ fn read_replication(t: &Table, r: &mut Report) -> ReplicationSection {
         None => None,
         Some(Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
             "off" => Some(SyncMode::Off),
+            "on" => Some(SyncMode::On),
             "quorum" => Some(SyncMode::Quorum),
             _ => {
                 r.error(
                     "replication.synchronous",
                     format!(
-                        "{s:?} is not a synchronous mode; write synchronous = \"off\" or \"quorum\" (off: asynchronous; quorum: no acknowledged write is lost on failover)"
+                        "{s:?} is not a synchronous mode; write synchronous = \"off\", \"on\" or \"quorum\" (off: asynchronous; on: one synchronous standby; quorum: no acknowledged write is lost on failover)"
                     ),
                 );
                 None
             }
         },
         Some(_) => {
-            t.wrong_type(r, "synchronous", "\"off\" or \"quorum\"", "\"off\"");
+            t.wrong_type(r, "synchronous", "\"off\", \"on\" or \"quorum\"", "\"off\"");
             None
         }
     };
@@ -598,6 +600,9 @@ fn read_replication(t: &Table, r: &mut Report) -> ReplicationSection {
         superuser_password_file,
         synchronous: synchronous.unwrap_or(defaults.synchronous),
         slots: t.bool(r, "slots").unwrap_or(defaults.slots),
+        member_slot_ttl: t
+            .duration(r, "member_slot_ttl", "30min")
+            .unwrap_or(defaults.member_slot_ttl),
         max_lag_on_failover: t
             .size(r, "max_lag_on_failover", "1MB")
             .unwrap_or(defaults.max_lag_on_failover),

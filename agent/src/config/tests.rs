@@ -402,7 +402,7 @@ fn given_bad_values_of_every_kind_then_each_names_its_key() {
     );
     assert!(message(&e, "postgresql.port").contains("1 to 65535"), "{e}");
     assert!(
-        message(&e, "replication.synchronous").contains("\"off\" or \"quorum\""),
+        message(&e, "replication.synchronous").contains("\"off\", \"on\" or \"quorum\""),
         "{e}"
     );
     assert!(
@@ -616,4 +616,51 @@ fn without_comments(toml: &str) -> String {
         .map(|l| l.split("  # ").next().unwrap_or(l))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+#[test]
+fn given_a_synchronous_mode_then_commits_that_do_not_wait_for_standbys_are_refused() {
+    let fx = Fixture::new();
+    let s = fx.secrets();
+    let path = fx.write(&three_node(&s));
+    for (value, refused) in [
+        ("off", true),
+        ("local", true),
+        ("remote_write", false),
+        ("on", false),
+    ] {
+        let env = [
+            ("PGWARDEN_REPLICATION__SYNCHRONOUS", "quorum"),
+            ("PGWARDEN_POSTGRESQL__PARAMETERS__SYNCHRONOUS_COMMIT", value),
+        ];
+        let result = load_with_env(&path, env);
+        if refused {
+            let e = problems_of(result);
+            let text = message(&e, "postgresql.parameters.synchronous_commit");
+            assert!(text.contains("before any standby has them"), "{value}: {e}");
+        } else {
+            let c = result.unwrap_or_else(|e| panic!("{value}: {e}")).config;
+            assert_eq!(c.replication.synchronous, SyncMode::Quorum);
+        }
+    }
+    let env = [
+        ("PGWARDEN_REPLICATION__SYNCHRONOUS", "off"),
+        ("PGWARDEN_POSTGRESQL__PARAMETERS__SYNCHRONOUS_COMMIT", "off"),
+    ];
+    assert!(
+        load_with_env(&path, env).is_ok(),
+        "asynchronous replication may skip the wait"
+    );
+    let env = [
+        ("PGWARDEN_REPLICATION__SYNCHRONOUS", "on"),
+        ("PGWARDEN_REPLICATION__MEMBER_SLOT_TTL", "5s"),
+    ];
+    let c = load_with_env(&path, env)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .config;
+    assert_eq!(c.replication.synchronous, SyncMode::On);
+    assert_eq!(
+        c.replication.member_slot_ttl,
+        std::time::Duration::from_secs(5)
+    );
 }

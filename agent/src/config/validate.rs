@@ -9,7 +9,7 @@ use std::net::{Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
-use super::model::{Config, Member, SyncMode};
+use super::model::{Config, Member, ParamValue, SyncMode};
 use super::report::Report;
 use super::secrets::{check_secret_file, loose_permissions, who_else};
 
@@ -390,23 +390,34 @@ fn check_members(c: &Config, r: &mut Report) {
         );
     }
     let data_members = c.data_members().count();
-    if c.replication.synchronous == SyncMode::Quorum
-        && data_members < 2
-        && !r.failed("replication.synchronous")
-    {
+    let mode = c.replication.synchronous;
+    if mode != SyncMode::Off && data_members < 2 && !r.failed("replication.synchronous") {
         r.error(
             "replication.synchronous",
             format!(
-                "\"quorum\" needs at least two members that run PostgreSQL and there is {data_members}: \
-                 every commit would wait for a standby that does not exist; use synchronous = \"off\" or add a member"
+                "{:?} needs at least two members that run PostgreSQL and there is {data_members}: \
+                 every commit would wait for a standby that does not exist; use synchronous = \"off\" or add a member",
+                mode.as_str()
             ),
         );
     }
-    if c.replication.synchronous == SyncMode::Quorum && !r.failed("replication.synchronous") {
-        r.warn(
-            "replication.synchronous",
-            "\"quorum\" is not implemented in this version: replication stays asynchronous and the last acknowledged writes can be lost on failover; set synchronous = \"off\" to say so",
-        );
+    if mode != SyncMode::Off {
+        if let Some(value) = c
+            .postgresql
+            .parameters
+            .get("synchronous_commit")
+            .and_then(commit_wait_skipped)
+        {
+            r.error(
+                "postgresql.parameters.synchronous_commit",
+                format!(
+                    "synchronous_commit = {value:?} acknowledges commits before any standby has them, \
+                     so replication.synchronous = {:?} could not keep its promise; remove it (the default \"on\" waits for the standbys) \
+                     or set replication.synchronous = \"off\"",
+                    mode.as_str()
+                ),
+            );
+        }
     }
     if members.len() == 2 {
         r.warn(
@@ -752,6 +763,17 @@ fn check_local_postgres(c: &Config, r: &mut Report) {
             ),
         );
     }
+}
+
+/// The `synchronous_commit` values that do not wait for a standby.
+fn commit_wait_skipped(value: &ParamValue) -> Option<String> {
+    let text = match value {
+        ParamValue::Text(t) => t.trim().to_ascii_lowercase(),
+        ParamValue::Bool(false) => "off".to_string(),
+        ParamValue::Int(0) => "0".to_string(),
+        _ => return None,
+    };
+    matches!(text.as_str(), "off" | "local" | "false" | "no" | "0").then_some(text)
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@
 //! more data members it is simply a majority of them. With two data
 //! members and a witness, `N − k = 1`: the survivor may promote alone.
 
+use crate::config::SyncMode;
 use crate::status_doc::Position;
 
 /// One member as far as the choice goes.
@@ -61,11 +62,12 @@ impl Candidacy {
 }
 
 /// How many data members (itself included) a candidate must have compared
-/// positions with: `N − k`, `k = max(1, N − M)`, `M = voters / 2 + 1`.
-pub fn members_to_compare(data_members: usize, voters: usize) -> usize {
-    let majority = voters / 2 + 1;
-    let k = data_members.saturating_sub(majority).max(1);
-    data_members.saturating_sub(k).max(1)
+/// positions with: `N − k`, `k = max(1, N − M)`, `M = voters / 2 + 1`
+/// ([`SyncMode::acks`]; `k = 1` in mode `"on"`).
+pub fn members_to_compare(mode: SyncMode, data_members: usize, voters: usize) -> usize {
+    data_members
+        .saturating_sub(mode.acks(data_members, voters))
+        .max(1)
 }
 
 /// Whether `a` is ahead of `b` (newer timeline, or same timeline and
@@ -79,6 +81,19 @@ pub fn ahead(a: Position, b: Position) -> bool {
 /// bytes, measured against the newest last-primary position that any of
 /// them knows.
 pub fn judge(me: &Contender, peers: &[Contender], needed: usize, max_lag: u64) -> Candidacy {
+    judge_in(SyncMode::Off, me, peers, needed, max_lag)
+}
+
+/// [`judge`] in replication mode `mode`: the rule is the same; in the
+/// synchronous modes a member that reached too few says so in the words
+/// of quorum commit, since that is what an operator will look up.
+pub fn judge_in(
+    mode: SyncMode,
+    me: &Contender,
+    peers: &[Contender],
+    needed: usize,
+    max_lag: u64,
+) -> Candidacy {
     if me.nofailover {
         return Candidacy::NotBest(format!("{} is tagged nofailover", me.name));
     }
@@ -108,9 +123,17 @@ pub fn judge(me: &Contender, peers: &[Contender], needed: usize, max_lag: u64) -
         .collect();
     let reached = known.len() + 1 + peers.iter().filter(|p| p.empty).count();
     if reached < needed {
-        return Candidacy::NotBest(format!(
-            "waiting: needs the WAL positions of {needed} data members, reached {reached}"
-        ));
+        return Candidacy::NotBest(match mode {
+            SyncMode::Off => format!(
+                "waiting: needs the WAL positions of {needed} data members, reached {reached}"
+            ),
+            SyncMode::Quorum => format!(
+                "waiting: quorum mode needs LSNs from {needed} data members, reached {reached}"
+            ),
+            SyncMode::On => format!(
+                "waiting: synchronous mode \"on\" needs LSNs from {needed} data members, reached {reached}"
+            ),
+        });
     }
     for (name, theirs) in &known {
         let nofailover = peers.iter().any(|p| p.name == *name && p.nofailover);
@@ -188,12 +211,63 @@ mod tests {
             (5, 5, 3),
             (1, 3, 1),
         ] {
-            assert_eq!(
-                members_to_compare(n, voters),
-                needed,
-                "N={n}, voters={voters}"
-            );
+            for mode in [SyncMode::Off, SyncMode::Quorum] {
+                assert_eq!(
+                    members_to_compare(mode, n, voters),
+                    needed,
+                    "N={n}, voters={voters}, {mode:?}"
+                );
+            }
         }
+        // "on": one synchronous standby, so every other member but one.
+        for (n, voters, needed) in [(2, 3, 1), (3, 3, 2), (4, 4, 3), (5, 5, 4)] {
+            assert_eq!(members_to_compare(SyncMode::On, n, voters), needed);
+        }
+    }
+
+    #[test]
+    fn every_electing_set_overlaps_every_acknowledging_set() {
+        // The safety argument, checked by brute force: the primary is gone;
+        // any k of the other N − 1 data members acknowledged the last
+        // commit; any N − k of them (the candidate included) elect. They
+        // must share a member, or the winner may lack that commit.
+        for n in 2..=7usize {
+            for witnesses in 0..=1 {
+                let voters = n + witnesses;
+                for mode in [SyncMode::On, SyncMode::Quorum] {
+                    let k = mode.acks(n, voters);
+                    let compared = members_to_compare(mode, n, voters);
+                    let survivors = n - 1;
+                    assert!(
+                        k + compared > survivors,
+                        "N={n}, voters={voters}, {mode:?}: k={k}, compared={compared}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_quorum_candidate_says_how_many_positions_it_needs() {
+        let v = judge_in(
+            SyncMode::Quorum,
+            &m("pg2", 100),
+            &[m("pg3", 50)],
+            3,
+            1 << 20,
+        );
+        assert_eq!(
+            v.reason(),
+            "waiting: quorum mode needs LSNs from 3 data members, reached 2"
+        );
+        assert!(judge_in(
+            SyncMode::Quorum,
+            &m("pg2", 100),
+            &[m("pg3", 50)],
+            2,
+            1 << 20
+        )
+        .is_best());
     }
 
     #[test]

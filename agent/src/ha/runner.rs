@@ -44,7 +44,7 @@ use crate::peers::Peers;
 use crate::pg::diagnose::ReceiverProblem;
 use crate::pg::fence_guard::{Deadlines, FenceGuard};
 use crate::pg::files::DataDirState;
-use crate::status_doc::Position;
+use crate::status_doc::{Position, SynchronousDoc};
 use crate::view::{LeaderView, NodeView, PostgresView, Role, State};
 use crate::watchdog::Watchdog;
 
@@ -390,6 +390,10 @@ impl<L: LeaseClient> Runner<L> {
         }
         self.notifier.status(&status_line(&view));
         self.notifier.watchdog();
+        log_writes_blocked(
+            self.view.borrow().synchronous.as_ref(),
+            view.synchronous.as_ref(),
+        );
         self.view.send_replace(view);
         for name in std::mem::take(&mut self.wake) {
             self.peers.wake(&name);
@@ -931,6 +935,18 @@ impl<L: LeaseClient> Runner<L> {
             };
         }
         view.wal_receiver_problem = o.receiver_problem.as_ref().map(|p| p.to_string());
+        if view.role == Role::Primary {
+            if let (Some(obs), Some((mode, k, names))) =
+                (&observation, crate::sync_report::listed(cfg))
+            {
+                view.synchronous = Some(crate::sync_report::report(
+                    mode,
+                    k,
+                    &names,
+                    &obs.wal_senders,
+                ));
+            }
+        }
         view.history = match local.try_lock() {
             Ok(local) => local.history().to_vec(),
             Err(_) => self.view.borrow().history.clone(),
@@ -1055,6 +1071,40 @@ impl<L: LeaseClient> Runner<L> {
 
 /// How far each standby's flushed WAL trails this primary, by member
 /// (its `application_name`), from the primary's own `pg_stat_replication`.
+/// Says once when commits start and stop waiting for standbys, naming the
+/// missing ones: without it an operator sees only hanging commits.
+fn log_writes_blocked(before: Option<&SynchronousDoc>, now: Option<&SynchronousDoc>) {
+    let was = before.is_some_and(|s| s.writes_blocked);
+    match now {
+        Some(s) if s.writes_blocked && (!was || before.is_some_and(|b| b.missing != s.missing)) => {
+            tracing::warn!(
+                "writes blocked: synchronous = {:?} needs {} standby(s) to acknowledge each commit and {} count ({}); missing: {}",
+                s.mode,
+                s.k,
+                s.standbys.len(),
+                if s.standbys.is_empty() {
+                    "none".to_string()
+                } else {
+                    s.standbys.join(", ")
+                },
+                if s.missing.is_empty() {
+                    "none (connected but not streaming yet)".to_string()
+                } else {
+                    s.missing.join(", ")
+                }
+            );
+        }
+        Some(s) if was && !s.writes_blocked => {
+            tracing::info!(
+                "writes unblocked: {} standby(s) acknowledge commits again ({})",
+                s.standbys.len(),
+                s.standbys.join(", ")
+            );
+        }
+        _ => {}
+    }
+}
+
 fn sender_lag(o: &Observed) -> Vec<(String, u64)> {
     let Some(obs) = o.observation.as_ref().filter(|obs| !obs.in_recovery) else {
         return Vec::new();

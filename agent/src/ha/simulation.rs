@@ -114,6 +114,7 @@ use std::collections::BinaryHeap;
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use crate::config::SyncMode;
 use crate::lease::{
     Acceptor, AcceptorState, HeldLease, LeaseConfig, LeaseStatus, LocalTime, MemberName, Outcome,
     Prepare, PrepareProgress, PrepareReply, Propose, ProposeReply, Proposer, Release,
@@ -1147,6 +1148,7 @@ impl Sim {
                 witness: witness[i],
                 members: members.clone(),
                 slots: true,
+                synchronous: SyncMode::Off,
                 max_lag: MAX_LAG,
                 fence_margin: fence_margin(TTL, LOOP_WAIT),
                 paused: false,
@@ -1926,6 +1928,7 @@ impl Sim {
             server_version: None,
             timeline: a.map(|a| a.position.timeline),
             replication: Vec::new(),
+            synchronous: None,
             patroni: None,
         }
     }
@@ -4074,7 +4077,7 @@ impl Sim {
         let data: Vec<usize> = (0..members.len())
             .filter(|&i| self.nodes[i].pg.is_some())
             .collect();
-        let needed = members_to_compare(data.len(), members.len());
+        let needed = members_to_compare(SyncMode::Off, data.len(), members.len());
         let inside: Vec<usize> = data.iter().copied().filter(|&i| members[i]).collect();
         if inside.len() < needed {
             return Some(format!(

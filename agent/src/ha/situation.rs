@@ -7,12 +7,12 @@
 
 use std::time::Duration;
 
-use crate::config::Config;
+use crate::config::{Config, SyncMode};
 use crate::pg::conf::StandbySource;
 use crate::pg::files::DataDirState;
 use crate::status_doc::{Position, Role, State, StatusDoc};
 
-use super::candidate::{judge, members_to_compare, Candidacy, Contender};
+use super::candidate::{judge_in, members_to_compare, Candidacy, Contender};
 use super::operation::PauseFlag;
 
 /// The local PostgreSQL, as the loop found it this iteration.
@@ -225,6 +225,8 @@ pub struct Settings {
     pub members: Vec<MemberInfo>,
     /// A physical slot per member.
     pub slots: bool,
+    /// `replication.synchronous`: the candidate rule's `k`.
+    pub synchronous: SyncMode,
     /// `replication.max_lag_on_failover` in bytes.
     pub max_lag: u64,
     /// A primary whose lease has less than this left stops PostgreSQL; no
@@ -254,6 +256,7 @@ impl Settings {
                 })
                 .collect(),
             slots: cfg.replication.slots,
+            synchronous: cfg.replication.synchronous,
             max_lag: cfg.replication.max_lag_on_failover.bytes(),
             fence_margin: fence_margin(cfg.cluster.ttl, cfg.cluster.loop_wait),
             paused: false,
@@ -566,8 +569,12 @@ fn candidacy(
             empty: p.uninitialized,
         })
         .collect();
-    let needed = members_to_compare(settings.data_members().count(), settings.members.len());
-    judge(&me, &peers, needed, settings.max_lag)
+    let needed = members_to_compare(
+        settings.synchronous,
+        settings.data_members().count(),
+        settings.members.len(),
+    );
+    judge_in(settings.synchronous, &me, &peers, needed, settings.max_lag)
 }
 
 fn crash_loop(local: &Local, data_peers: &[&PeerReport], settings: &Settings) -> CrashLoop {
@@ -608,6 +615,7 @@ mod tests {
                 })
                 .collect(),
             slots: true,
+            synchronous: SyncMode::Off,
             max_lag: 1 << 20,
             fence_margin: Duration::from_secs(2),
             paused: false,

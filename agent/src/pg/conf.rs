@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
 
-use crate::config::{Config, ParamValue};
+use crate::config::{Config, ParamValue, SyncMode};
 
 /// The oldest PostgreSQL major version the agent manages.
 pub const MIN_SUPPORTED_MAJOR: u32 = 12;
@@ -105,10 +105,38 @@ pub fn effective_parameters(cfg: &Config, major: u32) -> BTreeMap<String, ParamV
             ParamValue::Int((WAL_KEEP_BYTES / WAL_SEGMENT_BYTES) as i64),
         );
     }
+    if let Some(names) = synchronous_standby_names(cfg) {
+        p.insert("synchronous_standby_names".into(), ParamValue::Text(names));
+    }
     for (k, v) in &cfg.postgresql.parameters {
         p.insert(k.clone(), v.clone());
     }
     p
+}
+
+/// `synchronous_standby_names` for `replication.synchronous`: the other
+/// data members, `ANY k` (quorum) or `FIRST 1` (on); none when off. Every
+/// data member writes it, standbys too (where PostgreSQL ignores it), so a
+/// promoted standby waits for its standbys from its first commit on.
+pub fn synchronous_standby_names(cfg: &Config) -> Option<String> {
+    let mode = cfg.replication.synchronous;
+    if mode == SyncMode::Off {
+        return None;
+    }
+    let data = cfg.data_members().count();
+    let others: Vec<String> = cfg
+        .data_members()
+        .filter(|m| m.name != cfg.node.name)
+        .map(|m| format!("\"{}\"", m.name.replace('"', "\"\"")))
+        .collect();
+    if others.is_empty() {
+        return None;
+    }
+    let k = mode.acks(data, cfg.cluster.members.len()).min(others.len());
+    Some(match mode {
+        SyncMode::On => format!("FIRST 1 ({})", others.join(", ")),
+        _ => format!("ANY {k} ({})", others.join(", ")),
+    })
 }
 
 /// The standby settings for a source, in `postgresql.conf` (12+).
@@ -384,6 +412,53 @@ mod tests {
         ), "{conf}");
         assert!(conf.contains("primary_slot_name = 'pg1'\n"));
         assert!(conf.contains("recovery_target_timeline = 'latest'\n"));
+    }
+
+    #[test]
+    fn synchronous_standby_names_follow_the_mode_and_the_k_rule() {
+        let mut cfg = three_node_config();
+        assert_eq!(synchronous_standby_names(&cfg), None, "off: asynchronous");
+        assert!(
+            !render_postgresql_conf(&effective_parameters(&cfg, 15), None)
+                .contains("synchronous_standby_names")
+        );
+        cfg.replication.synchronous = SyncMode::Quorum;
+        assert_eq!(
+            synchronous_standby_names(&cfg).as_deref(),
+            Some(r#"ANY 1 ("pg2", "pg3")"#)
+        );
+        let conf = render_postgresql_conf(&effective_parameters(&cfg, 15), None);
+        assert!(
+            conf.contains(r#"synchronous_standby_names = 'ANY 1 ("pg2", "pg3")'"#),
+            "{conf}"
+        );
+        cfg.replication.synchronous = SyncMode::On;
+        assert_eq!(
+            synchronous_standby_names(&cfg).as_deref(),
+            Some(r#"FIRST 1 ("pg2", "pg3")"#)
+        );
+        // Five data members: k = 2 over the four others.
+        cfg.replication.synchronous = SyncMode::Quorum;
+        let template = cfg.cluster.members[0].clone();
+        for n in ["pg4", "pg5"] {
+            cfg.cluster.members.push(Member {
+                name: n.into(),
+                ..template.clone()
+            });
+        }
+        cfg.node.name = "pg3".into();
+        assert_eq!(
+            synchronous_standby_names(&cfg).as_deref(),
+            Some(r#"ANY 2 ("pg1", "pg2", "pg4", "pg5")"#)
+        );
+        // Two data members and a witness: the other one, k = 1.
+        cfg.cluster.members.truncate(3);
+        cfg.cluster.members[2].witness = true;
+        cfg.node.name = "pg1".into();
+        assert_eq!(
+            synchronous_standby_names(&cfg).as_deref(),
+            Some(r#"ANY 1 ("pg2")"#)
+        );
     }
 
     #[test]

@@ -142,6 +142,11 @@ impl Probe {
             .user(SUPERUSER)
             .dbname("postgres")
             .application_name("pgwarden")
+            // The agent's own commits (the replication role, the bootstrap
+            // record) must not wait for synchronous standbys: on a new
+            // cluster's first primary the standbys cannot clone before the
+            // role exists, and a new primary repeats them anyway.
+            .options("-c synchronous_commit=local")
             .connect_timeout(self.timeout);
         let connect = cfg.connect(NoTls);
         let (client, connection) = tokio::time::timeout(self.timeout, connect)
