@@ -36,6 +36,12 @@ pub struct AgentState {
     /// restarted agent must not take "in recovery" for "read-only".
     #[serde(default)]
     pub promotion_requested: Option<PromotionRequest>,
+    /// The replication slots the agent made for members, by name: a
+    /// former member's slot is told from a slot the agent never made (a
+    /// backup tool's, which it never touches) after the member has left
+    /// `cluster.members` and the agent restarted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub member_slots: Vec<String>,
 }
 
 /// A promotion asked of one postmaster.

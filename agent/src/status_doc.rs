@@ -178,6 +178,22 @@ pub struct SynchronousDoc {
     pub writes_blocked: bool,
 }
 
+/// One physical replication slot, as `pg_replication_slots` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicationSlot {
+    /// `slot_name`: the member it is kept for, when the agent made it.
+    pub name: String,
+    /// A walsender streams from it now.
+    pub active: bool,
+    /// The oldest WAL it keeps (null: it reserves none).
+    pub restart_lsn: Option<Lsn>,
+    /// How much WAL it keeps: from `restart_lsn` to the primary's current
+    /// position, or to a standby's replay position.
+    pub retained_bytes: Option<u64>,
+    /// `reserved`, `extended`, `unreserved` or `lost` (PostgreSQL 13+).
+    pub wal_status: Option<String>,
+}
+
 /// `leader`: who holds the leader lease, as this member knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaderDoc {
@@ -277,6 +293,10 @@ pub struct StatusDoc {
     /// The senders (a primary).
     #[serde(default)]
     pub wal_senders: Vec<WalSender>,
+    /// The physical replication slots (`pg_replication_slots`); absent in
+    /// the documents of agents older than this field.
+    #[serde(default)]
+    pub slots: Vec<ReplicationSlot>,
     /// The lease holder as this member knows it.
     #[serde(default)]
     pub leader: Option<LeaderDoc>,

@@ -149,6 +149,7 @@ mod tests {
             start_time: "2026-11-26T12:00:00Z".into(),
             pending_restart: false,
             wal_senders: vec![],
+            slots: vec![],
             wal_receiver: receiver.map(|s| crate::status_doc::WalReceiver {
                 status: s.into(),
                 sender_host: None,

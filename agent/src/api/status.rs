@@ -100,6 +100,7 @@ pub fn status_document(view: &NodeView, now: Instant) -> StatusDoc {
         replication: wal_senders.iter().map(patroni_replication_row).collect(),
         synchronous: view.synchronous.clone(),
         wal_senders,
+        slots: obs.map(|o| o.slots.clone()).unwrap_or_default(),
         leader: view.leader.as_ref().map(|l| LeaderDoc {
             name: l.name.clone(),
             term: l.term,

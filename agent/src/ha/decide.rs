@@ -92,6 +92,12 @@ pub enum Action {
     /// An operator's reinitialisation: stop, rename the data directory
     /// aside; the member then clones afresh.
     Reinit,
+    /// The same, by the agent itself: the primary removed WAL this standby
+    /// needs (decided by [`super::reclone`], not by [`decide`]).
+    Reclone {
+        /// Why, for the log and the history.
+        reason: String,
+    },
     /// A switchover's first half on the primary: CHECKPOINT, fast stop,
     /// `standby.signal`; the lease is released once `to` has everything.
     HandOver {

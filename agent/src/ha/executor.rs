@@ -23,6 +23,7 @@ use crate::state::{AgentState, HistoryEntry, PromotionRequest, StateError, HISTO
 use crate::status_doc::Position;
 
 use super::decide::Action;
+use super::slot_plan::{MemberSeen, SlotFacts, SlotKeeper, SlotRole, SlotStep};
 
 /// How long a fast shutdown may take before it escalates to immediate.
 const FAST_STOP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -133,6 +134,13 @@ pub struct LocalPostgres {
     /// The postmaster asked to promote and not yet seen promoted
     /// (`promotion_requested` in `pgwarden.state`).
     promoting: Option<i32>,
+    /// The replication slots' memory: who was away since when, which
+    /// slots wait for their member, which slots are the agent's.
+    slots: SlotKeeper,
+    /// The slot names last written to `pgwarden.state`.
+    slots_saved: Vec<String>,
+    /// The last failure of a slot step, logged once until it changes.
+    slot_error: Option<String>,
 }
 
 impl LocalPostgres {
@@ -144,6 +152,7 @@ impl LocalPostgres {
             .filter(|asked| asked.member == cfg.node.name)
             .map(|asked| asked.postmaster_pid);
         let history = state.history;
+        let slots_saved = state.member_slots;
         let probe = Probe::new(
             &cfg.postgresql.socket_dir,
             cfg.postgresql.port,
@@ -163,6 +172,9 @@ impl LocalPostgres {
             history,
             handed_over_at: None,
             promoting,
+            slots: SlotKeeper::new(slots_saved.iter().cloned()),
+            slots_saved,
+            slot_error: None,
         }
     }
 
@@ -422,6 +434,27 @@ impl LocalPostgres {
                 self.record(
                     format!(
                         "reinitialized: the old data directory is {}",
+                        moved.display()
+                    ),
+                    None,
+                    None,
+                    None,
+                );
+                Ok(())
+            }
+            Action::Reclone { reason } => {
+                if self.postmaster.is_some() {
+                    self.stop(StopMode::Fast, FAST_STOP_TIMEOUT).await?;
+                }
+                let moved = files::rename_aside(&self.cfg.node.data_dir, "reclone")?;
+                tracing::warn!(
+                    "re-cloning: {reason}; {} renamed to {} (nothing deleted: remove it once this member streams again); this member clones afresh from the primary",
+                    self.cfg.node.data_dir.display(),
+                    moved.display()
+                );
+                self.record(
+                    format!(
+                        "re-cloned by the agent ({reason}); the old data directory is {}",
                         moved.display()
                     ),
                     None,
@@ -754,7 +787,11 @@ impl LocalPostgres {
     }
 
     /// What a fresh primary needs: the replication role, and one physical
-    /// slot per other data member when `replication.slots` is on.
+    /// slot per other data member when `replication.slots` is on — before
+    /// any standby is pointed here (a standby's agent re-points once this
+    /// member reports a running primary, after this). A slot dropped
+    /// because its member was away past `member_slot_ttl` waits for the
+    /// member ([`Self::keep_slots`]).
     async fn prepare_primary(&mut self) -> Result<(), ExecError> {
         self.record_bootstrap().await?;
         self.ensure_replication_role().await?;
@@ -762,7 +799,7 @@ impl LocalPostgres {
             let names: Vec<String> = self
                 .cfg
                 .data_members()
-                .filter(|m| m.name != self.cfg.node.name)
+                .filter(|m| m.name != self.cfg.node.name && !self.slots.is_withheld(&m.name))
                 .map(|m| m.name.clone())
                 .collect();
             if !names.is_empty() {
@@ -773,6 +810,121 @@ impl LocalPostgres {
         }
         self.role_ensured = true;
         Ok(())
+    }
+
+    /// Keeps the replication slots (see [`super::slot_plan`]): plans from
+    /// `obs`, the slots as probed this loop, and `peers`, the other members
+    /// as this loop saw them; carries each step out on its own, so that one
+    /// failure does not hold back the others (a failed step is planned
+    /// again next loop). Runs on a primary holding the lease and on a
+    /// standby, never while the cluster is paused.
+    pub async fn keep_slots(&mut self, obs: &Observation, peers: &[MemberSeen], now: Instant) {
+        if !self.cfg.replication.slots {
+            return;
+        }
+        let me = self.cfg.node.name.clone();
+        let members: Vec<MemberSeen> = self
+            .cfg
+            .data_members()
+            .filter(|m| m.name != me)
+            .map(|m| {
+                peers
+                    .iter()
+                    .find(|p| p.name == m.name)
+                    .cloned()
+                    .unwrap_or_else(|| MemberSeen {
+                        name: m.name.clone(),
+                        answers: false,
+                        replayed: None,
+                        streams_here: false,
+                    })
+            })
+            .collect();
+        let configured: Vec<String> = self
+            .cfg
+            .cluster
+            .members
+            .iter()
+            .map(|m| m.name.clone())
+            .collect();
+        let role = if obs.in_recovery {
+            SlotRole::Standby {
+                replayed: obs.replayed_lsn,
+            }
+        } else {
+            SlotRole::Primary
+        };
+        let steps = self.slots.plan(&SlotFacts {
+            role,
+            members: &members,
+            configured: &configured,
+            slots: &obs.slots,
+            ttl: self.cfg.replication.member_slot_ttl,
+            now,
+        });
+        for step in &steps {
+            let (slot, sql) = match step {
+                SlotStep::Create { slot, .. } => (slot, slots_sql(std::slice::from_ref(slot))),
+                SlotStep::Drop { slot, .. } => (slot, drop_slot_sql(slot)),
+                SlotStep::Recreate { slot, .. } => (
+                    slot,
+                    format!(
+                        "{}; {}",
+                        drop_slot_sql(slot),
+                        slots_sql(std::slice::from_ref(slot))
+                    ),
+                ),
+                SlotStep::Advance { slot, to, .. } => (slot, advance_slot_sql(slot, *to)),
+            };
+            if let Err(e) = self.probe.execute(&sql).await {
+                let text = format!("replication slot {slot}: {e}; trying again next loop");
+                if self.slot_error.as_deref() != Some(text.as_str()) {
+                    tracing::warn!("{text}");
+                    self.slot_error = Some(text);
+                }
+                continue;
+            }
+            self.slot_error = None;
+            match step {
+                SlotStep::Create { slot, why } => {
+                    tracing::info!(
+                    "replication slot {slot} created on this {}, reserving WAL from now on: {why}",
+                    if obs.in_recovery { "standby" } else { "primary" }
+                )
+                }
+                SlotStep::Drop { slot, why } => {
+                    tracing::warn!("replication slot {slot} dropped: {why}")
+                }
+                SlotStep::Recreate { slot, why } => {
+                    tracing::warn!("replication slot {slot} dropped and created again: {why}")
+                }
+                SlotStep::Advance { slot, from, to } => {
+                    tracing::debug!("replication slot {slot} advanced from {from} to {to}")
+                }
+            }
+        }
+        self.save_member_slots();
+    }
+
+    /// Writes the slot names the agent made to `pgwarden.state` when they changed.
+    fn save_member_slots(&mut self) {
+        let names: Vec<String> = self.slots.managed().iter().cloned().collect();
+        if names == self.slots_saved {
+            return;
+        }
+        let data_dir = self.cfg.node.data_dir.clone();
+        let mut state = match AgentState::load(&data_dir) {
+            Ok(state) => state,
+            Err(e) => {
+                tracing::warn!("cannot note the replication slots made: {e}");
+                return;
+            }
+        };
+        state.member_slots = names.clone();
+        match state.save(&data_dir, &self.runas) {
+            Ok(()) => self.slots_saved = names,
+            Err(e) => tracing::warn!("cannot note the replication slots made: {e}"),
+        }
     }
 
     /// Keeps a running standby pointed at `source`: rewrites the standby
@@ -988,7 +1140,9 @@ impl LocalPostgres {
     }
 }
 
-/// Creates the missing physical slots for `names` (idempotent).
+/// Creates the missing physical slots for `names` (idempotent), each
+/// reserving WAL at once: a slot made for a member that is not streaming
+/// yet (or, on a standby, for the day it is promoted) keeps WAL from now on.
 fn slots_sql(names: &[String]) -> String {
     let list = names
         .iter()
@@ -996,8 +1150,28 @@ fn slots_sql(names: &[String]) -> String {
         .collect::<Vec<_>>()
         .join(", ");
     format!(
-        "SELECT pg_create_physical_replication_slot(n) FROM unnest(ARRAY[{list}]::text[]) AS n \
+        "SELECT pg_create_physical_replication_slot(n, true) FROM unnest(ARRAY[{list}]::text[]) AS n \
          WHERE n NOT IN (SELECT slot_name FROM pg_replication_slots)"
+    )
+}
+
+/// Drops the slot `name` unless a walsender uses it (its member came back
+/// between the probe and now): then nothing happens.
+fn drop_slot_sql(name: &str) -> String {
+    format!(
+        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
+         WHERE slot_name = {} AND NOT active",
+        roles::quote_literal(name)
+    )
+}
+
+/// Advances the slot `name` to `to`, only forwards and only while unused
+/// (PostgreSQL refuses both, and caps `to` at its replay position).
+fn advance_slot_sql(name: &str, to: crate::pg::Lsn) -> String {
+    format!(
+        "SELECT pg_replication_slot_advance(slot_name, '{to}'::pg_lsn) FROM pg_replication_slots \
+         WHERE slot_name = {} AND NOT active AND restart_lsn < '{to}'::pg_lsn",
+        roles::quote_literal(name)
     )
 }
 
@@ -1025,6 +1199,22 @@ mod tests {
         assert!(
             sql.contains("NOT IN (SELECT slot_name FROM pg_replication_slots)"),
             "{sql}"
+        );
+        assert!(
+            sql.contains("pg_create_physical_replication_slot(n, true)"),
+            "reserving WAL at once: {sql}"
+        );
+    }
+
+    #[test]
+    fn slots_are_dropped_and_advanced_only_while_unused_and_only_forwards() {
+        let drop = drop_slot_sql("pg3");
+        assert!(drop.contains("slot_name = 'pg3' AND NOT active"), "{drop}");
+        let advance = advance_slot_sql("pg3", crate::pg::Lsn(0x5000148));
+        assert!(
+            advance.contains("pg_replication_slot_advance(slot_name, '0/5000148'::pg_lsn)")
+                && advance.contains("NOT active AND restart_lsn < '0/5000148'::pg_lsn"),
+            "{advance}"
         );
     }
 }

@@ -11,6 +11,10 @@
 //! - `operation.rs`: operator requests between loop iterations: the one
 //!   in progress, the scheduled ones, the switchover's next step (pure),
 //!   the cluster-wide pause flag.
+//! - `slot_plan.rs`: which replication slots to create, drop, recreate or
+//!   advance, from the slots, the members and the time each was away (pure).
+//! - `reclone.rs`: when a standby whose primary removed the WAL it needs
+//!   re-clones by itself (pure).
 //! - `backoff.rs`: the one retry back-off (crash restarts, clones).
 //! - `executor.rs`: carries an action out on the local PostgreSQL; effects only.
 //! - `runner.rs`: the loop: observe, situation, lease, decide, act, publish.
@@ -25,10 +29,12 @@ pub mod executor;
 pub mod guard;
 pub mod operation;
 pub mod operator;
+pub mod reclone;
 pub mod runner;
 #[cfg(test)]
 mod simulation;
 pub mod situation;
+pub mod slot_plan;
 
 pub use decide::{decide, Action, Lease};
 pub use situation::Situation;

@@ -53,7 +53,9 @@ use super::decide::{decide, leader_source, wants_lease, Action, Lease};
 use super::executor::{LocalPostgres, Observed, PostmasterState};
 use super::guard::{self, GuardCommand};
 use super::operation::{Operations, Reply, Request};
+use super::reclone::{self, WalRemovedWatch};
 use super::situation::{Local, PeerReport, Postgres, Settings, Situation};
+use super::slot_plan::MemberSeen;
 
 /// Messages from the rest of the agent to the loop.
 #[derive(Debug)]
@@ -132,6 +134,8 @@ pub struct Memory {
     /// The lease term in which PostgreSQL here was last writable, or in
     /// which this member made the cluster.
     writable_in_term: Option<u64>,
+    /// How long the standby's receiver has been failing on removed WAL.
+    wal_removed: WalRemovedWatch,
 }
 
 impl Memory {
@@ -143,6 +147,7 @@ impl Memory {
             last_leader,
             remembered: None,
             writable_in_term: None,
+            wal_removed: WalRemovedWatch::default(),
         }
     }
 }
@@ -351,6 +356,10 @@ impl<L: LeaseClient> Runner<L> {
         };
         if let Some(o) = &observed {
             self.note_postmaster(o);
+            let replayed = o.observation.as_ref().and_then(|obs| obs.replayed_lsn);
+            self.memory
+                .wal_removed
+                .observe(o.receiver_problem.as_ref(), replayed);
         }
         self.peers.refresh().await;
         let reports = self.peer_reports();
@@ -373,6 +382,8 @@ impl<L: LeaseClient> Runner<L> {
         let lease = lease_view(&status, Instant::now());
         // 4. decide (an operator's restart or reinit when nothing else is due)
         let action = self.operation_action(&situation, &lease, decide(&situation, &lease));
+        // (or a re-clone of a standby whose primary removed the WAL it needs)
+        let action = reclone::instead_of(action, &situation, &lease, &self.memory.wal_removed);
         self.log_decision(&action);
         self.joining =
             situation.data == DataDirState::Empty && matches!(action, Action::Wait { .. });
@@ -381,6 +392,7 @@ impl<L: LeaseClient> Runner<L> {
             .act(&situation, &lease, status, &action, (observed, observed_in))
             .await;
         self.remember_leader_position(&situation, &status, observed.as_ref());
+        self.keep_slots(&status, observed.as_ref()).await;
         self.hurry = self.in_a_hurry(&situation);
         self.last_seen = Some((situation, lease));
         // 6. publish
@@ -521,6 +533,9 @@ impl<L: LeaseClient> Runner<L> {
                 );
             }
             (Ok(()), Action::Clone { .. }) => self.memory.clone.reset(),
+            (Ok(()), Action::Reclone { .. }) => {
+                self.memory.wal_removed = WalRemovedWatch::default()
+            }
             (_, Action::Restart { .. } | Action::Reinit | Action::HandOver { .. }) => {
                 self.operation_done(action, &result).await;
             }
@@ -558,6 +573,7 @@ impl<L: LeaseClient> Runner<L> {
                     | Action::Promote { .. }
                     | Action::Restart { .. }
                     | Action::Reinit
+                    | Action::Reclone { .. }
             );
         match result {
             Ok(()) => self.last_error = None,
@@ -689,6 +705,49 @@ impl<L: LeaseClient> Runner<L> {
         self.notifier.status(&status_line(&view));
         self.notifier.watchdog();
         self.view.send_replace(view);
+    }
+
+    /// The replication slots, after the action ([`super::slot_plan`]): on
+    /// a primary holding the lease and on a standby; not while an action
+    /// runs beside the loop (it owns PostgreSQL), nor while paused.
+    async fn keep_slots(&mut self, status: &LeaseStatus, observed: Option<&Observed>) {
+        if self.job.is_some() || self.ops.pause.paused {
+            return;
+        }
+        let (Some(local), Some(obs)) = (&self.local, observed.and_then(|o| o.observation.as_ref()))
+        else {
+            return;
+        };
+        if !obs.in_recovery && !lease_view(status, Instant::now()).mine {
+            return;
+        }
+        let streaming: Vec<&str> = obs
+            .wal_senders
+            .iter()
+            .filter(|w| w.state.as_deref() == Some("streaming"))
+            .filter_map(|w| w.application_name.as_deref())
+            .collect();
+        let peers: Vec<MemberSeen> = self
+            .peers
+            .views()
+            .map(|p| {
+                // Before its first loop an agent knows nothing of its node.
+                let doc = p.fresh_doc().filter(|d| d.agent.loop_last_ms_ago.is_some());
+                MemberSeen {
+                    name: p.name.clone(),
+                    answers: doc.is_some(),
+                    replayed: doc
+                        .and_then(|d| d.wal.as_ref())
+                        .and_then(|w| w.replayed_lsn.or(w.lsn)),
+                    streams_here: streaming.contains(&p.name.as_str()),
+                }
+            })
+            .collect();
+        local
+            .lock()
+            .await
+            .keep_slots(obs, &peers, Instant::now())
+            .await;
     }
 
     /// What the other members said this loop, typed.

@@ -1915,6 +1915,7 @@ impl Sim {
             wal_receiver: None,
             wal_receiver_problem: None,
             wal_senders: Vec::new(),
+            slots: Vec::new(),
             leader: p.leader.as_ref().map(|(name, term, end)| LeaderDoc {
                 name: name.clone(),
                 term: *term,
@@ -2631,6 +2632,10 @@ impl Sim {
             // Operator actions are not part of the simulated world.
             Action::Restart { .. } | Action::Reinit | Action::HandOver { .. } => {
                 self.after_action(i, Err("no operator in the simulation".into()))
+            }
+            // Decided beside `decide` (removed WAL is not modelled).
+            Action::Reclone { .. } => {
+                self.after_action(i, Err("no removed WAL in the simulation".into()))
             }
             Action::Healthy | Action::Wait { .. } => self.after_action(i, Ok(())),
             Action::RenameAside => self.after_action(i, Err("nothing foreign here".into())),

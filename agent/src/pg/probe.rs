@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
-use crate::status_doc::{Position, WalReceiver, WalSender};
+use crate::status_doc::{Position, ReplicationSlot, WalReceiver, WalSender};
 
 use super::conf::SUPERUSER;
 use super::lsn::Lsn;
@@ -64,6 +64,8 @@ pub struct Observation {
     pub wal_senders: Vec<WalSender>,
     /// The `pg_stat_wal_receiver` row, when a receiver runs.
     pub wal_receiver: Option<WalReceiver>,
+    /// The physical replication slots, by name, with the WAL each keeps.
+    pub slots: Vec<ReplicationSlot>,
 }
 
 impl Observation {
@@ -99,7 +101,19 @@ const OBSERVE_SQL: &str = "SELECT
   to_char(pg_postmaster_start_time() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),
   (SELECT count(*) FROM pg_settings WHERE pending_restart)::text,
   (SELECT coalesce(json_agg(r), '[]')::text FROM pg_stat_replication r),
-  (SELECT row_to_json(r)::text FROM pg_stat_wal_receiver r)";
+  (SELECT row_to_json(r)::text FROM pg_stat_wal_receiver r),
+  (SELECT coalesce(json_agg(s ORDER BY s.slot_name), '[]')::text FROM pg_replication_slots s WHERE s.slot_type = 'physical')";
+
+/// The columns of a `pg_replication_slots` row the agent reads (whole rows
+/// are read, so that a version without `wal_status`, 12, reads too).
+#[derive(Debug, serde::Deserialize)]
+struct SlotRow {
+    slot_name: String,
+    active: bool,
+    restart_lsn: Option<Lsn>,
+    #[serde(default)]
+    wal_status: Option<String>,
+}
 
 /// A connection to the local PostgreSQL over its Unix socket, as the
 /// superuser (peer authentication through the agent's ident map).
@@ -260,6 +274,26 @@ pub fn parse_observation(row: &[Option<String>]) -> Result<Observation, ProbeErr
         ),
         None => None,
     };
+    // What a slot keeps is measured against where this server's WAL ends:
+    // written on a primary, replayed on a standby.
+    let end = if in_recovery { lsn(5) } else { current_lsn };
+    let slots = match cell(12) {
+        Some(text) => serde_json::from_str::<Vec<SlotRow>>(text)
+            .map_err(|e| ProbeError::Unexpected(format!("pg_replication_slots: {e}")))?
+            .into_iter()
+            .map(|row| ReplicationSlot {
+                retained_bytes: match (end, row.restart_lsn) {
+                    (Some(end), Some(restart)) => Some(end.bytes_after(restart)),
+                    _ => None,
+                },
+                name: row.slot_name,
+                active: row.active,
+                restart_lsn: row.restart_lsn,
+                wal_status: row.wal_status,
+            })
+            .collect(),
+        None => Vec::new(),
+    };
     Ok(Observation {
         in_recovery,
         version_num: cell(1)
@@ -277,6 +311,7 @@ pub fn parse_observation(row: &[Option<String>]) -> Result<Observation, ProbeErr
         pending_restart: cell(9).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0) > 0,
         wal_senders,
         wal_receiver,
+        slots,
     })
 }
 
@@ -346,6 +381,49 @@ mod tests {
                 lsn: Lsn(0x6000000)
             })
         );
+    }
+
+    #[test]
+    fn slots_report_the_wal_they_keep_up_to_the_primarys_position_or_the_standbys_replay() {
+        let slots = r#"[
+            {"slot_name": "pg2", "slot_type": "physical", "active": true, "restart_lsn": "0/5000100", "wal_status": "reserved", "safe_wal_size": null},
+            {"slot_name": "pg3", "slot_type": "physical", "active": false, "restart_lsn": null, "wal_status": "lost"}
+        ]"#;
+        let mut row = cells(&[
+            Some("false"),
+            Some("150018"),
+            Some("7311"),
+            Some("0/5000148"),
+            None,
+            None,
+            Some("false"),
+            Some("1"),
+            Some("2026-11-26T12:00:00Z"),
+            Some("0"),
+            Some("[]"),
+            None,
+            Some(slots),
+        ]);
+        let o = parse_observation(&row).unwrap();
+        assert_eq!(o.slots.len(), 2);
+        assert_eq!(o.slots[0].name, "pg2");
+        assert!(o.slots[0].active);
+        assert_eq!(o.slots[0].retained_bytes, Some(0x48));
+        assert_eq!(o.slots[0].wal_status.as_deref(), Some("reserved"));
+        assert_eq!(o.slots[1].restart_lsn, None);
+        assert_eq!(o.slots[1].retained_bytes, None);
+        assert_eq!(o.slots[1].wal_status.as_deref(), Some("lost"));
+        // A standby measures against its replay position; PostgreSQL 12
+        // has no wal_status.
+        row[0] = Some("true".into());
+        row[3] = None;
+        row[4] = Some("0/6000000".into());
+        row[5] = Some("0/5000200".into());
+        row[12] =
+            Some(r#"[{"slot_name": "pg1", "active": false, "restart_lsn": "0/5000000"}]"#.into());
+        let o = parse_observation(&row).unwrap();
+        assert_eq!(o.slots[0].retained_bytes, Some(0x200));
+        assert_eq!(o.slots[0].wal_status, None);
     }
 
     #[test]
