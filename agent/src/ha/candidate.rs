@@ -36,6 +36,11 @@ pub struct Contender {
     /// compared with (a new cluster's first primary compares with members
     /// that are still empty).
     pub empty: bool,
+    /// Its position was observed recently enough (within the fence margin)
+    /// to count as compared with: an older one may predate the last
+    /// commit acknowledged before the old primary stopped. An older one
+    /// that is ahead still rules this member out.
+    pub recent: bool,
 }
 
 /// Whether this member should ask for the lease, and why.
@@ -121,7 +126,10 @@ pub fn judge_in(
         .iter()
         .filter_map(|p| Some((p.name.as_str(), p.position?)))
         .collect();
-    let reached = known.len() + 1 + peers.iter().filter(|p| p.empty).count();
+    let reached = 1 + peers
+        .iter()
+        .filter(|p| p.recent && (p.position.is_some() || p.empty))
+        .count();
     if reached < needed {
         return Candidacy::NotBest(match mode {
             SyncMode::Off => format!(
@@ -197,6 +205,7 @@ mod tests {
             nofailover: false,
             last_leader: None,
             empty: false,
+            recent: true,
         }
     }
 
@@ -278,6 +287,21 @@ mod tests {
             v.reason().contains("pg2=0/C8") && v.reason().contains("pg3=0/64"),
             "{v:?}"
         );
+    }
+
+    #[test]
+    fn an_old_position_rules_out_when_ahead_but_never_counts_as_compared() {
+        let old = |lsn| Contender {
+            recent: false,
+            ..m("pg3", lsn)
+        };
+        let v = judge(&m("pg2", 200), &[old(100)], 2, 1 << 20);
+        assert_eq!(
+            v.reason(),
+            "waiting: needs the WAL positions of 2 data members, reached 1"
+        );
+        assert!(!judge(&m("pg2", 200), &[old(300)], 1, 1 << 20).is_best());
+        assert!(judge(&m("pg2", 200), &[old(100)], 1, 1 << 20).is_best());
     }
 
     #[test]

@@ -136,6 +136,8 @@ pub struct PeerReport {
     pub designated: bool,
     /// Its pause flag.
     pub pause: PauseFlag,
+    /// How old its view was when it answered (its last loop), in ms.
+    pub age_ms: Option<u64>,
 }
 
 impl PeerReport {
@@ -187,6 +189,7 @@ impl PeerReport {
                 paused: d.agent.paused,
                 version: d.agent.pause_version,
             },
+            age_ms: d.agent.loop_last_ms_ago,
         }
     }
 
@@ -555,6 +558,15 @@ fn candidacy(
         nofailover,
         last_leader: local.last_leader,
         empty: false,
+        recent: true,
+    };
+    // A position observed longer ago than the fence margin may predate the
+    // old primary's last acknowledged commit (an agent paused, or stuck in
+    // a long loop, serves its last view): it still rules this member out
+    // when ahead, but does not count as compared with.
+    let recent = |p: &PeerReport| {
+        p.age_ms
+            .is_some_and(|age| u128::from(age) <= settings.fence_margin.as_millis())
     };
     let peers: Vec<Contender> = data_peers
         .iter()
@@ -562,6 +574,7 @@ fn candidacy(
         .map(|p| Contender {
             name: p.name.clone(),
             position: p.position,
+            recent: recent(p),
             system_identifier: p.system_identifier.clone(),
             running_primary: p.running_primary,
             nofailover: settings.member(&p.name).is_some_and(|m| m.nofailover),
@@ -677,6 +690,7 @@ mod tests {
             position: lsn.and_then(at),
             pg: Some((format!("10.0.0.{}", &name[2..]), 5432)),
             uninitialized: role == Role::Uninitialized,
+            age_ms: Some(300),
             ..PeerReport::default()
         }
     }
@@ -741,6 +755,29 @@ mod tests {
             alone.candidacy.reason(),
             "waiting: needs the WAL positions of 2 data members, reached 1"
         );
+    }
+
+    #[test]
+    fn a_position_older_than_the_fence_margin_is_not_compared_with() {
+        // pg3's agent was paused: it serves the view of its last loop, and
+        // its PostgreSQL may have received (and acknowledged) more since.
+        let cfg = settings(&["pg1", "pg2", "pg3"]);
+        let margin = cfg.fence_margin.as_millis() as u64;
+        let stale = PeerReport {
+            age_ms: Some(margin + 1),
+            ..peer("pg3", Role::Replica, Some(100))
+        };
+        let s = situation(&standby(200), &[down("pg2"), stale], &cfg);
+        assert_eq!(
+            s.candidacy.reason(),
+            "waiting: needs the WAL positions of 2 data members, reached 1"
+        );
+        let recent = PeerReport {
+            age_ms: Some(margin),
+            ..peer("pg3", Role::Replica, Some(100))
+        };
+        let s = situation(&standby(200), &[down("pg2"), recent], &cfg);
+        assert!(s.candidacy.is_best(), "{:?}", s.candidacy);
     }
 
     #[test]
