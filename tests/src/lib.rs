@@ -484,6 +484,16 @@ superuser_password_file = "{secrets}/postgres.pass"
         }
     }
 
+    /// kill -9 of the agent and then of its postmaster: the node is dead
+    /// (its data directory stays, for a later [`Node::start`]).
+    pub fn kill_node(&mut self) {
+        let pm = self.postmaster_pid();
+        self.kill_agent();
+        if let Some(pm) = pm {
+            let _ = kill(Pid::from_raw(pm), Signal::SIGKILL);
+        }
+    }
+
     /// The agent's log so far.
     pub fn log_text(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()

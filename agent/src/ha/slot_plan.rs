@@ -12,7 +12,9 @@
 //!   their slots there at once, at a position no later than they need;
 //! - on a standby each slot is advanced to the member's reported replay
 //!   position, but never past this standby's own replay position and never
-//!   backwards (PostgreSQL refuses both);
+//!   backwards (PostgreSQL refuses both); a slot that reserves nothing, or
+//!   starts ahead of this standby's replay (kept from before a rewind), is
+//!   made again;
 //! - a slot whose member is away for `replication.member_slot_ttl` is
 //!   dropped: it would otherwise keep WAL without bound. Away means, on a
 //!   primary, that the slot is inactive (no walsender uses it); on a
@@ -173,6 +175,23 @@ impl SlotKeeper {
             };
             let away = f.now.saturating_duration_since(since);
             if !present && away >= f.ttl {
+                if let Some(m) = wanted.filter(|m| m.answers || m.streams_here) {
+                    // Its agent is there, its PostgreSQL does not stream
+                    // (it cannot, or it is cloning): the old slot goes, a
+                    // new one waits for it, with a fresh clock.
+                    self.away_since.insert(slot.name.clone(), f.now);
+                    steps.push(SlotStep::Recreate {
+                        slot: slot.name.clone(),
+                        why: format!(
+                            "nothing streamed from it for {} (replication.member_slot_ttl = {}) although {}'s agent answers: the old position is given up; the new slot keeps WAL from now on (if {} needs older WAL, it re-clones)",
+                            human(away),
+                            human(f.ttl),
+                            m.name,
+                            m.name
+                        ),
+                    });
+                    continue;
+                }
                 let why = match wanted {
                     Some(_) => {
                         self.withheld.insert(slot.name.clone());
@@ -226,6 +245,19 @@ impl SlotKeeper {
                 });
                 continue;
             };
+            if mine.is_some_and(|mine| from > mine) {
+                // Only a slot kept from before a rewind (made on the old
+                // timeline) is ahead of this standby's replay: promoted
+                // now, it would keep less than its member needs.
+                steps.push(SlotStep::Recreate {
+                    slot: slot.name.clone(),
+                    why: format!(
+                        "it starts at {from}, ahead of this standby's replay position (a slot from before a rewind); made again from this standby's last restart point, so that it keeps what {} needs if this standby is promoted",
+                        m.name
+                    ),
+                });
+                continue;
+            }
             let (Some(theirs), Some(mine)) = (m.replayed.filter(|_| m.answers), mine) else {
                 continue;
             };
@@ -386,12 +418,20 @@ mod tests {
                 expect: vec![],
             },
             Row {
-                what: "a primary drops a slot inactive for the TTL, even while its member's agent answers",
+                what: "a primary drops a slot inactive for the TTL",
+                role: PRIMARY,
+                members: vec![member("pg2", false, None)],
+                slots: vec![inactive("pg2", 0x100)],
+                away_for: TTL,
+                expect: vec!["drop pg2"],
+            },
+            Row {
+                what: "a primary makes a slot inactive for the TTL anew when its member's agent answers",
                 role: PRIMARY,
                 members: vec![member("pg2", true, Some(0x100))],
                 slots: vec![inactive("pg2", 0x100)],
                 away_for: TTL,
-                expect: vec!["drop pg2"],
+                expect: vec!["recreate pg2"],
             },
             Row {
                 what: "a primary never advances slots (PostgreSQL does, as standbys confirm)",
@@ -472,6 +512,14 @@ mod tests {
                 slots: vec![inactive("pg1", 0x500), inactive("pg3", 0x900)],
                 away_for: zero,
                 expect: vec![],
+            },
+            Row {
+                what: "a standby makes again a slot ahead of its own replay (kept from before a rewind)",
+                role: standby(0x900),
+                members: vec![member("pg3", true, Some(0x1000))],
+                slots: vec![inactive("pg3", 0x1000)],
+                away_for: zero,
+                expect: vec!["recreate pg3"],
             },
             Row {
                 what: "a standby does not move the slot of a member that does not answer",
@@ -602,6 +650,26 @@ mod tests {
                 t + TTL - Duration::from_secs(1)
             ))
             .is_empty());
+    }
+
+    #[test]
+    fn a_slot_made_anew_for_a_member_that_answers_gets_a_fresh_clock() {
+        let names = configured();
+        let t0 = Instant::now();
+        let mut keeper = SlotKeeper::default();
+        let answers = [member("pg3", true, Some(0x100))];
+        let slots = [inactive("pg3", 0x100)];
+        let _ = keeper.plan(&facts(&answers, &slots, &names, t0));
+        let steps = keeper.plan(&facts(&answers, &slots, &names, t0 + TTL));
+        assert_eq!(brief(&steps), ["recreate pg3"]);
+        assert!(!keeper.is_withheld("pg3"));
+        let fresh = [inactive("pg3", 0x900)];
+        let almost = t0 + TTL * 2 - Duration::from_secs(1);
+        assert!(keeper
+            .plan(&facts(&answers, &fresh, &names, almost))
+            .is_empty());
+        let steps = keeper.plan(&facts(&answers, &fresh, &names, t0 + TTL * 2));
+        assert_eq!(brief(&steps), ["recreate pg3"], "still nothing streams");
     }
 
     #[test]
