@@ -27,6 +27,9 @@ pub struct PeerView {
     pub error: Option<String>,
     /// The last request succeeded (in this loop).
     pub fresh: bool,
+    /// When the request that brought the last document was sent: the
+    /// document's ages count back from no earlier than this.
+    pub asked_at: Option<Instant>,
 }
 
 impl PeerView {
@@ -77,6 +80,7 @@ impl Peers {
                 last: None,
                 error: None,
                 fresh: false,
+                asked_at: None,
             });
             views.insert(
                 m.name.clone(),
@@ -111,6 +115,7 @@ impl Peers {
 
     /// Asks every member for its status, in parallel, each bounded by the timeout.
     pub async fn refresh(&mut self) {
+        let asked_at = Instant::now();
         let mut set = JoinSet::new();
         for view in self.views.values() {
             let url = format!("{}/status", view.api_url.trim_end_matches('/'));
@@ -147,6 +152,7 @@ impl Peers {
                 Ok(doc) => {
                     view.last = Some((Instant::now(), doc));
                     view.fresh = true;
+                    view.asked_at = Some(asked_at);
                     None
                 }
                 Err(e) => Some(e),

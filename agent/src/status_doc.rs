@@ -328,6 +328,11 @@ pub struct StatusDoc {
     /// On a primary in a synchronous mode: who acknowledges commits.
     #[serde(default)]
     pub synchronous: Option<SynchronousDoc>,
+    /// How long before this answer PostgreSQL was observed for its
+    /// positions (`wal`), in ms: a candidate compares only with positions
+    /// observed after the old primary stopped.
+    #[serde(default)]
+    pub observed_ms_ago: Option<u64>,
     /// Patroni's `patroni`.
     #[serde(default)]
     pub patroni: Option<PatroniDoc>,

@@ -32,6 +32,8 @@ pub struct PostgresView {
     pub port: u16,
     /// The last successful probe, when PostgreSQL answered this loop.
     pub observation: Option<Observation>,
+    /// When that probe ran.
+    pub observed_at: Option<Instant>,
 }
 
 /// Everything the API serves, as of the end of one HA loop iteration.

@@ -176,6 +176,7 @@ mod tests {
             pid: Some(1),
             host: "127.0.0.1".into(),
             port: 5432,
+            observed_at: obs.as_ref().map(|_| Instant::now()),
             observation: obs,
         });
         v
@@ -336,6 +337,7 @@ mod tests {
             last: Some((Instant::now(), doc)),
             error: None,
             fresh: true,
+            asked_at: Some(Instant::now()),
         }];
         v
     }

@@ -99,6 +99,11 @@ pub fn status_document(view: &NodeView, now: Instant) -> StatusDoc {
         wal_receiver_problem: view.wal_receiver_problem.clone(),
         replication: wal_senders.iter().map(patroni_replication_row).collect(),
         synchronous: view.synchronous.clone(),
+        observed_ms_ago: view
+            .postgres
+            .as_ref()
+            .and_then(|p| p.observed_at)
+            .map(|t| now.saturating_duration_since(t).as_millis() as u64),
         wal_senders,
         slots: obs.map(|o| o.slots.clone()).unwrap_or_default(),
         leader: view.leader.as_ref().map(|l| LeaderDoc {

@@ -14,7 +14,7 @@
 //!   learn how far its WAL goes) and asks for the lease only as the best
 //!   candidate ([`super::candidate`]), like any standby.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::pg::conf::StandbySource;
 use crate::pg::files::DataDirState;
@@ -33,6 +33,9 @@ pub struct Lease {
     pub term: u64,
     /// Time left on this node's lease (zero when it holds none).
     pub remaining: Duration,
+    /// When this node's holding began (its lease round returned), on its
+    /// clock; `None` when it holds none.
+    pub since: Option<Instant>,
 }
 
 /// What to do now.
@@ -436,9 +439,21 @@ fn decide_standby(s: &Situation, lease: &Lease) -> Action {
                 ),
             };
         }
+        // Positions observed before this member won the lease may predate
+        // the old primary's last acknowledged commit: promote on those
+        // observed since (the lease is kept meanwhile).
+        let since = s.candidacy_since(lease.since);
+        if !since.is_best() {
+            return Action::Wait {
+                reason: format!(
+                    "holding the leader lease, not promoting yet: {}",
+                    since.reason()
+                ),
+            };
+        }
         return match may_lead(s, lease) {
             Ok(()) => Action::Promote {
-                reason: s.candidacy.reason().to_string(),
+                reason: since.reason().to_string(),
             },
             Err(why) => Action::Wait {
                 reason: format!("will not promote: {why}"),
@@ -537,6 +552,7 @@ mod tests {
             clone_source: None,
             clone_retry_in: None,
             candidacy: Candidacy::NotBest("pg2 reports a running primary".into()),
+            ranking: None,
             slot: Some("pg1".into()),
             peers: vec![],
         }
@@ -557,6 +573,7 @@ mod tests {
             holder: Some("pg1".into()),
             term: 4,
             remaining: Duration::from_secs(9),
+            since: None,
         }
     }
 
@@ -570,6 +587,7 @@ mod tests {
             holder: Some("pg2".into()),
             term: 5,
             remaining: Duration::ZERO,
+            since: None,
         }
     }
 

@@ -114,6 +114,9 @@ pub struct Observed {
     pub role_ensured: bool,
     /// The cluster's system identifier, from PostgreSQL or the state file.
     pub system_identifier: Option<String>,
+    /// When it was observed (just before the probe): a peer comparing
+    /// positions needs to know how old this one is.
+    pub at: Instant,
 }
 
 /// The local PostgreSQL under the agent's care.
@@ -303,6 +306,7 @@ impl LocalPostgres {
 
     /// Looks at the data directory, the postmaster and the server.
     pub async fn observe(&mut self) -> Observed {
+        let at = Instant::now();
         let data_dir = self.cfg.node.data_dir.clone();
         let data = files::data_dir_state(&data_dir);
         let unreadable = data == DataDirState::Unreadable;
@@ -391,6 +395,7 @@ impl LocalPostgres {
             receiver_problem,
             role_ensured: self.role_ensured,
             system_identifier,
+            at,
         }
     }
 

@@ -359,6 +359,7 @@ mod tests {
             clone_source: None,
             clone_retry_in: None,
             candidacy: Candidacy::NotBest("primary".into()),
+            ranking: None,
             slot: Some("pg1".into()),
             peers: vec![replica("pg2", 1000), replica("pg3", 900)],
         }
@@ -370,6 +371,7 @@ mod tests {
             holder: Some("pg1".into()),
             term: 3,
             remaining: Duration::from_secs(9),
+            since: None,
         }
     }
 

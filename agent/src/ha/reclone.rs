@@ -169,6 +169,7 @@ mod tests {
             clone_source: None,
             clone_retry_in: None,
             candidacy: Candidacy::NotBest("pg1 reports a running primary".into()),
+            ranking: None,
             slot: Some("pg3".into()),
             peers: vec![pg1_primary()],
         }
@@ -180,6 +181,7 @@ mod tests {
             holder: Some("pg1".into()),
             term: 4,
             remaining: Duration::ZERO,
+            since: None,
         }
     }
 

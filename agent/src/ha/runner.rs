@@ -136,6 +136,10 @@ pub struct Memory {
     writable_in_term: Option<u64>,
     /// How long the standby's receiver has been failing on removed WAL.
     wal_removed: WalRemovedWatch,
+    /// When this node's current holding of the lease began (the round
+    /// that won it returned): positions observed since include every
+    /// commit the old primary acknowledged.
+    held_since: Option<Instant>,
 }
 
 impl Memory {
@@ -148,6 +152,7 @@ impl Memory {
             remembered: None,
             writable_in_term: None,
             wal_removed: WalRemovedWatch::default(),
+            held_since: None,
         }
     }
 }
@@ -184,6 +189,9 @@ pub struct Runner<L: LeaseClient> {
     last_seen: Option<(Situation, Lease)>,
     /// A switchover or failover is under way: loop every [`HURRY`].
     hurry: bool,
+    /// This standby just won the lease: its next loop comes soon, to
+    /// compare positions observed since ([`Memory::held_since`]).
+    compare_again: bool,
     /// Members to wake once this iteration's view is published.
     wake: Vec<String>,
 }
@@ -250,6 +258,7 @@ impl<L: LeaseClient> Runner<L> {
             ops,
             last_seen: None,
             hurry: false,
+            compare_again: false,
             wake: Vec::new(),
         }
     }
@@ -274,7 +283,7 @@ impl<L: LeaseClient> Runner<L> {
             // later: a new cluster is up in seconds, not in loop_waits.
             let pause = if std::mem::take(&mut self.progressed) {
                 Duration::from_millis(20)
-            } else if self.hurry {
+            } else if self.hurry || std::mem::take(&mut self.compare_again) {
                 HURRY
             } else if std::mem::take(&mut self.joining) {
                 // An empty member waiting for a primary to clone from looks
@@ -379,9 +388,26 @@ impl<L: LeaseClient> Runner<L> {
         ) && self.watchdog_blocker.is_none();
         let status = self.lease.update(want).await;
         self.log_lease_change(&status);
-        let lease = lease_view(&status, Instant::now());
+        let mut lease = lease_view(&status, Instant::now());
+        let won = lease.mine && self.memory.held_since.is_none();
+        self.memory.held_since = match self.memory.held_since {
+            Some(t) if lease.mine => Some(t),
+            _ => lease.mine.then(Instant::now),
+        };
+        lease.since = self.memory.held_since;
+        if won && situation.postgres == (Postgres::Running { in_recovery: true }) {
+            // A standby that won the lease promotes on positions observed
+            // after it won: ask the others to look now.
+            for p in self.peers.views() {
+                self.wake.push(p.name.clone());
+            }
+        }
         // 4. decide (an operator's restart or reinit when nothing else is due)
         let action = self.operation_action(&situation, &lease, decide(&situation, &lease));
+        // Holding the lease, waiting for positions observed since: soon again.
+        self.compare_again = lease.mine
+            && matches!(action, Action::Wait { .. })
+            && situation.postgres == (Postgres::Running { in_recovery: true });
         // (or a re-clone of a standby whose primary removed the WAL it needs)
         let action = reclone::instead_of(action, &situation, &lease, &self.memory.wal_removed);
         self.log_decision(&action);
@@ -754,7 +780,7 @@ impl<L: LeaseClient> Runner<L> {
     fn peer_reports(&self) -> Vec<PeerReport> {
         self.peers
             .views()
-            .map(|p| PeerReport::new(&p.name, p.fresh_doc(), p.error.clone()))
+            .map(|p| PeerReport::new(&p.name, p.fresh_doc(), p.error.clone()).asked_at(p.asked_at))
             .collect()
     }
 
@@ -1017,6 +1043,7 @@ impl<L: LeaseClient> Runner<L> {
             },
             host: cfg.pg_advertise_host(),
             port: cfg.postgresql.port,
+            observed_at: observation.as_ref().map(|_| o.at),
             observation,
         });
         view
@@ -1128,8 +1155,6 @@ impl<L: LeaseClient> Runner<L> {
     }
 }
 
-/// How far each standby's flushed WAL trails this primary, by member
-/// (its `application_name`), from the primary's own `pg_stat_replication`.
 /// Says once when commits start and stop waiting for standbys, naming the
 /// missing ones: without it an operator sees only hanging commits.
 fn log_writes_blocked(before: Option<&SynchronousDoc>, now: Option<&SynchronousDoc>) {
@@ -1164,6 +1189,8 @@ fn log_writes_blocked(before: Option<&SynchronousDoc>, now: Option<&SynchronousD
     }
 }
 
+/// How far each standby's flushed WAL trails this primary, by member
+/// (its `application_name`), from the primary's own `pg_stat_replication`.
 fn sender_lag(o: &Observed) -> Vec<(String, u64)> {
     let Some(obs) = o.observation.as_ref().filter(|obs| !obs.in_recovery) else {
         return Vec::new();
@@ -1238,6 +1265,7 @@ fn lease_view(status: &LeaseStatus, now: Instant) -> Lease {
         } else {
             Duration::ZERO
         },
+        since: None,
     }
 }
 

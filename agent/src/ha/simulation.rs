@@ -165,6 +165,11 @@ pub(crate) enum Fault {
     /// releases the lease, and the promotion finishes unguarded (found by
     /// the simulator at seed 256340).
     PromotionNotNoted,
+    /// (g) A standby that wins the lease promotes on the positions it
+    /// compared before winning (`Lease::since` ignored): one observed
+    /// before the old primary's last acknowledgement misses commits that
+    /// quorum commit acknowledged.
+    PromoteOnOldPositions,
 }
 
 const MS: u64 = 1_000_000;
@@ -469,6 +474,8 @@ struct Memory {
     last_leader: Option<Position>,
     remembered: Option<(Instant, Position)>,
     writable_in_term: Option<u64>,
+    /// `Memory::held_since`: when the current holding of the lease began.
+    held_since: Option<Instant>,
 }
 
 impl Memory {
@@ -480,6 +487,7 @@ impl Memory {
             last_leader,
             remembered: None,
             writable_in_term: None,
+            held_since: None,
         }
     }
 }
@@ -505,6 +513,8 @@ struct Observed {
     system_identifier: Option<String>,
     /// `LocalPostgres::promotion_pending`.
     promoting: bool,
+    /// When it was taken, on the member's clock.
+    at: LocalTime,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -532,6 +542,8 @@ struct Published {
     /// When a loop published it, on the member's clock (the initial view
     /// is served before any): its age is the document's `loop_last_ms_ago`.
     looped: Option<LocalTime>,
+    /// When the observation behind `answer` was taken, on the member's clock.
+    observed: Option<LocalTime>,
 }
 
 impl Published {
@@ -548,6 +560,7 @@ impl Published {
             leader: None,
             last_leader: None,
             looped: None,
+            observed: None,
         }
     }
 }
@@ -595,6 +608,8 @@ struct Iteration {
     /// (`Runner`'s `observed_in`).
     observed_in: Option<u64>,
     reports: Vec<Option<PeerReport>>,
+    /// When the status requests were sent.
+    asked_at: Instant,
     fetching: bool,
     pending: usize,
     situation: Option<Situation>,
@@ -898,6 +913,8 @@ struct Stats {
     /// known causes (positions observed before the old primary's last
     /// acknowledgement, timeline-number collisions) are open work.
     acknowledged_lost: u64,
+    /// ... of which on another timeline of the acknowledged one's number.
+    acknowledged_lost_collision: u64,
     stable_windows: u64,
     liveness_checked: u64,
     liveness_waived: u64,
@@ -946,6 +963,7 @@ impl Stats {
         self.truly_ahead += o.truly_ahead;
         self.truly_ahead_initial_view += o.truly_ahead_initial_view;
         self.acknowledged_lost += o.acknowledged_lost;
+        self.acknowledged_lost_collision += o.acknowledged_lost_collision;
         self.stable_windows += o.stable_windows;
         self.liveness_checked += o.liveness_checked;
         self.liveness_waived += o.liveness_waived;
@@ -1006,12 +1024,13 @@ impl fmt::Display for Stats {
         )?;
         writeln!(
             f,
-            "  new primaries checked against fresh reports {}: a reached member's report was stale at {}, a reached member was truly ahead at {} ({} of them reporting \"uninitialized\": the initial view of a restarting agent); without a commit quorum commit acknowledged {}",
+            "  new primaries checked against fresh reports {}: a reached member's report was stale at {}, a reached member was truly ahead at {} ({} of them reporting \"uninitialized\": the initial view of a restarting agent); without a commit quorum commit acknowledged {} ({} on another timeline of its number)",
             self.new_primaries_checked,
             self.stale_snapshots,
             self.truly_ahead,
             self.truly_ahead_initial_view,
-            self.acknowledged_lost
+            self.acknowledged_lost,
+            self.acknowledged_lost_collision
         )?;
         write!(
             f,
@@ -1047,6 +1066,9 @@ enum Broken {
     FenceUndone,
     /// A connected majority made no primary in time.
     Liveness,
+    /// A new primary lacks a commit that quorum commit acknowledged (other
+    /// than through a timeline-number collision: counted, open work).
+    AcknowledgedWriteLost,
 }
 
 /// A failed run, with what it takes to replay it.
@@ -1712,6 +1734,7 @@ impl Sim {
         };
         let pg = node.pg.as_ref()?;
         let observed = Observed {
+            at: now,
             promoting,
             data: pg.data,
             standby_signal: pg.standby_signal,
@@ -1814,6 +1837,7 @@ impl Sim {
             action_id: 0,
             snapshot: Vec::new(),
             update: None,
+            asked_at: self.now_instant(i),
         });
         let life = self.nodes[i].agent.life;
         for j in 0..n {
@@ -1944,6 +1968,9 @@ impl Sim {
             timeline: a.map(|a| a.position.timeline),
             replication: Vec::new(),
             synchronous: None,
+            observed_ms_ago: p
+                .observed
+                .map(|t| self.local(i).saturating_duration_since(t).as_millis() as u64),
             patroni: None,
         }
     }
@@ -1981,7 +2008,7 @@ impl Sim {
         let reports: Vec<PeerReport> = (0..names.len())
             .filter(|&j| j != i)
             .map(|j| match &it.reports[j] {
-                Some(r) if r.fresh => r.clone(),
+                Some(r) if r.fresh => r.clone().asked_at(Some(it.asked_at)),
                 Some(r) => PeerReport::new(&names[j], None, r.error.clone()),
                 None => PeerReport::new(&names[j], None, Some("timed out".into())),
             })
@@ -1994,6 +2021,7 @@ impl Sim {
         let mut s = situation(&local, &reports, &self.settings[i]);
         if self.fault == Fault::NoCandidateRule && local.data == DataDirState::Initialized {
             s.candidacy = Candidacy::Best("planted: no candidate rule".into());
+            s.ranking = None;
         }
         let now = self.now_instant(i);
         let current = lease_view(&self.lease_status(i), now);
@@ -2489,9 +2517,17 @@ impl Sim {
     fn decide_step(&mut self, i: usize) {
         let now = self.now_instant(i);
         let fault = self.fault;
+        let mine = lease_view(&self.iteration(i).status, now).mine;
+        let memory = &mut self.nodes[i].agent.memory;
+        memory.held_since = match memory.held_since {
+            Some(t) if mine => Some(t),
+            _ => mine.then_some(now),
+        };
+        let held_since = memory.held_since;
         let (status, action, lease, snapshot, source, iteration) = {
             let it = self.iteration(i);
-            let lease = lease_view(&it.status, now);
+            let mut lease = lease_view(&it.status, now);
+            lease.since = held_since.filter(|_| fault != Fault::PromoteOnOldPositions);
             let Some(s) = it.situation.as_ref() else {
                 panic!("decide without a situation");
             };
@@ -3265,6 +3301,7 @@ impl Sim {
                 leader,
                 last_leader,
                 looped: Some(published_at),
+                observed: None,
             },
             Some(o) => {
                 let answer = o.answer.clone();
@@ -3294,6 +3331,7 @@ impl Sim {
                     leader,
                     last_leader,
                     looped: Some(published_at),
+                    observed: o.answer.as_ref().map(|_| o.at),
                 }
             }
         };
@@ -3985,6 +4023,25 @@ impl Sim {
         self.stats.new_primaries_checked += 1;
         if let Some(acked) = self.acknowledged.filter(|&a| !self.holds(i, a)) {
             self.stats.acknowledged_lost += 1;
+            let number = self.timelines[acked.0].number;
+            if self
+                .pg(i)
+                .history
+                .iter()
+                .any(|&t| t != acked.0 && self.timelines[t].number == number)
+            {
+                self.stats.acknowledged_lost_collision += 1;
+            } else if self.broken.is_none() {
+                self.broken = Some((
+                    Broken::AcknowledgedWriteLost,
+                    format!(
+                        "{} {how} at {} without the commit quorum commit acknowledged at {} on timeline {number}",
+                        self.names[i],
+                        fmt_position(self.position(self.pg(i))),
+                        Lsn(acked.1),
+                    ),
+                ));
+            }
             self.note(|s| {
                 format!(
                     "{} {how} at {} WITHOUT the commit quorum commit acknowledged at {} on timeline {}",
@@ -4273,6 +4330,7 @@ fn lease_view(status: &LeaseStatus, now: Instant) -> Lease {
         } else {
             Duration::ZERO
         },
+        since: None,
     }
 }
 
@@ -4556,6 +4614,12 @@ fn given_a_runner_that_disarms_the_guard_on_a_probe_error_then_two_writable_serv
 #[test]
 fn given_a_runner_that_does_not_note_its_promotion_then_two_writable_servers_are_found() {
     assert_caught(Fault::PromotionNotNoted, 2_000);
+}
+
+#[test]
+fn given_a_standby_that_promotes_on_positions_compared_before_it_won_the_lease_then_an_acknowledged_commit_is_lost(
+) {
+    assert_caught(Fault::PromoteOnOldPositions, 2_000);
 }
 
 /// Seeds that once failed, replayed on every run (the world they drew

@@ -5,7 +5,7 @@
 //! round uses its [`super::decide::wants_lease`], and
 //! [`super::decide::decide`] takes it with the lease.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::config::{Config, SyncMode};
 use crate::pg::conf::StandbySource;
@@ -136,8 +136,13 @@ pub struct PeerReport {
     pub designated: bool,
     /// Its pause flag.
     pub pause: PauseFlag,
-    /// How old its view was when it answered (its last loop), in ms.
-    pub age_ms: Option<u64>,
+    /// How long before it answered its PostgreSQL was observed, in ms.
+    pub observed_ms_ago: Option<u64>,
+    /// No later than the observation was made, on this node's clock: the
+    /// time the request was sent minus [`PeerReport::observed_ms_ago`]
+    /// ([`PeerReport::asked_at`]). A lower bound: the observation is at
+    /// least this recent.
+    pub observed_at: Option<Instant>,
 }
 
 impl PeerReport {
@@ -189,8 +194,22 @@ impl PeerReport {
                 paused: d.agent.paused,
                 version: d.agent.pause_version,
             },
-            age_ms: d.agent.loop_last_ms_ago,
+            // An agent of an older version says only when its loop last
+            // published (later than its observation: the bound is looser).
+            observed_ms_ago: d.observed_ms_ago.or(d.agent.loop_last_ms_ago),
+            observed_at: None,
         }
+    }
+
+    /// Dates the observation from `asked`, the time the request for the
+    /// document was sent: the peer answered after it, and had observed
+    /// its PostgreSQL `observed_ms_ago` before answering.
+    pub fn asked_at(mut self, asked: Option<Instant>) -> PeerReport {
+        self.observed_at = match (asked, self.observed_ms_ago) {
+            (Some(t), Some(ms)) => t.checked_sub(Duration::from_millis(ms)),
+            _ => None,
+        };
+        self
     }
 
     /// A running replica that streams: one a switchover can hand over to.
@@ -361,6 +380,8 @@ pub struct Situation {
     pub clone_retry_in: Option<Duration>,
     /// Whether this member is the one to lead when nobody does.
     pub candidacy: Candidacy,
+    /// What the candidate rule compared, when it ranked positions.
+    pub ranking: Option<Ranking>,
     /// The slot this member streams from, when slots are on.
     pub slot: Option<String>,
     /// The other members' reports.
@@ -435,6 +456,7 @@ pub fn situation(local: &Local, peers: &[PeerReport], settings: &Settings) -> Si
         clone_source: None,
         clone_retry_in: local.clone_retry_in,
         candidacy: Candidacy::NotBest("a witness never leads".into()),
+        ranking: None,
         slot,
         peers: peers.to_vec(),
     };
@@ -449,7 +471,7 @@ pub fn situation(local: &Local, peers: &[PeerReport], settings: &Settings) -> Si
     } else {
         crash_loop(local, &data_peers, settings)
     };
-    s.candidacy = candidacy(local, &data_peers, settings, nofailover);
+    (s.candidacy, s.ranking) = candidacy(local, &data_peers, settings, nofailover);
     let solo = settings.members.len() == 1;
     let all_empty = data_peers.len() + 1 == data_members
         && data_peers.iter().all(|p| p.fresh && p.uninitialized);
@@ -507,26 +529,69 @@ fn join_blocker(data_peers: &[&PeerReport]) -> String {
     }
 }
 
+/// The candidate rule's inputs, kept so that [`Situation::candidacy_since`]
+/// can judge again counting only positions observed since a given time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ranking {
+    mode: SyncMode,
+    me: Contender,
+    /// Each peer, with the earliest time its position may have been observed.
+    peers: Vec<(Contender, Option<Instant>)>,
+    needed: usize,
+    max_lag: u64,
+}
+
+impl Situation {
+    /// The candidacy counting as compared only the positions observed at or
+    /// after `since` (this member's lease began then): the old primary
+    /// stopped before this member could win the lease, so those include
+    /// every commit it acknowledged. An operator's choice (switchover,
+    /// failover) stands as it is; so does everything when `since` is
+    /// unknown.
+    pub fn candidacy_since(&self, since: Option<Instant>) -> Candidacy {
+        let (Some(r), Some(since)) = (&self.ranking, since) else {
+            return self.candidacy.clone();
+        };
+        let peers: Vec<Contender> = r
+            .peers
+            .iter()
+            .map(|(c, at)| Contender {
+                recent: at.is_some_and(|at| at >= since),
+                ..c.clone()
+            })
+            .collect();
+        match judge_in(r.mode, &r.me, &peers, r.needed, r.max_lag) {
+            Candidacy::NotBest(why) if self.candidacy.is_best() => Candidacy::NotBest(format!(
+                "comparing positions observed since this member won the leader lease: {why}"
+            )),
+            verdict => verdict,
+        }
+    }
+}
+
 fn candidacy(
     local: &Local,
     data_peers: &[&PeerReport],
     settings: &Settings,
     nofailover: bool,
-) -> Candidacy {
+) -> (Candidacy, Option<Ranking>) {
     let me = settings.me.as_str();
     if let Some(h) = local
         .handover
         .as_ref()
         .filter(|h| h.phase != HandoverPhase::Abort)
     {
-        return Candidacy::NotBest(format!("handing the primary role over to {}", h.to));
+        return (
+            Candidacy::NotBest(format!("handing the primary role over to {}", h.to)),
+            None,
+        );
     }
     // An operator's choice (a switchover's target, a failover's candidate)
     // stands in for the ranking; it was checked when it was made.
     let fresh = || data_peers.iter().filter(|p| p.fresh);
     if let Some(p) = fresh().find(|p| p.handover_to.is_some()) {
         let to = p.handover_to.as_deref().unwrap_or_default();
-        return if to == me && !nofailover {
+        let verdict = if to == me && !nofailover {
             Candidacy::Best(format!(
                 "{} hands the primary role over to {me} (switchover)",
                 p.name
@@ -534,17 +599,27 @@ fn candidacy(
         } else {
             Candidacy::NotBest(format!("{} hands the primary role over to {to}", p.name))
         };
+        return (verdict, None);
     }
     if let Some(p) = fresh().find(|p| p.running_primary) {
-        return Candidacy::NotBest(format!("{} reports a running primary", p.name));
+        return (
+            Candidacy::NotBest(format!("{} reports a running primary", p.name)),
+            None,
+        );
     }
     if local.designated {
-        return Candidacy::Best(format!(
-            "{me} was chosen by an operator to take over (failover)"
-        ));
+        return (
+            Candidacy::Best(format!(
+                "{me} was chosen by an operator to take over (failover)"
+            )),
+            None,
+        );
     }
     if let Some(p) = fresh().find(|p| p.designated) {
-        return Candidacy::NotBest(format!("{} was chosen by an operator to take over", p.name));
+        return (
+            Candidacy::NotBest(format!("{} was chosen by an operator to take over", p.name)),
+            None,
+        );
     }
     let position = match local.postgres {
         Postgres::Running { .. } => local.position,
@@ -560,26 +635,24 @@ fn candidacy(
         empty: false,
         recent: true,
     };
-    // A position observed longer ago than the fence margin may predate the
-    // old primary's last acknowledged commit (an agent paused, or stuck in
-    // a long loop, serves its last view): it still rules this member out
-    // when ahead, but does not count as compared with.
-    let recent = |p: &PeerReport| {
-        p.age_ms
-            .is_some_and(|age| u128::from(age) <= settings.fence_margin.as_millis())
-    };
-    let peers: Vec<Contender> = data_peers
+    // Every fresh position counts here, where the rule decides whether to
+    // ask for the lease; a promotion counts only those observed since the
+    // lease was won ([`Situation::candidacy_since`]).
+    let peers: Vec<(Contender, Option<Instant>)> = data_peers
         .iter()
         .filter(|p| p.fresh)
-        .map(|p| Contender {
-            name: p.name.clone(),
-            position: p.position,
-            recent: recent(p),
-            system_identifier: p.system_identifier.clone(),
-            running_primary: p.running_primary,
-            nofailover: settings.member(&p.name).is_some_and(|m| m.nofailover),
-            last_leader: p.last_leader,
-            empty: p.uninitialized,
+        .map(|p| {
+            let contender = Contender {
+                name: p.name.clone(),
+                position: p.position,
+                recent: true,
+                system_identifier: p.system_identifier.clone(),
+                running_primary: p.running_primary,
+                nofailover: settings.member(&p.name).is_some_and(|m| m.nofailover),
+                last_leader: p.last_leader,
+                empty: p.uninitialized,
+            };
+            (contender, p.observed_at)
         })
         .collect();
     let needed = members_to_compare(
@@ -587,7 +660,22 @@ fn candidacy(
         settings.data_members().count(),
         settings.members.len(),
     );
-    judge_in(settings.synchronous, &me, &peers, needed, settings.max_lag)
+    let contenders: Vec<Contender> = peers.iter().map(|(c, _)| c.clone()).collect();
+    let verdict = judge_in(
+        settings.synchronous,
+        &me,
+        &contenders,
+        needed,
+        settings.max_lag,
+    );
+    let ranking = Ranking {
+        mode: settings.synchronous,
+        me,
+        peers,
+        needed,
+        max_lag: settings.max_lag,
+    };
+    (verdict, Some(ranking))
 }
 
 fn crash_loop(local: &Local, data_peers: &[&PeerReport], settings: &Settings) -> CrashLoop {
@@ -690,7 +778,7 @@ mod tests {
             position: lsn.and_then(at),
             pg: Some((format!("10.0.0.{}", &name[2..]), 5432)),
             uninitialized: role == Role::Uninitialized,
-            age_ms: Some(300),
+            observed_ms_ago: Some(300),
             ..PeerReport::default()
         }
     }
@@ -758,26 +846,87 @@ mod tests {
     }
 
     #[test]
-    fn a_position_older_than_the_fence_margin_is_not_compared_with() {
-        // pg3's agent was paused: it serves the view of its last loop, and
-        // its PostgreSQL may have received (and acknowledged) more since.
+    fn a_promotion_compares_only_positions_observed_since_the_lease_was_won() {
+        // pg3 was observed before this member won the lease: its
+        // PostgreSQL may have received (and acknowledged) more since.
         let cfg = settings(&["pg1", "pg2", "pg3"]);
-        let margin = cfg.fence_margin.as_millis() as u64;
-        let stale = PeerReport {
-            age_ms: Some(margin + 1),
-            ..peer("pg3", Role::Replica, Some(100))
+        let won = Instant::now();
+        let observed = |at: Instant| {
+            PeerReport {
+                observed_ms_ago: Some(200),
+                ..peer("pg3", Role::Replica, Some(100))
+            }
+            .asked_at(Some(at))
         };
-        let s = situation(&standby(200), &[down("pg2"), stale], &cfg);
+        let before = situation(&standby(200), &[down("pg2"), observed(won)], &cfg);
+        assert!(before.candidacy.is_best(), "enough to ask for the lease");
+        let since = before.candidacy_since(Some(won));
         assert_eq!(
-            s.candidacy.reason(),
-            "waiting: needs the WAL positions of 2 data members, reached 1"
+            since.reason(),
+            "comparing positions observed since this member won the leader lease: \
+             waiting: needs the WAL positions of 2 data members, reached 1"
         );
-        let recent = PeerReport {
-            age_ms: Some(margin),
-            ..peer("pg3", Role::Replica, Some(100))
+        let after = situation(
+            &standby(200),
+            &[down("pg2"), observed(won + Duration::from_millis(200))],
+            &cfg,
+        );
+        assert!(after.candidacy_since(Some(won)).is_best());
+        // One observed before and ahead still rules this member out.
+        let ahead = situation(
+            &standby(200),
+            &[
+                down("pg2"),
+                PeerReport {
+                    observed_ms_ago: Some(200),
+                    ..peer("pg3", Role::Replica, Some(300))
+                }
+                .asked_at(Some(won)),
+            ],
+            &cfg,
+        );
+        assert!(!ahead.candidacy_since(Some(won)).is_best());
+        assert_eq!(
+            before.candidacy_since(None),
+            before.candidacy,
+            "no holding known: as ranked"
+        );
+    }
+
+    #[test]
+    fn a_standby_that_won_the_lease_waits_for_positions_observed_since_then_promotes() {
+        use crate::ha::decide::{decide, Action, Lease};
+        let cfg = settings(&["pg1", "pg2", "pg3"]);
+        let won = Instant::now();
+        let lease = Lease {
+            mine: true,
+            holder: Some("pg1".into()),
+            term: 7,
+            remaining: Duration::from_secs(9),
+            since: Some(won),
         };
-        let s = situation(&standby(200), &[down("pg2"), recent], &cfg);
-        assert!(s.candidacy.is_best(), "{:?}", s.candidacy);
+        let report = |asked: Instant| {
+            PeerReport {
+                observed_ms_ago: Some(100),
+                ..peer("pg3", Role::Replica, Some(100))
+            }
+            .asked_at(Some(asked))
+        };
+        let s = situation(&standby(200), &[down("pg2"), report(won)], &cfg);
+        match decide(&s, &lease) {
+            Action::Wait { reason } => assert!(reason.contains("not promoting yet"), "{reason}"),
+            other => panic!("promoted on a position observed before the lease: {other:?}"),
+        }
+        let s = situation(
+            &standby(200),
+            &[down("pg2"), report(won + Duration::from_millis(500))],
+            &cfg,
+        );
+        assert!(
+            matches!(decide(&s, &lease), Action::Promote { .. }),
+            "{:?}",
+            decide(&s, &lease)
+        );
     }
 
     #[test]
