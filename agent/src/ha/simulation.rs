@@ -85,6 +85,13 @@
 //!    reached member's *true* position was ahead at that moment — the
 //!    report being stale, or the member's agent having just restarted and
 //!    reporting the initial, position-less view — is counted, not failed.
+//! 4. **No acknowledged commit lost** (quorum commit): the writable
+//!    primary acknowledges a commit once `k` of its standbys on its
+//!    timeline have its WAL ([`Sim::acknowledge`]); every promotion and
+//!    read-write start of a new primary must hold the newest acknowledged
+//!    commit. A new primary on another timeline *of the same number* that
+//!    lacks it is counted, not failed (open work: timelines are told apart
+//!    by number only).
 //! 3. **Liveness**, in stable phases: some member of the connected
 //!    majority is writable within [`liveness_bound`] of the phase's start
 //!    (plus any crash back-off still pending then), when the majority can
