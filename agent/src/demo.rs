@@ -15,6 +15,7 @@ use nix::unistd::Pid;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::client;
+use crate::config::SyncMode;
 
 /// The demo could not run.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +31,9 @@ pub enum DemoError {
     /// An unsupported node count.
     #[error("--nodes {0}: choose 1 to 9 nodes")]
     Nodes(u32),
+    /// A synchronous mode with a single node.
+    #[error("--synchronous {0} needs at least two nodes: every commit would wait for a standby that does not exist")]
+    SyncAlone(&'static str),
     /// An agent could not be started.
     #[error("cannot start the agent {0}")]
     Spawn(String),
@@ -98,9 +102,12 @@ struct DemoNode {
 }
 
 /// Runs the demo until Ctrl-C; returns the exit code.
-pub async fn run(nodes: u32, dir: Option<PathBuf>) -> Result<i32, DemoError> {
+pub async fn run(nodes: u32, dir: Option<PathBuf>, sync: SyncMode) -> Result<i32, DemoError> {
     if !(1..=9).contains(&nodes) {
         return Err(DemoError::Nodes(nodes));
+    }
+    if nodes < 2 && sync != SyncMode::Off {
+        return Err(DemoError::SyncAlone(sync.as_str()));
     }
     // The demo's agents speak plain HTTP on loopback.
     let http = crate::tls::ClientTls::system_roots()
@@ -132,7 +139,7 @@ pub async fn run(nodes: u32, dir: Option<PathBuf>) -> Result<i32, DemoError> {
         "pgwarden demo: building a {nodes}-node cluster in {}",
         base.display()
     );
-    let result = run_in(&base, nodes, &http).await;
+    let result = run_in(&base, nodes, sync, &http).await;
     if made_base {
         println!("pgwarden demo: removing {}", base.display());
         let _ = fs::remove_dir_all(&base);
@@ -148,7 +155,19 @@ pub async fn run(nodes: u32, dir: Option<PathBuf>) -> Result<i32, DemoError> {
     result
 }
 
-async fn run_in(base: &Path, nodes: u32, http: &reqwest::Client) -> Result<i32, DemoError> {
+async fn run_in(
+    base: &Path,
+    nodes: u32,
+    sync: SyncMode,
+    http: &reqwest::Client,
+) -> Result<i32, DemoError> {
+    // Asynchronous, the demo need not wait for its commits to reach a
+    // standby; a synchronous mode must (the configuration refuses "off").
+    let commit = if sync == SyncMode::Off {
+        "synchronous_commit = \"off\", "
+    } else {
+        ""
+    };
     let secrets = base.join("secrets");
     fs::create_dir_all(&secrets).map_err(io(&secrets))?;
     for name in [
@@ -202,12 +221,14 @@ members = [
 listen_addresses = "127.0.0.1"
 port = {pg_port}
 socket_dir = "{socket}"
-parameters = {{ fsync = false, synchronous_commit = "off", full_page_writes = true, shared_buffers = "32MB" }}
+parameters = {{ fsync = false, {commit}full_page_writes = true, shared_buffers = "32MB" }}
 
 [replication]
 password_file = "{secrets}/replicator.pass"
 superuser_password_file = "{secrets}/postgres.pass"
+synchronous = "{sync}"
 "#,
+            sync = sync.as_str(),
             data = node_dir.join("data").display(),
             secrets = secrets.display(),
             members = members_toml.join("\n"),

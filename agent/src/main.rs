@@ -82,6 +82,10 @@ enum Cmd {
         /// Where to build it (default: a new temporary directory).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Replication mode: off (asynchronous), on (one synchronous
+        /// standby) or quorum (no acknowledged write lost on failover).
+        #[arg(long, default_value = "off", value_parser = ["off", "on", "quorum"])]
+        synchronous: String,
     },
 }
 
@@ -437,7 +441,18 @@ fn real_main(cli: Cli) -> anyhow::Result<i32> {
             &deadline_file,
             &data_dir,
         )),
-        Cmd::Demo { nodes, dir } => Ok(runtime()?.block_on(demo::run(nodes, dir))?),
+        Cmd::Demo {
+            nodes,
+            dir,
+            synchronous,
+        } => {
+            let sync = match synchronous.as_str() {
+                "on" => config::SyncMode::On,
+                "quorum" => config::SyncMode::Quorum,
+                _ => config::SyncMode::Off,
+            };
+            Ok(runtime()?.block_on(demo::run(nodes, dir, sync))?)
+        }
         Cmd::Action(action) => act(action),
     }
 }
