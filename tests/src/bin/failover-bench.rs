@@ -7,6 +7,11 @@
 //! its lease and restart PostgreSQL as primary, with no failover).
 //! Then the same for a crash of PostgreSQL alone (back to writable).
 //!
+//! `--synchronous on|quorum` writes `replication.synchronous` into every
+//! node's configuration: then no acknowledged write may be lost, and a
+//! run that loses one fails the benchmark (exit 1, the ids printed)
+//! instead of being counted as asynchronous replication's price.
+//!
 //! Run as root: `cargo run -p pgwarden-tests --bin failover-bench -- --runs 5 --ttl 10s --loop-wait 1s`
 //! (build the agent first: `cargo build -p pgwarden`).
 
@@ -14,27 +19,44 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use pgwarden_tests::bench::{bench_args, print_stats};
+use pgwarden_tests::bench::{
+    bench_args_with, data_cluster, print_stats, wait_commits_flow, SYNCHRONOUS_MODES,
+};
 use pgwarden_tests::writer::{Writer, WriterTarget};
 use pgwarden_tests::*;
 
 const DATA: [&str; 3] = ["pg1", "pg2", "pg3"];
 
 fn main() {
-    let a = bench_args("failover-bench", 5, &[]);
+    let a = bench_args_with(
+        "failover-bench",
+        5,
+        &[],
+        &[("--synchronous", "off|on|quorum")],
+    );
+    // None: the key left out of the configuration (asynchronous).
+    let synchronous = a.value("--synchronous");
+    let mode = synchronous.unwrap_or("off");
+    if !SYNCHRONOUS_MODES.contains(&mode) {
+        eprintln!("failover-bench: --synchronous takes one of {SYNCHRONOUS_MODES:?}, not {mode:?}");
+        std::process::exit(2);
+    }
     if !require_root("failover-bench") {
         std::process::exit(1);
     }
     println!(
-        "failover benchmark: {} runs, ttl {}, loop_wait {}",
+        "failover benchmark: {} runs, ttl {}, loop_wait {}, synchronous = {mode:?}",
         a.runs, a.ttl, a.loop_wait
     );
     let (mut to_write, mut lost, mut to_stream, mut pg_crash) = (vec![], vec![], vec![], vec![]);
+    // Synchronous modes: (run, the ids lost), which must stay empty.
+    let mut losses: Vec<(usize, Vec<i64>)> = Vec::new();
     for run in 1..=a.runs {
         let root = TestDir::new();
-        let mut c = Cluster::new(root.path(), &DATA, |_| false, &a.ttl, &a.loop_wait);
+        let mut c = data_cluster(root.path(), &DATA, &a.ttl, &a.loop_wait, synchronous);
         c.start_all();
         let old = c.wait_streaming(&DATA);
+        wait_commits_flow(c.node(&old), mode);
         let writer = Writer::start(c.nodes.iter().map(WriterTarget::of).collect());
         std::thread::sleep(Duration::from_secs(3));
         // node death: agent and postmaster together
@@ -77,16 +99,29 @@ fn main() {
         let write_s = first
             .map(|t| (t - killed).as_secs_f64())
             .unwrap_or(f64::NAN);
+        let loss = if mode == "off" {
+            format!("{} acknowledged writes lost", missing.len())
+        } else {
+            format!(
+                "{} acknowledged writes lost (of {}; synchronous = {mode:?}: must be 0)",
+                missing.len(),
+                report.routed_ids().len()
+            )
+        };
         println!(
-            "run {run}: {old} killed; {new} accepted a write after {write_s:.2} s; {} acknowledged writes lost; {old} streaming again after {:.2} s",
-            missing.len(),
+            "run {run}: {old} killed; {new} accepted a write after {write_s:.2} s; {loss}; {old} streaming again after {:.2} s",
             streaming.as_secs_f64()
         );
+        if mode != "off" && !missing.is_empty() {
+            println!("run {run}: acknowledged ids {new} lacks: {missing:?}");
+            losses.push((run, missing.clone()));
+        }
         to_write.push(write_s);
         lost.push(missing.len() as f64);
         to_stream.push(streaming.as_secs_f64());
         // PostgreSQL alone crashes on the primary: back to writable
         let primary = c.wait_streaming(&DATA);
+        wait_commits_flow(c.node(&primary), mode);
         let node = c.node(&primary);
         let pm = node.postmaster_pid().unwrap_or(0);
         let crashed = Instant::now();
@@ -106,9 +141,23 @@ fn main() {
         &mut to_write,
     );
     print_stats("acknowledged writes lost", &mut lost);
+    if mode != "off" {
+        if !losses.is_empty() {
+            eprintln!(
+                "FAILED: synchronous = {mode:?} lost acknowledged writes in {} of {} runs: {losses:?}",
+                losses.len(),
+                a.runs
+            );
+        } else {
+            println!("writes lost = 0 in every run (synchronous = {mode:?}) ✔");
+        }
+    }
     print_stats("kill -9 -> old node streaming again (s)", &mut to_stream);
     print_stats(
         "kill -9 of postgres only -> writable again (s)",
         &mut pg_crash,
     );
+    if !losses.is_empty() {
+        std::process::exit(1);
+    }
 }
