@@ -417,6 +417,17 @@ impl<L: LeaseClient> Runner<L> {
         let (observed, status) = self
             .act(&situation, &lease, status, &action, (observed, observed_in))
             .await;
+        let promoted = observed
+            .as_ref()
+            .and_then(|o| o.observation.as_ref())
+            .is_some_and(|obs| !obs.in_recovery);
+        if matches!(action, Action::Promote { .. }) && promoted {
+            // The standbys re-point on their next loop; until one does, a
+            // synchronous primary's commits wait: ask them to look now.
+            for p in self.peers.views() {
+                self.wake.push(p.name.clone());
+            }
+        }
         self.remember_leader_position(&situation, &status, observed.as_ref());
         self.keep_slots(&status, observed.as_ref()).await;
         self.hurry = self.in_a_hurry(&situation);

@@ -94,6 +94,10 @@ pub fn effective_parameters(cfg: &Config, major: u32) -> BTreeMap<String, ParamV
     p.insert("hot_standby".into(), ParamValue::Bool(true));
     p.insert("max_wal_senders".into(), ParamValue::Int(senders));
     p.insert("max_replication_slots".into(), ParamValue::Int(senders));
+    // A standby whose primary went away tries again every second rather
+    // than PostgreSQL's 5 s: after a failover or a restart of the primary
+    // it streams (and, in a synchronous mode, acknowledges) sooner.
+    p.insert("wal_retrieve_retry_interval".into(), text("1s"));
     if major >= 13 {
         p.insert(
             "wal_keep_size".into(),
@@ -475,6 +479,7 @@ mod tests {
             "hot_standby = on\n",
             "max_wal_senders = 10\n",
             "max_replication_slots = 10\n",
+            "wal_retrieve_retry_interval = '1s'\n",
         ] {
             assert!(conf.contains(line), "missing {line:?} in\n{conf}");
         }
