@@ -165,6 +165,50 @@ fn wait_counted_in_quorum(standby: &Node) {
     }
 }
 
+/// `synchronous = "on"` (`FIRST 1 (...)`): the primary counts exactly one
+/// standby (`sync`), the other is `potential`: `/sync` answers 200 on one,
+/// `/async` on the other, `/quorum` on neither.
+fn wait_first_one(c: &Cluster, primary: &str, standbys: &[String]) {
+    let doc = node(c, primary).wait_status(
+        SLOW,
+        "synchronous mode \"on\" with one standby counted",
+        |d| {
+            let s = &d["synchronous"];
+            d["role"] == "primary"
+                && s["mode"] == "on"
+                && s["k"] == 1
+                && s["standbys"].as_array().is_some_and(|a| a.len() == 1)
+                && s["writes_blocked"] == false
+        },
+    );
+    let sync = doc["synchronous"]["standbys"][0]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(standbys.contains(&sync), "{sync} is not a standby: {doc}");
+    let sync_node = node(c, &sync);
+    wait_for(SLOW, &format!("{sync} to answer /sync"), || {
+        (code(sync_node, "/sync") == 200).then_some(())
+    });
+    assert_eq!(
+        code(sync_node, "/quorum"),
+        503,
+        "{sync}: /quorum under FIRST 1"
+    );
+    for other in standbys.iter().filter(|s| **s != sync) {
+        let other = node(c, other);
+        wait_for(SLOW, &format!("{} to answer /async", other.name), || {
+            (code(other, "/async") == 200).then_some(())
+        });
+        assert_eq!(
+            code(other, "/sync"),
+            503,
+            "{}: a potential standby",
+            other.name
+        );
+    }
+}
+
 /// Where the reason a member gives for not promoting says it has compared
 /// WAL positions with too few data members (`needed` of them, `reached`).
 fn waits_for_positions(reason: &Value, needed: usize, reached: usize) -> bool {
@@ -281,6 +325,8 @@ fn primary_deaths(mode: &str, rounds: usize) -> Vec<Round> {
         for s in &standbys {
             wait_counted_in_quorum(node(&c, s));
         }
+    } else if mode == "on" {
+        wait_first_one(&c, &primary, &standbys);
     } else {
         for s in &standbys {
             let s = node(&c, s);
@@ -340,6 +386,9 @@ fn primary_deaths(mode: &str, rounds: usize) -> Vec<Round> {
             now_primary, promoted,
             "[{mode}] round {round}: the rejoining {victim} took over from {promoted}"
         );
+        if mode == "on" {
+            wait_first_one(&c, &promoted, &others(&DATA, &[&promoted]));
+        }
         if mode == "quorum" {
             wait_quorum_doc(
                 node(&c, &promoted),
@@ -392,6 +441,25 @@ fn given_quorum_commit_when_the_primary_node_dies_five_times_then_every_new_prim
     assert!(
         lost.is_empty(),
         "acknowledged writes lost in quorum mode (round, new primary, ids): {lost:?}"
+    );
+}
+
+#[test]
+fn given_synchronous_mode_on_when_the_primary_node_dies_then_one_standby_is_synchronous_and_nothing_acknowledged_is_lost(
+) {
+    if !require_root("synchronous on: primary deaths") {
+        return;
+    }
+    let rounds = primary_deaths("on", 2);
+    let lost: Vec<(usize, &str, &[i64])> = rounds
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| !r.missing.is_empty())
+        .map(|(i, r)| (i + 1, r.promoted.as_str(), r.missing.as_slice()))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "acknowledged writes lost with synchronous = \"on\" (round, new primary, ids): {lost:?}"
     );
 }
 
