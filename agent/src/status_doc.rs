@@ -176,6 +176,30 @@ pub struct SynchronousDoc {
     pub missing: Vec<String>,
     /// Fewer than `k` standbys count: commits wait.
     pub writes_blocked: bool,
+    /// `k` is above what the member list alone asks: some member runs with
+    /// another list (a membership change under way).
+    #[serde(default)]
+    pub k_raised: bool,
+}
+
+/// `membership`: the member list this agent runs with, as far as quorum
+/// commit is concerned (a primary covers every list its members report).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembershipDoc {
+    /// The members that run PostgreSQL, this one included if it does.
+    pub data_members: Vec<String>,
+    /// Every member, witnesses included: the lease's voters.
+    pub voters: usize,
+}
+
+impl MembershipDoc {
+    /// The list `cfg` runs with.
+    pub fn of(cfg: &crate::config::Config) -> MembershipDoc {
+        MembershipDoc {
+            data_members: cfg.data_members().map(|m| m.name.clone()).collect(),
+            voters: cfg.cluster.members.len(),
+        }
+    }
 }
 
 /// One physical replication slot, as `pg_replication_slots` reports it.
@@ -328,6 +352,9 @@ pub struct StatusDoc {
     /// On a primary in a synchronous mode: who acknowledges commits.
     #[serde(default)]
     pub synchronous: Option<SynchronousDoc>,
+    /// The member list this agent runs with.
+    #[serde(default)]
+    pub membership: Option<MembershipDoc>,
     /// How long before this answer PostgreSQL was observed for its
     /// positions (`wal`), in ms: a candidate compares only with positions
     /// observed after the old primary stopped.

@@ -85,6 +85,8 @@ pub struct NodeView {
     pub designated: bool,
     /// On a primary in a synchronous mode: who acknowledges commits.
     pub synchronous: Option<crate::status_doc::SynchronousDoc>,
+    /// The member list this agent runs with.
+    pub membership: Option<crate::status_doc::MembershipDoc>,
 }
 
 impl NodeView {
@@ -124,6 +126,7 @@ impl NodeView {
             handover_to: None,
             designated: false,
             synchronous: None,
+            membership: None,
         }
     }
 

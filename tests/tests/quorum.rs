@@ -23,6 +23,7 @@ use std::io::Read;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::Signal;
 use pgwarden_tests::writer::{Writer, WriterReport, WriterTarget};
 use pgwarden_tests::*;
 use serde_json::Value;
@@ -810,4 +811,105 @@ fn given_five_data_members_in_quorum_mode_then_two_do_not_promote_and_three_do_w
         "{promoted} promoted without acknowledged ids"
     );
     assert_eq!(promoted, back, "a stale member promoted");
+}
+
+/// Waits until `primary`'s `synchronous` says `k` (raised or not) with
+/// `standbys` counting and commits flowing.
+fn wait_k(primary: &Node, what: &str, k: u64, raised: bool, standbys: &[String]) -> Value {
+    let doc = primary.wait_status(SLOW, what, |d| {
+        let s = &d["synchronous"];
+        d["role"] == "primary"
+            && s["k"] == k
+            && s["k_raised"] == raised
+            && name_set(&s["standbys"]) == set(standbys)
+            && s["writes_blocked"] == false
+    });
+    doc["synchronous"].clone()
+}
+
+#[test]
+fn given_quorum_commit_when_a_member_is_added_then_the_primary_raises_k_until_every_member_runs_the_new_list(
+) {
+    if !require_root("quorum: a member added") {
+        return;
+    }
+    // Three data members, quorum commit; a fourth is added by editing every
+    // configuration and reloading, the primary first: until the standbys
+    // run the new list too, a candidate among them compares with two of
+    // the three old members, so a commit acknowledged by the new member
+    // alone would be missed. The primary covers both lists: k = 2.
+    let root = TestDir::new();
+    let four = ["pg1", "pg2", "pg3", "pg4"];
+    let mut c = Cluster::new(root.path(), &four, |_| false, TTL, LOOP_WAIT);
+    let all: Vec<(String, u16, bool)> = c
+        .nodes
+        .iter()
+        .map(|n| (n.name.clone(), n.api_port, false))
+        .collect();
+    let three: Vec<(String, u16, bool)> = all.iter().filter(|m| m.0 != "pg4").cloned().collect();
+    for node in &mut c.nodes {
+        node.replication_extra
+            .push("synchronous = \"quorum\"".to_string());
+        let members = if node.name == "pg4" { &all } else { &three };
+        node.write_cluster_config(members);
+    }
+    for name in DATA {
+        c.node(name).start();
+    }
+    let primary = c.wait_streaming(&DATA);
+    let standbys = others(&DATA, &[&primary]);
+    wait_k(
+        node(&c, &primary),
+        "k = 1 over the two standbys",
+        1,
+        false,
+        &standbys,
+    );
+
+    c.node(&primary).write_cluster_config(&all);
+    c.node(&primary).signal_agent(Signal::SIGHUP);
+    let doc = wait_k(
+        node(&c, &primary),
+        "k raised to 2 while the standbys run the old list",
+        2,
+        true,
+        &standbys,
+    );
+    assert_eq!(
+        name_set(&doc["missing"]),
+        set(&["pg4".to_string()]),
+        "{doc}"
+    );
+    node(&c, &primary)
+        .psql("CREATE TABLE IF NOT EXISTS membership_change (x int); INSERT INTO membership_change VALUES (1)")
+        .unwrap_or_else(|e| panic!("a commit with k = 2 and both old standbys streaming: {e}"));
+    assert!(
+        node(&c, &primary)
+            .log_text()
+            .contains("raised because a member runs with another member list"),
+        "the primary says why k was raised"
+    );
+
+    for s in &standbys {
+        c.node(s).write_cluster_config(&all);
+        c.node(s).signal_agent(Signal::SIGHUP);
+    }
+    wait_k(
+        node(&c, &primary),
+        "k back to 1 once every member runs the new list",
+        1,
+        false,
+        &standbys,
+    );
+    c.node("pg4").start();
+    let now = c.wait_streaming(&four);
+    assert_eq!(now, primary, "adding a member moved the primary");
+    let all_standbys = others(&four, &[&primary]);
+    wait_k(
+        node(&c, &primary),
+        "the new member counted",
+        1,
+        false,
+        &all_standbys,
+    );
 }

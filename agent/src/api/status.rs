@@ -99,6 +99,7 @@ pub fn status_document(view: &NodeView, now: Instant) -> StatusDoc {
         wal_receiver_problem: view.wal_receiver_problem.clone(),
         replication: wal_senders.iter().map(patroni_replication_row).collect(),
         synchronous: view.synchronous.clone(),
+        membership: view.membership.clone(),
         observed_ms_ago: view
             .postgres
             .as_ref()

@@ -21,6 +21,7 @@ use crate::pg::roles;
 use crate::pg::runas::{RunAs, RunAsError};
 use crate::state::{AgentState, HistoryEntry, PromotionRequest, StateError, HISTORY_LIMIT};
 use crate::status_doc::Position;
+use crate::sync_report::SyncPlan;
 
 use super::decide::Action;
 use super::slot_plan::{MemberSeen, SlotFacts, SlotKeeper, SlotRole, SlotStep};
@@ -122,6 +123,8 @@ pub struct Observed {
 /// The local PostgreSQL under the agent's care.
 pub struct LocalPostgres {
     cfg: Config,
+    /// `synchronous_standby_names` as the runner planned it last.
+    sync_plan: Option<SyncPlan>,
     bins: Binaries,
     runas: RunAs,
     postmaster: Option<Postmaster>,
@@ -162,6 +165,7 @@ impl LocalPostgres {
             Duration::from_secs(3),
         );
         LocalPostgres {
+            sync_plan: crate::sync_report::SyncPlan::of(&cfg, &[]),
             cfg,
             bins,
             runas,
@@ -1085,6 +1089,50 @@ impl LocalPostgres {
         self.stop(StopMode::Fast, FAST_STOP_TIMEOUT).await
     }
 
+    /// Takes the runner's plan for `synchronous_standby_names`; when it
+    /// changed, rewrites the managed files and has a running PostgreSQL
+    /// reload them (a standby keeps it for the day it is promoted).
+    pub async fn set_sync_plan(&mut self, plan: Option<SyncPlan>) -> Result<(), ExecError> {
+        if plan == self.sync_plan {
+            return Ok(());
+        }
+        let before = self.sync_plan.as_ref().map_or(0, |p| p.k);
+        let previous = std::mem::replace(&mut self.sync_plan, plan);
+        if let Some(p) = self.sync_plan.as_ref().filter(|p| p.raised || p.k < before) {
+            tracing::warn!(
+                "synchronous_standby_names = '{}' (k {}, was {before}): {}",
+                p.setting(),
+                p.k,
+                if p.raised {
+                    "raised because a member runs with another member list; a commit must reach every set a candidate on either list would compare with (a membership change is under way)"
+                } else {
+                    "every member runs with this member list again"
+                }
+            );
+        }
+        let applied = if files::data_dir_state(&self.cfg.node.data_dir) != DataDirState::Initialized
+        {
+            Ok(())
+        } else {
+            match self.write_managed_files() {
+                // Reloaded even when the file was already written: a
+                // reload that failed before left it unread.
+                Ok(_) if self.postmaster.is_some() => self
+                    .probe
+                    .execute("SELECT pg_reload_conf()")
+                    .await
+                    .map_err(ExecError::from),
+                Ok(_) => Ok(()),
+                Err(e) => Err(e),
+            }
+        };
+        if applied.is_err() {
+            // Not in effect: the next loop tries again.
+            self.sync_plan = previous;
+        }
+        applied
+    }
+
     /// Takes the configuration a reload applies (`config::to_apply`:
     /// what needs an agent restart is already kept at its running value),
     /// re-renders the managed files and asks a running PostgreSQL to reload.
@@ -1123,7 +1171,13 @@ impl LocalPostgres {
         } else {
             None
         };
-        let files = ManagedFiles::render(&self.cfg, self.bins.major, &self.runas, standby.as_ref());
+        let files = ManagedFiles::render(
+            &self.cfg,
+            self.bins.major,
+            &self.runas,
+            standby.as_ref(),
+            self.sync_plan.as_ref().map(SyncPlan::setting),
+        );
         Ok(files.write(data_dir, &self.runas)?)
     }
 

@@ -44,7 +44,8 @@ use crate::peers::Peers;
 use crate::pg::diagnose::ReceiverProblem;
 use crate::pg::fence_guard::{Deadlines, FenceGuard};
 use crate::pg::files::DataDirState;
-use crate::status_doc::{Position, SynchronousDoc};
+use crate::status_doc::{MembershipDoc, Position, SynchronousDoc};
+use crate::sync_report::SyncPlan;
 use crate::view::{LeaderView, NodeView, PostgresView, Role, State};
 use crate::watchdog::Watchdog;
 
@@ -189,6 +190,8 @@ pub struct Runner<L: LeaseClient> {
     last_seen: Option<(Situation, Lease)>,
     /// A switchover or failover is under way: loop every [`HURRY`].
     hurry: bool,
+    /// `synchronous_standby_names` as planned this loop.
+    sync_plan: Option<SyncPlan>,
     /// This standby just won the lease: its next loop comes soon, to
     /// compare positions observed since ([`Memory::held_since`]).
     compare_again: bool,
@@ -258,6 +261,7 @@ impl<L: LeaseClient> Runner<L> {
             ops,
             last_seen: None,
             hurry: false,
+            sync_plan: None,
             compare_again: false,
             wake: Vec::new(),
         }
@@ -371,6 +375,7 @@ impl<L: LeaseClient> Runner<L> {
                 .observe(o.receiver_problem.as_ref(), replayed);
         }
         self.peers.refresh().await;
+        self.plan_synchronous().await;
         let reports = self.peer_reports();
         self.adopt_pause(&reports);
         // 2. situation (and how far an operator's request has come in it)
@@ -787,6 +792,23 @@ impl<L: LeaseClient> Runner<L> {
             .await;
     }
 
+    /// `synchronous_standby_names` covering the member list of every member
+    /// (as each last reported it), handed to the executor before it acts.
+    async fn plan_synchronous(&mut self) {
+        let seen: Vec<MembershipDoc> = self
+            .peers
+            .views()
+            .filter_map(|p| p.last.as_ref().and_then(|(_, d)| d.membership.clone()))
+            .collect();
+        let plan = SyncPlan::of(&self.cfg, &seen);
+        if let Some(local) = &self.local {
+            if let Err(e) = local.lock().await.set_sync_plan(plan.clone()).await {
+                tracing::warn!("synchronous_standby_names not updated yet: {e}");
+            }
+        }
+        self.sync_plan = plan;
+    }
+
     /// What the other members said this loop, typed.
     fn peer_reports(&self) -> Vec<PeerReport> {
         self.peers
@@ -955,6 +977,7 @@ impl<L: LeaseClient> Runner<L> {
             cfg.replication.max_lag_on_failover.bytes(),
         );
         view.agent_started = self.view.borrow().agent_started;
+        view.membership = Some(MembershipDoc::of(cfg));
         view.loop_last = Some(Instant::now());
         view.paused = self.ops.pause.paused;
         view.pause_version = self.ops.pause.version;
@@ -1032,15 +1055,8 @@ impl<L: LeaseClient> Runner<L> {
         }
         view.wal_receiver_problem = o.receiver_problem.as_ref().map(|p| p.to_string());
         if view.role == Role::Primary {
-            if let (Some(obs), Some((mode, k, names))) =
-                (&observation, crate::sync_report::listed(cfg))
-            {
-                view.synchronous = Some(crate::sync_report::report(
-                    mode,
-                    k,
-                    &names,
-                    &obs.wal_senders,
-                ));
+            if let (Some(obs), Some(plan)) = (&observation, &self.sync_plan) {
+                view.synchronous = Some(crate::sync_report::report(plan, &obs.wal_senders));
             }
         }
         view.history = match local.try_lock() {

@@ -1975,6 +1975,7 @@ impl Sim {
             timeline: a.map(|a| a.position.timeline),
             replication: Vec::new(),
             synchronous: None,
+            membership: None,
             observed_ms_ago: p
                 .observed
                 .map(|t| self.local(i).saturating_duration_since(t).as_millis() as u64),

@@ -12,7 +12,8 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
 
-use crate::config::{Config, ParamValue, SyncMode};
+use crate::config::{Config, ParamValue};
+use crate::sync_report::SyncPlan;
 
 /// The oldest PostgreSQL major version the agent manages.
 pub const MIN_SUPPORTED_MAJOR: u32 = 12;
@@ -118,29 +119,14 @@ pub fn effective_parameters(cfg: &Config, major: u32) -> BTreeMap<String, ParamV
     p
 }
 
-/// `synchronous_standby_names` for `replication.synchronous`: the other
-/// data members, `ANY k` (quorum) or `FIRST 1` (on); none when off. Every
-/// data member writes it, standbys too (where PostgreSQL ignores it), so a
-/// promoted standby waits for its standbys from its first commit on.
+/// `synchronous_standby_names` for `replication.synchronous`, as this
+/// node's own configuration alone has it ([`SyncPlan::of`]); none when
+/// off. Every data member writes it, standbys too (where PostgreSQL ignores
+/// it), so a promoted standby waits for its standbys from its first commit
+/// on. While members run different member lists the runner raises `k`
+/// ([`SyncPlan::covering`]) and the executor writes that instead.
 pub fn synchronous_standby_names(cfg: &Config) -> Option<String> {
-    let mode = cfg.replication.synchronous;
-    if mode == SyncMode::Off {
-        return None;
-    }
-    let data = cfg.data_members().count();
-    let others: Vec<String> = cfg
-        .data_members()
-        .filter(|m| m.name != cfg.node.name)
-        .map(|m| format!("\"{}\"", m.name.replace('"', "\"\"")))
-        .collect();
-    if others.is_empty() {
-        return None;
-    }
-    let k = mode.acks(data, cfg.cluster.members.len()).min(others.len());
-    Some(match mode {
-        SyncMode::On => format!("FIRST 1 ({})", others.join(", ")),
-        _ => format!("ANY {k} ({})", others.join(", ")),
-    })
+    SyncPlan::of(cfg, &[]).map(|plan| plan.setting())
 }
 
 /// The standby settings for a source, in `postgresql.conf` (12+).
@@ -330,6 +316,7 @@ pub fn render_passfile(entries: &[(&str, &str)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::SyncMode;
     use crate::config::{ClusterSection, Member, NodeSection};
     use std::path::PathBuf;
 

@@ -113,13 +113,19 @@ pub struct ManagedFiles {
 
 impl ManagedFiles {
     /// Renders the files for this configuration and version.
+    /// `synchronous_standby_names`, when given, replaces the one `cfg`
+    /// alone would have (the runner's plan covers every member's list).
     pub fn render(
         cfg: &Config,
         major: u32,
         owner: &RunAs,
         standby: Option<&BTreeMap<String, ParamValue>>,
+        synchronous_standby_names: Option<String>,
     ) -> ManagedFiles {
-        let params = conf::effective_parameters(cfg, major);
+        let mut params = conf::effective_parameters(cfg, major);
+        if let Some(names) = synchronous_standby_names {
+            params.insert("synchronous_standby_names".into(), ParamValue::Text(names));
+        }
         ManagedFiles {
             postgresql_conf: conf::render_postgresql_conf(&params, standby),
             pg_hba: conf::render_pg_hba(cfg),
