@@ -124,7 +124,7 @@ pub fn effective_parameters(cfg: &Config, major: u32) -> BTreeMap<String, ParamV
 /// off. Every data member writes it, standbys too (where PostgreSQL ignores
 /// it), so a promoted standby waits for its standbys from its first commit
 /// on. While members run different member lists the runner raises `k`
-/// ([`SyncPlan::covering`]) and the executor writes that instead.
+/// ([`SyncPlan::of`] with the lists the members report) and the executor writes that instead.
 pub fn synchronous_standby_names(cfg: &Config) -> Option<String> {
     SyncPlan::of(cfg, &[]).map(|plan| plan.setting())
 }
