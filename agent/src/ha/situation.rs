@@ -12,7 +12,7 @@ use crate::pg::conf::StandbySource;
 use crate::pg::files::DataDirState;
 use crate::status_doc::{Position, Role, State, StatusDoc};
 
-use super::candidate::{judge_in, members_to_compare, Candidacy, Contender};
+use super::candidate::{ahead, judge_in, members_to_compare, Candidacy, Contender};
 use super::operation::PauseFlag;
 
 /// The local PostgreSQL, as the loop found it this iteration.
@@ -539,6 +539,8 @@ pub struct Ranking {
     peers: Vec<(Contender, Option<Instant>)>,
     needed: usize,
     max_lag: u64,
+    /// An operator chose this member (a failover in a synchronous mode).
+    designated: bool,
 }
 
 impl Situation {
@@ -560,12 +562,55 @@ impl Situation {
                 ..c.clone()
             })
             .collect();
-        match judge_in(r.mode, &r.me, &peers, r.needed, r.max_lag) {
+        let mut verdict = judge_in(r.mode, &r.me, &peers, r.needed, r.max_lag);
+        if r.designated {
+            verdict = designated_in_sync_mode(&r.me, &peers, r.needed, verdict);
+        }
+        match verdict {
             Candidacy::NotBest(why) if self.candidacy.is_best() => Candidacy::NotBest(format!(
                 "comparing positions observed since this member won the leader lease: {why}"
             )),
             verdict => verdict,
         }
+    }
+}
+
+/// An operator's failover candidate in a synchronous mode: chosen over
+/// members as far ahead as it is (the ranking's tie rule, `max_lag`), but
+/// never over one further ahead, nor without `needed` positions compared:
+/// either could mean a commit acknowledged by quorum commit that it lacks.
+fn designated_in_sync_mode(
+    me: &Contender,
+    peers: &[Contender],
+    needed: usize,
+    ranked: Candidacy,
+) -> Candidacy {
+    let why = match (&ranked, me.position) {
+        (Candidacy::Best(_), _) => None,
+        (_, None) => Some(ranked.reason().to_string()),
+        (_, Some(mine)) => {
+            let reached = 1 + peers
+                .iter()
+                .filter(|p| p.recent && (p.position.is_some() || p.empty))
+                .count();
+            let further = peers
+                .iter()
+                .find(|p| p.position.is_some_and(|t| ahead(t, mine)));
+            match further {
+                Some(p) => Some(format!("{} has more WAL", p.name)),
+                None if reached < needed => Some(ranked.reason().to_string()),
+                None => None,
+            }
+        }
+    };
+    match why {
+        None => Candidacy::Best(format!(
+            "{} was chosen by an operator to take over (failover), and holds every acknowledged commit it could compare",
+            me.name
+        )),
+        Some(why) => Candidacy::NotBest(format!(
+            "chosen by an operator to take over, but synchronous replication forbids it: {why}"
+        )),
     }
 }
 
@@ -607,7 +652,9 @@ fn candidacy(
             None,
         );
     }
-    if local.designated {
+    // In a synchronous mode an operator's choice still must hold every
+    // acknowledged commit: it is checked below, after the ranking.
+    if local.designated && settings.synchronous == SyncMode::Off {
         return (
             Candidacy::Best(format!(
                 "{me} was chosen by an operator to take over (failover)"
@@ -661,19 +708,23 @@ fn candidacy(
         settings.members.len(),
     );
     let contenders: Vec<Contender> = peers.iter().map(|(c, _)| c.clone()).collect();
-    let verdict = judge_in(
+    let mut verdict = judge_in(
         settings.synchronous,
         &me,
         &contenders,
         needed,
         settings.max_lag,
     );
+    if local.designated {
+        verdict = designated_in_sync_mode(&me, &contenders, needed, verdict);
+    }
     let ranking = Ranking {
         mode: settings.synchronous,
         me,
         peers,
         needed,
         max_lag: settings.max_lag,
+        designated: local.designated,
     };
     (verdict, Some(ranking))
 }
@@ -926,6 +977,53 @@ mod tests {
             matches!(decide(&s, &lease), Action::Promote { .. }),
             "{:?}",
             decide(&s, &lease)
+        );
+    }
+
+    #[test]
+    fn an_operators_failover_candidate_in_a_synchronous_mode_must_hold_every_acknowledged_commit() {
+        let mut cfg = settings(&["pg1", "pg2", "pg3"]);
+        let lagging = Local {
+            designated: true,
+            // Far behind the primary's last position: the ranking alone
+            // would refuse it (max_lag_on_failover); an operator may insist.
+            last_leader: at(200 + (64 << 20)),
+            ..standby(200)
+        };
+        for mode in [SyncMode::Off, SyncMode::Quorum, SyncMode::On] {
+            cfg.synchronous = mode;
+            let s = situation(
+                &lagging,
+                &[down("pg2"), peer("pg3", Role::Replica, Some(200))],
+                &cfg,
+            );
+            assert!(s.candidacy.is_best(), "{mode:?}: {:?}", s.candidacy);
+        }
+        cfg.synchronous = SyncMode::Quorum;
+        let behind = situation(
+            &lagging,
+            &[down("pg2"), peer("pg3", Role::Replica, Some(300))],
+            &cfg,
+        );
+        assert!(
+            behind
+                .candidacy
+                .reason()
+                .contains("synchronous replication forbids it: pg3 has more WAL"),
+            "{:?}",
+            behind.candidacy
+        );
+        let alone = situation(&lagging, &[down("pg2"), down("pg3")], &cfg);
+        assert!(!alone.candidacy.is_best(), "{:?}", alone.candidacy);
+        cfg.synchronous = SyncMode::Off;
+        let behind = situation(
+            &lagging,
+            &[down("pg2"), peer("pg3", Role::Replica, Some(300))],
+            &cfg,
+        );
+        assert!(
+            behind.candidacy.is_best(),
+            "asynchronous: the operator decides"
         );
     }
 
