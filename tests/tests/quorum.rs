@@ -411,6 +411,20 @@ fn primary_deaths(mode: &str, rounds: usize) -> Vec<Round> {
     done
 }
 
+/// No round's new primary lacked an acknowledged id.
+fn assert_nothing_lost(mode: &str, rounds: &[Round]) {
+    let lost: Vec<(usize, &str, &[i64])> = rounds
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| !r.missing.is_empty())
+        .map(|(i, r)| (i + 1, r.promoted.as_str(), r.missing.as_slice()))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "acknowledged writes lost with synchronous = {mode:?} (round, new primary, ids): {lost:?}"
+    );
+}
+
 #[test]
 fn given_quorum_commit_when_the_primary_node_dies_five_times_then_every_new_primary_has_every_acknowledged_write(
 ) {
@@ -433,16 +447,7 @@ fn given_quorum_commit_when_the_primary_node_dies_five_times_then_every_new_prim
             r.acknowledged
         );
     }
-    let lost: Vec<(usize, &str, &[i64])> = rounds
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| !r.missing.is_empty())
-        .map(|(i, r)| (i + 1, r.promoted.as_str(), r.missing.as_slice()))
-        .collect();
-    assert!(
-        lost.is_empty(),
-        "acknowledged writes lost in quorum mode (round, new primary, ids): {lost:?}"
-    );
+    assert_nothing_lost("quorum", &rounds);
 }
 
 #[test]
@@ -451,17 +456,7 @@ fn given_synchronous_mode_on_when_the_primary_node_dies_then_one_standby_is_sync
     if !require_root("synchronous on: primary deaths") {
         return;
     }
-    let rounds = primary_deaths("on", 2);
-    let lost: Vec<(usize, &str, &[i64])> = rounds
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| !r.missing.is_empty())
-        .map(|(i, r)| (i + 1, r.promoted.as_str(), r.missing.as_slice()))
-        .collect();
-    assert!(
-        lost.is_empty(),
-        "acknowledged writes lost with synchronous = \"on\" (round, new primary, ids): {lost:?}"
-    );
+    assert_nothing_lost("on", &primary_deaths("on", 2));
 }
 
 #[test]
