@@ -355,6 +355,12 @@ pub struct StatusDoc {
     /// The member list this agent runs with.
     #[serde(default)]
     pub membership: Option<MembershipDoc>,
+    /// It has no data, and its former data directory was renamed aside
+    /// (a failed rewind, a re-clone): it may have acknowledged commits it
+    /// no longer holds, so it does not count as compared with in a
+    /// synchronous mode.
+    #[serde(default)]
+    pub renamed_aside: bool,
     /// How long before this answer PostgreSQL was observed for its
     /// positions (`wal`), in ms: a candidate compares only with positions
     /// observed after the old primary stopped.

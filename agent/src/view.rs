@@ -87,6 +87,8 @@ pub struct NodeView {
     pub synchronous: Option<crate::status_doc::SynchronousDoc>,
     /// The member list this agent runs with.
     pub membership: Option<crate::status_doc::MembershipDoc>,
+    /// No data here, and a directory renamed aside beside it.
+    pub renamed_aside: bool,
 }
 
 impl NodeView {
@@ -127,6 +129,7 @@ impl NodeView {
             designated: false,
             synchronous: None,
             membership: None,
+            renamed_aside: false,
         }
     }
 

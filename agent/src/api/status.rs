@@ -100,6 +100,7 @@ pub fn status_document(view: &NodeView, now: Instant) -> StatusDoc {
         replication: wal_senders.iter().map(patroni_replication_row).collect(),
         synchronous: view.synchronous.clone(),
         membership: view.membership.clone(),
+        renamed_aside: view.renamed_aside,
         observed_ms_ago: view
             .postgres
             .as_ref()

@@ -118,6 +118,8 @@ pub struct Observed {
     /// When it was observed (just before the probe): a peer comparing
     /// positions needs to know how old this one is.
     pub at: Instant,
+    /// No data here, and a directory renamed aside beside it.
+    pub renamed_aside: bool,
 }
 
 /// The local PostgreSQL under the agent's care.
@@ -313,6 +315,8 @@ impl LocalPostgres {
         let at = Instant::now();
         let data_dir = self.cfg.node.data_dir.clone();
         let data = files::data_dir_state(&data_dir);
+        let renamed_aside =
+            data != DataDirState::Initialized && files::renamed_aside_beside(&data_dir);
         let unreadable = data == DataDirState::Unreadable;
         if unreadable && !self.unreadable_logged {
             let why = std::fs::read_dir(&data_dir)
@@ -400,6 +404,7 @@ impl LocalPostgres {
             role_ensured: self.role_ensured,
             system_identifier,
             at,
+            renamed_aside,
         }
     }
 
@@ -981,12 +986,16 @@ impl LocalPostgres {
             }
         };
         let passfile = files::passfile(&data_dir);
+        // Not the member's own name: under quorum commit the copy's WAL
+        // stream would count as that standby's acknowledgement, and a
+        // clone that fails is renamed aside with what it acknowledged.
+        let application_name = format!("pgwarden_clone_{}", self.cfg.node.name);
         let opts = BasebackupOptions {
             data_dir: &data_dir,
             host: &source.host,
             port: source.port,
             user: &self.cfg.replication.user,
-            application_name: &self.cfg.node.name,
+            application_name: &application_name,
             passfile: &passfile,
             no_sync: self.no_sync(),
             max_rate_kb: self

@@ -1054,6 +1054,7 @@ impl<L: LeaseClient> Runner<L> {
             };
         }
         view.wal_receiver_problem = o.receiver_problem.as_ref().map(|p| p.to_string());
+        view.renamed_aside = o.renamed_aside;
         if view.role == Role::Primary {
             if let (Some(obs), Some(plan)) = (&observation, &self.sync_plan) {
                 view.synchronous = Some(crate::sync_report::report(plan, &obs.wal_senders));

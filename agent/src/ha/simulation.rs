@@ -382,6 +382,8 @@ struct Pg {
     /// `pgwarden.state`: the postmaster (by `gen`) this member's agent
     /// asked to promote and has not seen promoted.
     promotion_requested: Option<u64>,
+    /// A former data directory lies renamed aside beside this one.
+    renamed_aside: bool,
 }
 
 impl Pg {
@@ -398,6 +400,7 @@ impl Pg {
             storm_until: 0,
             remembered_leader: None,
             promotion_requested: None,
+            renamed_aside: false,
         }
     }
 
@@ -922,6 +925,9 @@ struct Stats {
     acknowledged_lost: u64,
     /// ... of which on another timeline of the acknowledged one's number.
     acknowledged_lost_collision: u64,
+    /// ... of which, otherwise, in a run that decides asynchronously (an
+    /// empty member counted as compared): allowed there.
+    acknowledged_lost_async: u64,
     stable_windows: u64,
     liveness_checked: u64,
     liveness_waived: u64,
@@ -971,6 +977,7 @@ impl Stats {
         self.truly_ahead_initial_view += o.truly_ahead_initial_view;
         self.acknowledged_lost += o.acknowledged_lost;
         self.acknowledged_lost_collision += o.acknowledged_lost_collision;
+        self.acknowledged_lost_async += o.acknowledged_lost_async;
         self.stable_windows += o.stable_windows;
         self.liveness_checked += o.liveness_checked;
         self.liveness_waived += o.liveness_waived;
@@ -1031,13 +1038,14 @@ impl fmt::Display for Stats {
         )?;
         writeln!(
             f,
-            "  new primaries checked against fresh reports {}: a reached member's report was stale at {}, a reached member was truly ahead at {} ({} of them reporting \"uninitialized\": the initial view of a restarting agent); without a commit quorum commit acknowledged {} ({} on another timeline of its number)",
+            "  new primaries checked against fresh reports {}: a reached member's report was stale at {}, a reached member was truly ahead at {} ({} of them reporting \"uninitialized\": the initial view of a restarting agent); without a commit quorum commit acknowledged {} ({} on another timeline of its number, {} in runs deciding asynchronously)",
             self.new_primaries_checked,
             self.stale_snapshots,
             self.truly_ahead,
             self.truly_ahead_initial_view,
             self.acknowledged_lost,
-            self.acknowledged_lost_collision
+            self.acknowledged_lost_collision,
+            self.acknowledged_lost_async
         )?;
         write!(
             f,
@@ -1182,13 +1190,21 @@ impl Sim {
                 clonefrom: false,
             })
             .collect();
+        // Half the runs decide in quorum mode, half asynchronously (they
+        // differ in whether an empty member counts as compared); every run
+        // checks acknowledged commits, and a quorum run fails on a loss.
+        let mode = if (seed / 3) % 2 == 0 {
+            SyncMode::Quorum
+        } else {
+            SyncMode::Off
+        };
         let settings = (0..n)
             .map(|i| Settings {
                 me: names[i].clone(),
                 witness: witness[i],
                 members: members.clone(),
                 slots: true,
-                synchronous: SyncMode::Off,
+                synchronous: mode,
                 max_lag: MAX_LAG,
                 fence_margin: fence_margin(TTL, LOOP_WAIT),
                 paused: false,
@@ -1298,7 +1314,8 @@ impl Sim {
 
     fn params(&self) -> String {
         format!(
-            "ttl {:?}, loop_wait {:?}, fence margin {:?}, guard margin {:?}, drift ±{} ppm, writes {} kB/s",
+            "synchronous {:?}, ttl {:?}, loop_wait {:?}, fence margin {:?}, guard margin {:?}, drift ±{} ppm, writes {} kB/s",
+            self.settings[0].synchronous.as_str(),
             TTL,
             LOOP_WAIT,
             fence_margin(TTL, LOOP_WAIT),
@@ -1976,6 +1993,10 @@ impl Sim {
             replication: Vec::new(),
             synchronous: None,
             membership: None,
+            renamed_aside: self.nodes[i]
+                .pg
+                .as_ref()
+                .is_some_and(|pg| pg.renamed_aside && pg.data != DataDirState::Initialized),
             observed_ms_ago: p
                 .observed
                 .map(|t| self.local(i).saturating_duration_since(t).as_millis() as u64),
@@ -3000,6 +3021,7 @@ impl Sim {
                     self.stats.rewinds_failed += 1;
                     *self.pg_mut(i) = Pg {
                         storm_until: self.pg(i).storm_until,
+                        renamed_aside: true,
                         ..Pg::empty()
                     };
                     self.note(|s| {
@@ -4039,6 +4061,8 @@ impl Sim {
                 .any(|&t| t != acked.0 && self.timelines[t].number == number)
             {
                 self.stats.acknowledged_lost_collision += 1;
+            } else if self.settings[i].synchronous == SyncMode::Off {
+                self.stats.acknowledged_lost_async += 1;
             } else if self.broken.is_none() {
                 self.broken = Some((
                     Broken::AcknowledgedWriteLost,
@@ -4225,8 +4249,22 @@ impl Sim {
         let data: Vec<usize> = (0..members.len())
             .filter(|&i| self.nodes[i].pg.is_some())
             .collect();
-        let needed = members_to_compare(SyncMode::Off, data.len(), members.len());
-        let inside: Vec<usize> = data.iter().copied().filter(|&i| members[i]).collect();
+        let mode = self.settings[0].synchronous;
+        let needed = members_to_compare(mode, data.len(), members.len());
+        // In a synchronous mode a member whose directory was renamed aside
+        // and is still empty is not compared with (it may have lost
+        // acknowledged commits).
+        let inside: Vec<usize> = data
+            .iter()
+            .copied()
+            .filter(|&i| members[i])
+            .filter(|&i| {
+                mode == SyncMode::Off
+                    || self.nodes[i].pg.as_ref().is_none_or(|pg| {
+                        !(pg.renamed_aside && pg.data != DataDirState::Initialized)
+                    })
+            })
+            .collect();
         if inside.len() < needed {
             return Some(format!(
                 "{} data members connected, {needed} needed",
@@ -4639,8 +4677,11 @@ fn given_the_seeds_that_once_failed_then_they_pass() {
     // 729509: liveness, a fence remembered under another's lease of the
     // same number. 16523: the checker's own fence rule had the same flaw.
     // 283735: liveness, a position remembered on a branch a rewind left
-    // behind, read on a new timeline of the same number.
-    for seed in [16_523, 256_340, 283_735, 729_509] {
+    // behind, read on a new timeline of the same number. 165: a position
+    // observed before the lease was won (an agent stuck 8 s) missed an
+    // acknowledged commit. 719532, 766556: an empty member whose directory
+    // a failed rewind had renamed aside counted as compared with.
+    for seed in [16_523, 256_340, 283_735, 729_509, 165, 719_532, 766_556] {
         if let Err(failure) = run_seed(seed, Fault::None, true, false) {
             panic!("{}", with_trace(&failure));
         }

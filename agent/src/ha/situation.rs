@@ -126,6 +126,8 @@ pub struct PeerReport {
     pub pg: Option<(String, u16)>,
     /// It has no data and is not making any.
     pub uninitialized: bool,
+    /// ... and its former data directory was renamed aside.
+    pub renamed_aside: bool,
     /// The last position it saw the primary at.
     pub last_leader: Option<Position>,
     /// Its WAL receiver streams.
@@ -183,6 +185,7 @@ impl PeerReport {
             position: d.position(),
             pg: d.pg_endpoint(),
             uninitialized: d.is_uninitialized(),
+            renamed_aside: d.renamed_aside,
             last_leader: d.last_leader_position,
             streaming: d
                 .wal_receiver
@@ -697,7 +700,13 @@ fn candidacy(
                 running_primary: p.running_primary,
                 nofailover: settings.member(&p.name).is_some_and(|m| m.nofailover),
                 last_leader: p.last_leader,
-                empty: p.uninitialized,
+                // An empty member "has nothing", so it counts as compared
+                // (a new cluster's first primary compares with members
+                // still empty) — but in a synchronous mode not one whose
+                // directory was renamed aside (a failed rewind, a
+                // re-clone): it may have acknowledged commits it lost.
+                empty: p.uninitialized
+                    && (settings.synchronous == SyncMode::Off || !p.renamed_aside),
             };
             (contender, p.observed_at)
         })
@@ -1025,6 +1034,34 @@ mod tests {
             behind.candidacy.is_best(),
             "asynchronous: the operator decides"
         );
+    }
+
+    #[test]
+    fn in_a_synchronous_mode_a_member_emptied_by_a_rename_aside_is_not_compared_with() {
+        let mut cfg = settings(&["pg1", "pg2", "pg3"]);
+        let emptied = PeerReport {
+            renamed_aside: true,
+            ..peer("pg3", Role::Uninitialized, None)
+        };
+        for (mode, renamed, best) in [
+            (SyncMode::Off, true, true),
+            (SyncMode::Quorum, false, true),
+            (SyncMode::Quorum, true, false),
+            (SyncMode::On, true, false),
+        ] {
+            cfg.synchronous = mode;
+            let p3 = PeerReport {
+                renamed_aside: renamed,
+                ..emptied.clone()
+            };
+            let s = situation(&standby(200), &[down("pg2"), p3], &cfg);
+            assert_eq!(
+                s.candidacy.is_best(),
+                best,
+                "{mode:?}, renamed {renamed}: {:?}",
+                s.candidacy
+            );
+        }
     }
 
     #[test]

@@ -220,9 +220,37 @@ pub fn rename_aside(data_dir: &Path, why: &str) -> Result<PathBuf, FileError> {
     Ok(target)
 }
 
+/// Whether a directory renamed aside from `data_dir` ([`rename_aside`])
+/// lies beside it: this member had data once, and may have acknowledged
+/// commits that its directory no longer holds.
+pub fn renamed_aside_beside(data_dir: &Path) -> bool {
+    let (Some(parent), Some(name)) = (data_dir.parent(), data_dir.file_name()) else {
+        return false;
+    };
+    let prefix = format!("{}.", name.to_string_lossy());
+    fs::read_dir(parent).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            e.file_name().to_string_lossy().starts_with(&prefix)
+                && e.file_type().is_ok_and(|t| t.is_dir())
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_directory_renamed_aside_is_seen_beside_the_data_directory_but_files_are_not() {
+        let root = tempfile::tempdir().expect("temp dir");
+        let data = root.path().join("data");
+        fs::create_dir(&data).expect("data");
+        fs::write(root.path().join("data.log"), "log").expect("log");
+        assert!(!renamed_aside_beside(&data));
+        let moved = rename_aside(&data, "diverged").expect("renamed");
+        assert!(moved.starts_with(root.path()));
+        assert!(renamed_aside_beside(&data));
+    }
 
     #[test]
     fn the_log_and_passfile_live_beside_the_data_directory() {
