@@ -369,6 +369,10 @@ pub struct StatusDoc {
     /// Patroni's `patroni`.
     #[serde(default)]
     pub patroni: Option<PatroniDoc>,
+    /// This member's tags (`node.tags`), as Patroni reports them: built-in
+    /// flags that are off are left out.
+    #[serde(default)]
+    pub tags: crate::config::Tags,
 }
 
 impl StatusDoc {

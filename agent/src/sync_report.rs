@@ -171,6 +171,7 @@ mod tests {
                 witness: false,
                 watchdog: Default::default(),
                 watchdog_device: crate::config::default_watchdog_device(),
+                tags: Default::default(),
             },
             api: Default::default(),
             cluster: crate::config::ClusterSection {

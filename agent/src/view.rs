@@ -89,6 +89,10 @@ pub struct NodeView {
     pub membership: Option<crate::status_doc::MembershipDoc>,
     /// No data here, and a directory renamed aside beside it.
     pub renamed_aside: bool,
+    /// This member's tags (`node.tags`), as of the last reload.
+    pub tags: crate::config::Tags,
+    /// Where other members and clients reach this agent's API.
+    pub api_url: Option<String>,
 }
 
 impl NodeView {
@@ -130,6 +134,8 @@ impl NodeView {
             synchronous: None,
             membership: None,
             renamed_aside: false,
+            tags: crate::config::Tags::default(),
+            api_url: None,
         }
     }
 

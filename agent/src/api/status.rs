@@ -124,6 +124,7 @@ pub fn status_document(view: &NodeView, now: Instant) -> StatusDoc {
             scope: view.cluster.clone(),
             name: view.name.clone(),
         }),
+        tags: view.tags.clone(),
     }
 }
 

@@ -53,6 +53,82 @@ pub struct NodeSection {
     /// The watchdog device.
     #[serde(default = "default_watchdog_device")]
     pub watchdog_device: PathBuf,
+    /// This member's own tags (Patroni's names and meanings), reported in
+    /// its status: draining a node means editing that node's file only.
+    #[serde(default)]
+    pub tags: Tags,
+}
+
+/// `node.tags`: what this member asks of the others and of load balancers,
+/// with Patroni's names and meanings. Serialized as Patroni reports tags:
+/// a built-in flag that is off is left out, so `?tag_nofailover=false`
+/// matches nothing, as on Patroni.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Tags {
+    /// Never become primary (and step down if primary).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub nofailover: bool,
+    /// `/replica` and `/read-only` answer 503: load balancers send no reads.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub noloadbalance: bool,
+    /// Never listed in the primary's `synchronous_standby_names`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub nosync: bool,
+    /// Among candidates equally far ahead, the higher goes first; 0 never
+    /// becomes primary (as `nofailover`).
+    #[serde(skip_serializing_if = "is_default_priority")]
+    pub failover_priority: u32,
+    /// New members prefer to clone from this one.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub clonefrom: bool,
+    /// Stream from this member instead of the primary (cascading).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicatefrom: Option<String>,
+    /// Any other tag: free-form strings, numbers and booleans, reported and
+    /// matched by `?tag_<key>=<value>` filters.
+    #[serde(flatten)]
+    pub custom: BTreeMap<String, serde_json::Value>,
+}
+
+/// Patroni's default `failover_priority`.
+pub const DEFAULT_FAILOVER_PRIORITY: u32 = 1;
+
+fn is_default_priority(p: &u32) -> bool {
+    *p == DEFAULT_FAILOVER_PRIORITY
+}
+
+impl Default for Tags {
+    fn default() -> Tags {
+        Tags {
+            nofailover: false,
+            noloadbalance: false,
+            nosync: false,
+            failover_priority: DEFAULT_FAILOVER_PRIORITY,
+            clonefrom: false,
+            replicatefrom: None,
+            custom: BTreeMap::new(),
+        }
+    }
+}
+
+impl Tags {
+    /// Never promoted: `nofailover`, or `failover_priority = 0` (Patroni's rule).
+    pub fn never_primary(&self) -> bool {
+        self.nofailover || self.failover_priority == 0
+    }
+
+    /// The tag `key` as Patroni matches `?tag_<key>=<value>`: strings as
+    /// they are, other values in lower case (`true`, `2`); `None` when the
+    /// tag is not set (a built-in flag that is off counts as not set).
+    pub fn filter_value(&self, key: &str) -> Option<String> {
+        let map = serde_json::to_value(self).ok()?;
+        match map.get(key)? {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Null => None,
+            other => Some(other.to_string().to_lowercase()),
+        }
+    }
 }
 
 /// `node.watchdog`: a machine that freezes must not keep a writable primary

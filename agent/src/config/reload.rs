@@ -62,6 +62,7 @@ keys! {
     "node.witness" => AgentRestart: node.witness;
     "node.watchdog" => AgentRestart: node.watchdog;
     "node.watchdog_device" => AgentRestart: node.watchdog_device;
+    "node.tags" => Reload: node.tags;
     "api.listen" => AgentRestart: api.listen;
     "api.advertise_url" => AgentRestart: api.advertise_url;
     "api.token_file" => Reload: api.token_file;

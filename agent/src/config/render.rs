@@ -53,6 +53,7 @@ pub fn effective_toml(cfg: &Config) -> String {
         "watchdog_device",
         &format!("{:?}", cfg.node.watchdog_device.display().to_string()),
     );
+    out.kv("tags", &tags(&cfg.node.tags));
 
     out.section("api");
     out.kv("listen", &string(&cfg.api.listen.to_string()));
@@ -212,6 +213,26 @@ fn member(m: &Member) -> String {
         ", nofailover = {}, clonefrom = {}, witness = {} }}",
         m.nofailover, m.clonefrom, m.witness
     );
+    s
+}
+
+/// The tags as an inline table, the built-in ones always shown.
+fn tags(t: &super::model::Tags) -> String {
+    let mut s = format!(
+        "{{ nofailover = {}, noloadbalance = {}, nosync = {}, failover_priority = {}, clonefrom = {}",
+        t.nofailover, t.noloadbalance, t.nosync, t.failover_priority, t.clonefrom
+    );
+    if let Some(from) = &t.replicatefrom {
+        let _ = write!(s, ", replicatefrom = {}", string(from));
+    }
+    for (k, v) in &t.custom {
+        let v = match v {
+            serde_json::Value::String(text) => string(text),
+            other => other.to_string(),
+        };
+        let _ = write!(s, ", {} = {v}", key(k));
+    }
+    s.push_str(" }");
     s
 }
 

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use super::fields::{describe, Table};
 use super::model::{
     default_loop_wait, default_ttl, ApiSection, ClusterSection, Config, Member, NodeSection,
-    ParamValue, PostgresqlSection, ReplicationSection, SyncMode, VerifyClient, WatchdogMode,
+    ParamValue, PostgresqlSection, ReplicationSection, SyncMode, Tags, VerifyClient, WatchdogMode,
 };
 use super::report::Report;
 use super::validate;
@@ -36,6 +36,7 @@ pub(super) const SECTIONS: &[SectionSpec] = &[
             "witness",
             "watchdog",
             "watchdog_device",
+            "tags",
         ],
     },
     SectionSpec {
@@ -312,6 +313,7 @@ fn read_node(t: &Table, r: &mut Report) -> NodeSection {
     let watchdog_device = t
         .path(r, "watchdog_device", "\"/dev/watchdog\"")
         .unwrap_or_else(super::model::default_watchdog_device);
+    let tags = read_tags(t, r);
     NodeSection {
         name: name.unwrap_or_default(),
         data_dir: data_dir.unwrap_or_default(),
@@ -319,8 +321,70 @@ fn read_node(t: &Table, r: &mut Report) -> NodeSection {
         witness,
         watchdog,
         watchdog_device,
+        tags,
     }
 }
+
+/// `node.tags`: the built-in tags typed, any other tag kept as a string,
+/// number or boolean (Patroni's free-form tags).
+fn read_tags(t: &Table, r: &mut Report) -> Tags {
+    let mut tags = Tags::default();
+    let Some(map) = t.table(
+        r,
+        "tags",
+        "{ nofailover = false, noloadbalance = false, nosync = false, failover_priority = 1 }",
+    ) else {
+        return tags;
+    };
+    let tt = Table::new(t.key("tags"), Some(map));
+    tags.nofailover = tt.bool(r, "nofailover").unwrap_or(false);
+    tags.noloadbalance = tt.bool(r, "noloadbalance").unwrap_or(false);
+    tags.nosync = tt.bool(r, "nosync").unwrap_or(false);
+    tags.clonefrom = tt.bool(r, "clonefrom").unwrap_or(false);
+    if let Some(v) = tt.get("failover_priority") {
+        match v.as_u64().and_then(|n| u32::try_from(n).ok()) {
+            Some(p) => tags.failover_priority = p,
+            None => tt.wrong_type(
+                r,
+                "failover_priority",
+                "a whole number, 0 or more (0: never primary)",
+                "1",
+            ),
+        }
+    }
+    let replicatefrom = tt.string(r, "replicatefrom", "\"pg2\"");
+    tags.replicatefrom = checked(r, &tt.key("replicatefrom"), replicatefrom, |n| {
+        validate::member_name(n)
+    });
+    for (key, value) in map {
+        if BUILTIN_TAGS.contains(&key.as_str()) {
+            continue;
+        }
+        match value {
+            Value::String(_) | Value::Bool(_) | Value::Number(_) => {
+                tags.custom.insert(key.clone(), value.clone());
+            }
+            other => r.error(
+                &tt.key(key),
+                format!(
+                    "expected a string, number or boolean, found {}; a tag is e.g. {key} = \"rack-a\"",
+                    describe(other)
+                ),
+            ),
+        }
+    }
+    tags
+}
+
+/// The tags with a meaning to the agent (Patroni's); others are free-form.
+const BUILTIN_TAGS: &[&str] = &[
+    "nofailover",
+    "noloadbalance",
+    "nosync",
+    "failover_priority",
+    "clonefrom",
+    "replicatefrom",
+];
 
 fn read_api(t: &Table, r: &mut Report) -> ApiSection {
     check_unknown(t, r, "api");

@@ -461,6 +461,54 @@ fn check_this_node(c: &Config, r: &mut Report) {
         );
     }
     check_own_api_address(c, r, i, me);
+    check_tags(c, r);
+}
+
+/// `node.tags` that cannot work: cascading from oneself or from a member
+/// that runs no PostgreSQL, a witness as a clone source.
+fn check_tags(c: &Config, r: &mut Report) {
+    let tags = &c.node.tags;
+    if c.node.witness && tags.clonefrom {
+        r.error(
+            "node.tags.clonefrom",
+            "this node is a witness and runs no PostgreSQL, so it cannot be a clone source; remove clonefrom",
+        );
+    }
+    let Some(from) = &tags.replicatefrom else {
+        return;
+    };
+    if r.failed("node.tags.replicatefrom") {
+        return;
+    }
+    if *from == c.node.name {
+        r.error(
+            "node.tags.replicatefrom",
+            format!("{from:?} is this node: a standby streams from another member (or leave replicatefrom out to stream from the primary)"),
+        );
+    } else if c.node.witness {
+        r.error(
+            "node.tags.replicatefrom",
+            "this node is a witness and runs no PostgreSQL, so it streams from no one; remove replicatefrom",
+        );
+    } else {
+        match c.cluster.members.iter().find(|m| m.name == *from) {
+            None => {
+                let names: Vec<&str> = c.data_members().map(|m| m.name.as_str()).collect();
+                r.error(
+                    "node.tags.replicatefrom",
+                    format!(
+                        "{from:?} is not in cluster.members; name a member that runs PostgreSQL ({})",
+                        names.join(", ")
+                    ),
+                );
+            }
+            Some(m) if m.witness => r.error(
+                "node.tags.replicatefrom",
+                format!("{from:?} is a witness and runs no PostgreSQL; name a member that does"),
+            ),
+            Some(_) => {}
+        }
+    }
 }
 
 /// Peers reach this agent at its member entry's `api_url`; a different

@@ -978,6 +978,8 @@ impl<L: LeaseClient> Runner<L> {
         );
         view.agent_started = self.view.borrow().agent_started;
         view.membership = Some(MembershipDoc::of(cfg));
+        view.tags = cfg.node.tags.clone();
+        view.api_url = Some(cfg.api_advertise_url());
         view.loop_last = Some(Instant::now());
         view.paused = self.ops.pause.paused;
         view.pause_version = self.ops.pause.version;

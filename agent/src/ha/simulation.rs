@@ -1993,6 +1993,7 @@ impl Sim {
             replication: Vec::new(),
             synchronous: None,
             membership: None,
+            tags: Default::default(),
             renamed_aside: self.nodes[i]
                 .pg
                 .as_ref()

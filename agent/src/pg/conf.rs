@@ -337,6 +337,7 @@ mod tests {
                 witness: false,
                 watchdog: Default::default(),
                 watchdog_device: crate::config::default_watchdog_device(),
+                tags: Default::default(),
             },
             api: Default::default(),
             cluster: ClusterSection {
