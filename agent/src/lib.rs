@@ -14,6 +14,8 @@
 //! - [`lease`]: the leader lease among the members.
 //! - [`boottime`]: the clock deadlines are on.
 //! - [`view`]: the snapshot the HA loop publishes and the API reads.
+//! - [`telemetry`]: counters of events (lease rounds, fencing, loop times)
+//!   for `GET /metrics`.
 //! - [`daemon`]: `pgwarden run`: wires the loop, the API, signals and systemd.
 //! - [`client`]: the CLI's side of the API (`status`, ...).
 //! - [`tls`]: the API's HTTPS server and the TLS every client of it uses.
@@ -33,6 +35,7 @@ pub mod rfc3339;
 pub mod state;
 pub mod status_doc;
 pub mod sync_report;
+pub mod telemetry;
 pub mod tls;
 pub mod view;
 pub mod watchdog;

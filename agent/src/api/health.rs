@@ -80,7 +80,7 @@ pub fn is_replica(view: &NodeView, filter: &ReplicaFilter) -> bool {
 /// This member's `sync_state` in the running primary's `pg_stat_replication`,
 /// as the primary last reported it (its `/status`, polled every loop), when
 /// that primary runs a synchronous mode.
-fn sync_state_on_primary(view: &NodeView) -> Option<String> {
+pub(crate) fn sync_state_on_primary(view: &NodeView) -> Option<String> {
     view.peers
         .iter()
         .filter_map(|p| p.fresh_doc())

@@ -7,11 +7,13 @@
 //! - `internal.rs`: the agent-to-agent lease endpoints (cluster secret).
 //! - `actions.rs`: operator actions (bearer token).
 //! - `error.rs`: JSON errors.
+//! - `metrics.rs`: `GET /metrics` (Prometheus) and the request counter.
 
 pub mod actions;
 pub mod error;
 pub mod health;
 pub mod internal;
+pub mod metrics;
 pub mod status;
 
 use std::collections::HashMap;
@@ -58,6 +60,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/status", get(status_handler).options(status_handler))
         .route("/cluster", get(cluster_handler))
         .route("/history", get(history_handler))
+        .route("/metrics", get(metrics::handler))
         .route("/internal/lease/prepare", post(internal::prepare))
         .route("/internal/lease/propose", post(internal::propose))
         .route("/internal/lease/release", post(internal::release))
@@ -103,6 +106,7 @@ pub fn router(state: ApiState) -> Router {
     r.fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(metrics::count_requests))
         .with_state(state)
 }
 
