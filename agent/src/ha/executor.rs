@@ -279,6 +279,7 @@ impl LocalPostgres {
             state.history = self.history.clone();
         }
         state.history.push(entry);
+        crate::telemetry::role_change();
         let excess = state.history.len().saturating_sub(HISTORY_LIMIT);
         state.history.drain(..excess);
         self.history = state.history.clone();
@@ -480,6 +481,7 @@ impl LocalPostgres {
             Action::HandOver { to } => self.hand_over(to).await,
             Action::Fence { reason } => {
                 tracing::error!("fencing: {reason}; stopping PostgreSQL (fast, then immediate)");
+                crate::telemetry::fence();
                 // Fast gets half a second: no session may commit once the
                 // lease ends, and immediate is safe (crash recovery later).
                 self.stop(StopMode::Fast, Duration::from_millis(500))

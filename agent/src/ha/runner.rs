@@ -273,6 +273,7 @@ impl<L: LeaseClient> Runner<L> {
             let began = Instant::now();
             self.iterate().await;
             let took = began.elapsed();
+            crate::telemetry::loop_duration(took);
             if took > (self.cfg.cluster.loop_wait * 2).max(Duration::from_secs(2)) {
                 // Long actions (initdb, a clone, a rewind) are expected to;
                 // anything else here is worth an operator's attention.

@@ -353,6 +353,7 @@ impl LeaseClient for QuorumLease {
         }
         if want && (holding || now >= self.not_before) {
             let mut outcome = self.round().await;
+            crate::telemetry::lease_round(&outcome);
             // A holder's round that only learned a higher ballot (typically
             // its own, from before an agent restart, whose last round may
             // have reached some acceptors and not others) tries again at
@@ -364,6 +365,7 @@ impl LeaseClient for QuorumLease {
                     break;
                 }
                 outcome = self.round().await;
+                crate::telemetry::lease_round(&outcome);
             }
             tracing::debug!("lease round: {outcome:?}");
             self.after_round(&outcome);

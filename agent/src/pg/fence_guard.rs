@@ -156,6 +156,7 @@ impl FenceGuard {
         fs::write(&tmp, deadlines.render())
             .and_then(|()| fs::rename(&tmp, &file))
             .map_err(|e| GuardError(format!("cannot write {}: {e}", file.display())))?;
+        crate::telemetry::fence_guard(crate::telemetry::GuardEvent::Armed);
         match self.guard_pid.map(|p| (p, guard_kind(p))) {
             Some((_, Some(GuardKind::Current))) => return Ok(()),
             Some((old, Some(GuardKind::Older))) => {
@@ -197,6 +198,7 @@ impl FenceGuard {
             self.data_dir.display()
         );
         self.guard_pid = Some(pid);
+        crate::telemetry::fence_guard(crate::telemetry::GuardEvent::Started);
         Ok(())
     }
 
@@ -206,6 +208,7 @@ impl FenceGuard {
         let file = deadline_file(&self.data_dir);
         if file.exists() {
             let _ = fs::remove_file(&file);
+            crate::telemetry::fence_guard(crate::telemetry::GuardEvent::Disarmed);
         }
         if let Some(pid) = self.guard_pid.take() {
             // It would leave by itself within 20 ms; a signal makes it certain.
