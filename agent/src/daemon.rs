@@ -2,6 +2,8 @@
 //! loop, and turns signals into its controls (SIGINT: stop the node;
 //! SIGTERM: exit and leave PostgreSQL running for the next agent;
 //! SIGHUP: reload). Returns the process exit code.
+//!
+//! - `logging.rs`: the log on stderr, text or JSON, switched by a reload.
 
 use std::path::Path;
 use std::time::Duration;
@@ -22,16 +24,22 @@ use crate::pg::runas::RunAs;
 use crate::tls::AgentTls;
 use crate::view::NodeView;
 
+pub mod logging;
+
+use logging::Logging;
+
 /// Exit codes (SPEC): runtime failure.
 pub const EXIT_RUNTIME: i32 = 1;
 /// Exit codes (SPEC): bad usage or invalid configuration.
 pub const EXIT_CONFIG: i32 = 2;
 
 /// Runs the agent until SIGINT (stop the node) or SIGTERM (exit, leaving
-/// PostgreSQL running for the next agent); returns the exit code.
-pub async fn run(config_path: &Path) -> i32 {
+/// PostgreSQL running for the next agent); returns the exit code. `logging`
+/// is the installed log, set to `[log]` here and on every reload.
+pub async fn run(config_path: &Path, logging: &Logging) -> i32 {
     let cfg = match config::load_with_warnings(config_path) {
         Ok(loaded) => {
+            logging.apply(&loaded.config.log, &loaded.config.node.name);
             for w in &loaded.warnings {
                 tracing::warn!("{}: {w}", config_path.display());
             }
@@ -103,13 +111,16 @@ pub async fn run(config_path: &Path) -> i32 {
     let (control_tx, control_rx) = mpsc::channel(8);
     let reload_path = config_path.to_path_buf();
     let reload_tls = tls.clone();
+    let reload_logging = logging.clone();
     let app = api::router(ApiState {
         view: view_rx,
         internal: quorum.as_ref().map(|(internal, _)| internal.clone()),
         operator: Some(api::actions::Operator {
             control: control_tx.clone(),
             token_file: cfg.api.token_file.clone(),
-            reload: std::sync::Arc::new(move || reload_config(&reload_path, &reload_tls)),
+            reload: std::sync::Arc::new(move || {
+                reload_config(&reload_path, &reload_tls, &reload_logging)
+            }),
         }),
     });
     tracing::info!(
@@ -179,7 +190,7 @@ pub async fn run(config_path: &Path) -> i32 {
         }
     };
 
-    let code = supervise_signals(config_path, &control_tx, loop_task, &tls).await;
+    let code = supervise_signals(config_path, &control_tx, loop_task, (&tls, logging)).await;
     let _ = api_stop_tx.send(());
     let _ = api_task.await;
     code
@@ -300,7 +311,7 @@ async fn supervise_signals(
     config_path: &Path,
     control: &mpsc::Sender<Control>,
     mut loop_task: tokio::task::JoinHandle<()>,
-    tls: &AgentTls,
+    (tls, logging): (&AgentTls, &Logging),
 ) -> i32 {
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -320,7 +331,7 @@ async fn supervise_signals(
                 tracing::info!("SIGINT: stopping this node: PostgreSQL, then the leader lease");
                 return stop(control, loop_task, Control::Shutdown).await;
             }
-            _ = hup.recv() => match reload_config(config_path, tls) {
+            _ = hup.recv() => match reload_config(config_path, tls, logging) {
                 Ok(cfg) => {
                     let _ = control.send(Control::Reload(Box::new(cfg), None)).await;
                 }
@@ -336,9 +347,12 @@ async fn supervise_signals(
 
 /// The configuration file again (SIGHUP, `POST /reload`), with the TLS
 /// files re-read on every reload, changed paths or not: rotation replaces
-/// the files in place.
-fn reload_config(path: &Path, tls: &AgentTls) -> Result<Config, String> {
+/// the files in place. `[log]` applies here, before the HA loop logs what
+/// the reload did, so that its lines are in the new format already.
+fn reload_config(path: &Path, tls: &AgentTls, logging: &Logging) -> Result<Config, String> {
     let cfg = config::load(path).map_err(|e| e.to_string())?;
+    logging.apply(&cfg.log, &cfg.node.name);
+    tracing::debug!("{}: read again for a reload", path.display());
     tls.reload(&cfg.api);
     Ok(cfg)
 }

@@ -248,17 +248,6 @@ impl From<RoleArg> for Role {
     }
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PGWARDEN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-}
-
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -406,8 +395,8 @@ fn act(action: Action) -> anyhow::Result<i32> {
 fn real_main(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Cmd::Run { config } => {
-            init_logging();
-            Ok(runtime()?.block_on(daemon::run(&config)))
+            let logging = daemon::logging::Logging::init();
+            Ok(runtime()?.block_on(daemon::run(&config, &logging)))
         }
         Cmd::CheckConfig { config } => match config::load_with_warnings(&config) {
             Ok(loaded) => {

@@ -186,6 +186,7 @@ mod tests {
                 synchronous: mode,
                 ..Default::default()
             },
+            log: Default::default(),
         }
     }
 

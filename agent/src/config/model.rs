@@ -30,6 +30,9 @@ pub struct Config {
     /// Replication users and policy.
     #[serde(default)]
     pub replication: ReplicationSection,
+    /// The agent's own log.
+    #[serde(default)]
+    pub log: LogSection,
 }
 
 /// `[node]`
@@ -518,6 +521,55 @@ impl SyncMode {
             SyncMode::Off => "off",
             SyncMode::On => "on",
             SyncMode::Quorum => "quorum",
+        }
+    }
+}
+
+/// `[log]`: what the agent writes on stderr. Both keys apply on SIGHUP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    /// Text lines for people, or JSON lines for a log pipeline.
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A level (`"info"`) or `tracing` directives
+    /// (`"info,pgwarden::lease=debug"`), as validated by the schema.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection {
+            format: LogFormat::Text,
+            level: default_log_level(),
+        }
+    }
+}
+
+/// `log.level` when the file does not set it.
+pub fn default_log_level() -> String {
+    "info".to_string()
+}
+
+/// `log.format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, `member`,
+    /// `message` and the event's fields.
+    Json,
+}
+
+impl LogFormat {
+    /// The word the configuration uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
         }
     }
 }

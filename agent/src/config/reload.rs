@@ -90,6 +90,8 @@ keys! {
     "replication.member_slot_ttl" => Reload: replication.member_slot_ttl;
     "replication.max_lag_on_failover" => Reload: replication.max_lag_on_failover;
     "replication.clone_max_rate" => Reload: replication.clone_max_rate;
+    "log.format" => Reload: log.format;
+    "log.level" => Reload: log.level;
 }
 
 /// What a reload does.
@@ -208,6 +210,20 @@ superuser_password_file = "{s}"
         assert_eq!(applied.postgresql.port, 5433);
         assert_eq!(applied.replication.max_lag_on_failover, ByteSize(2 << 20));
         assert!(reload_plan(&running, &running).is_empty());
+    }
+
+    #[test]
+    fn a_log_format_or_level_change_applies_on_reload() {
+        let running = config();
+        let mut new = running.clone();
+        new.log.format = crate::config::LogFormat::Json;
+        new.log.level = "info,pgwarden::lease=debug".into();
+        let plan = reload_plan(&running, &new);
+        assert_eq!(plan.applied, vec!["log.format", "log.level"]);
+        assert!(plan.agent_restart.is_empty() && plan.postgres_restart.is_empty());
+        assert_eq!(to_apply(&running, &new).log, new.log);
+        assert_eq!(change_of("log.format"), Some(Change::Reload));
+        assert_eq!(change_of("log.level"), Some(Change::Reload));
     }
 
     /// The `change` column of docs/configuration.md says what this plan does.

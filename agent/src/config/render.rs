@@ -178,6 +178,10 @@ pub fn effective_toml(cfg: &Config) -> String {
     if let Some(rate) = rep.clone_max_rate {
         out.kv("clone_max_rate", &string(&rate.to_string()));
     }
+
+    out.section("log");
+    out.kv("format", &string(cfg.log.format.as_str()));
+    out.kv("level", &string(&cfg.log.level));
     out.text
 }
 

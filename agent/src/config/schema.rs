@@ -11,8 +11,9 @@ use serde_json::{Map, Value};
 
 use super::fields::{describe, Table};
 use super::model::{
-    default_loop_wait, default_ttl, ApiSection, ClusterSection, Config, Member, NodeSection,
-    ParamValue, PostgresqlSection, ReplicationSection, SyncMode, Tags, VerifyClient, WatchdogMode,
+    default_log_level, default_loop_wait, default_ttl, ApiSection, ClusterSection, Config,
+    LogFormat, LogSection, Member, NodeSection, ParamValue, PostgresqlSection, ReplicationSection,
+    SyncMode, Tags, VerifyClient, WatchdogMode,
 };
 use super::report::Report;
 use super::validate;
@@ -79,6 +80,10 @@ pub(super) const SECTIONS: &[SectionSpec] = &[
             "max_lag_on_failover",
             "clone_max_rate",
         ],
+    },
+    SectionSpec {
+        name: "log",
+        keys: &["format", "level"],
     },
 ];
 
@@ -258,12 +263,14 @@ pub(super) fn read(tree: &Value, r: &mut Report) -> Config {
     let cluster = read_cluster(&section("cluster"), r);
     let postgresql = read_postgresql(&section("postgresql"), r);
     let replication = read_replication(&section("replication"), r);
+    let log = read_log(&section("log"), r);
     Config {
         node,
         api,
         cluster,
         postgresql,
         replication,
+        log,
     }
 }
 
@@ -675,6 +682,37 @@ fn read_replication(t: &Table, r: &mut Report) -> ReplicationSection {
                 validate::clone_max_rate(*rate)
             })
         }),
+    }
+}
+
+fn read_log(t: &Table, r: &mut Report) -> LogSection {
+    check_unknown(t, r, "log");
+    const FORMATS: &str = "\"text\" or \"json\"";
+    let format = match t.get("format") {
+        None => LogFormat::Text,
+        Some(Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            _ => {
+                r.error(
+                    &t.key("format"),
+                    format!("{s:?} is not a log format; write format = {FORMATS} (text: lines for people; json: one JSON object a line, for a log pipeline)"),
+                );
+                LogFormat::Text
+            }
+        },
+        Some(_) => {
+            t.wrong_type(r, "format", FORMATS, "\"json\"");
+            LogFormat::Text
+        }
+    };
+    let level = t.string(r, "level", "\"info\"");
+    let level = checked(r, &t.key("level"), level, |l| validate::log_level(l));
+    LogSection {
+        format,
+        level: level
+            .map(|l| l.trim().to_string())
+            .unwrap_or_else(default_log_level),
     }
 }
 

@@ -664,3 +664,107 @@ fn given_a_synchronous_mode_then_commits_that_do_not_wait_for_standbys_are_refus
         std::time::Duration::from_secs(5)
     );
 }
+
+#[test]
+fn given_no_log_section_then_the_agent_logs_text_at_info() {
+    let fx = Fixture::new();
+    let s = fx.secrets();
+    let c = load_with_env(&fx.write(&three_node(&s)), NO_ENV)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .config;
+    assert_eq!(c.log, LogSection::default());
+    assert_eq!(c.log.format, LogFormat::Text);
+    assert_eq!(c.log.level, "info");
+}
+
+#[test]
+fn given_a_log_section_then_its_format_and_directives_are_read_and_printed_back() {
+    let fx = Fixture::new();
+    let s = fx.secrets();
+    let text = format!(
+        "{}\n[log]\nformat = \"json\"\nlevel = \"info,pgwarden::lease=debug\"\n",
+        three_node(&s)
+    );
+    let c = load_with_env(&fx.write(&text), NO_ENV)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .config;
+    assert_eq!(c.log.format, LogFormat::Json);
+    assert_eq!(c.log.level, "info,pgwarden::lease=debug");
+    let printed = effective_toml(&c);
+    assert!(
+        printed.contains("[log]\nformat = \"json\"\nlevel = \"info,pgwarden::lease=debug\"\n"),
+        "{printed}"
+    );
+    let again = load_with_env(&fx.write(&printed), NO_ENV)
+        .unwrap_or_else(|e| panic!("{e}\n{printed}"))
+        .config;
+    assert_eq!(again.log, c.log);
+
+    // each level alone, in any case; the environment overrides like any key
+    for level in ["trace", "debug", "INFO", "warn", "error", "off"] {
+        let text = format!("{}\n[log]\nlevel = \"{level}\"\n", three_node(&s));
+        let c = load_with_env(&fx.write(&text), NO_ENV).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.config.log.level, level);
+    }
+    let c = load_with_env(
+        &fx.write(&three_node(&s)),
+        [("PGWARDEN_LOG__LEVEL", "debug"), ("PGWARDEN_LOG", "warn")],
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+    .config;
+    assert_eq!(
+        c.log.level, "debug",
+        "PGWARDEN_LOG is the agent's filter, not an override"
+    );
+}
+
+#[test]
+fn given_a_bad_log_format_or_level_then_each_names_its_key_and_what_is_accepted() {
+    let fx = Fixture::new();
+    let s = fx.secrets();
+    let with = |log: &str| {
+        let text = format!("{}\n[log]\n{log}\n", three_node(&s));
+        problems_of(load_with_env(&fx.write(&text), NO_ENV))
+    };
+
+    let e = with("format = \"xml\"\nlevel = \"verbose\"");
+    assert_eq!(keys(&e), ["log.format", "log.level"], "{e}");
+    let m = message(&e, "log.format");
+    assert!(
+        m.contains("\"xml\"") && m.contains("\"text\" or \"json\""),
+        "{m}"
+    );
+    let m = message(&e, "log.level");
+    assert!(m.contains("\"verbose\" is not a log level"), "{m}");
+    for accepted in [
+        "\"trace\"",
+        "\"debug\"",
+        "\"info\"",
+        "\"warn\"",
+        "\"error\"",
+        "\"off\"",
+    ] {
+        assert!(m.contains(accepted), "{accepted} missing from: {m}");
+    }
+    assert!(m.contains("info,pgwarden::lease=debug"), "{m}");
+
+    // a directive list: the bad directive is named
+    let e = with("level = \"info,pgwarden=loud\"");
+    let m = message(&e, "log.level");
+    assert!(m.contains("\"pgwarden=loud\""), "{m}");
+    let e = with("level = \"info,=debug\"");
+    assert!(message(&e, "log.level").contains("\"=debug\""), "{e}");
+
+    // wrong types and empty values
+    let e = with("format = 1\nlevel = \"\"");
+    assert!(
+        message(&e, "log.format").contains("expected \"text\" or \"json\""),
+        "{e}"
+    );
+    assert!(message(&e, "log.level").contains("is empty"), "{e}");
+    let e = with("levle = \"debug\"");
+    assert!(
+        message(&e, "log.levle").contains("did you mean \"level\"?"),
+        "{e}"
+    );
+}

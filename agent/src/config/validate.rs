@@ -81,6 +81,46 @@ pub(super) fn clone_max_rate(rate: super::units::ByteSize) -> Result<(), String>
     }
 }
 
+/// The levels `log.level` accepts, alone or after `target=`.
+const LOG_LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "off"];
+
+/// `log.level`: a level, or comma-separated `tracing` directives, each a
+/// level or `target=level` (`"info,pgwarden::lease=debug"`). Stricter than
+/// `tracing`'s own parser, which reads a bare word as a target at every
+/// level: `level = "verbose"` is a typo to report, not a filter that
+/// silences everything but a module named `verbose`.
+pub(super) fn log_level(text: &str) -> Result<(), String> {
+    let accepted = || {
+        format!(
+            "write level = {}, or directives such as \"info,pgwarden::lease=debug\" (a level, then target=level pairs)",
+            LOG_LEVELS
+                .iter()
+                .map(|l| format!("{l:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    let is_level = |word: &str| LOG_LEVELS.contains(&word.trim().to_ascii_lowercase().as_str());
+    for directive in text.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let ok = match directive.rsplit_once('=') {
+            None => is_level(directive),
+            Some((target, level)) => !target.trim().is_empty() && is_level(level),
+        };
+        if !ok {
+            let what = if text.contains(',') || text.contains('=') {
+                format!("{directive:?} in {text:?} is neither a level nor a target=level directive")
+            } else {
+                format!("{text:?} is not a log level")
+            };
+            return Err(format!("{what}; {}", accepted()));
+        }
+    }
+    tracing_subscriber::EnvFilter::builder()
+        .parse(text)
+        .map(|_| ())
+        .map_err(|e| format!("{text:?} is not a valid filter ({e}); {}", accepted()))
+}
+
 /// `cluster.name`: PostgreSQL's `cluster_name` and a metrics label.
 pub(super) fn cluster_name(name: &str) -> Result<(), String> {
     let ok = name.len() <= MAX_NAME_LEN

@@ -356,6 +356,7 @@ mod tests {
             },
             postgresql: Default::default(),
             replication: Default::default(),
+            log: Default::default(),
         }
     }
 
