@@ -8,14 +8,35 @@ use crate::view::{NodeView, Role, State};
 
 use super::status::{lag_bytes, receiver_status};
 
-/// Filters a load balancer may add to `/replica` (and `/read-only`, `/async`).
+/// Filters a load balancer may add to the checks (Patroni's query
+/// parameters).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReplicaFilter {
     /// `?lag=16MB`: at most this far behind.
     pub max_lag: Option<ByteSize>,
-    /// `?replication_state=streaming`: the receiver's status.
+    /// `?replication_state=streaming`: the receiver's status, or Patroni's
+    /// `in archive recovery` (a replica whose receiver does not stream).
     pub replication_state: Option<String>,
+    /// `?tag_<key>=<value>`: this member's tags must say so (not on the
+    /// primary and leader checks, as Patroni).
+    pub tags: Vec<(String, String)>,
+    /// `/readiness?mode=`: which position `?lag` is measured from.
+    pub lag_mode: LagMode,
 }
+
+/// `/readiness?mode=`: a replica's lag measured from what it replayed
+/// (`apply`, the default) or from what it received (`write`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LagMode {
+    /// From the replayed position.
+    #[default]
+    Apply,
+    /// From the received position.
+    Write,
+}
+
+/// Patroni's word for a replica whose WAL receiver does not stream.
+pub const IN_ARCHIVE_RECOVERY: &str = "in archive recovery";
 
 /// A health endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +60,9 @@ pub enum Check {
     Async,
     /// `/health`.
     Health,
+    /// `/standby-leader`: the leader of a standby cluster (there are none
+    /// yet: always 503).
+    StandbyLeader,
     /// `/liveness`.
     Liveness,
     /// `/readiness`.
@@ -61,20 +85,58 @@ pub fn is_primary(view: &NodeView, now: Instant) -> bool {
     running(view) && view.role == Role::Primary && holds_lease_now(view, now)
 }
 
-/// A replica that streams, within the filter.
+/// A running replica within the filter (Patroni's `/replica`): streaming
+/// only when `?replication_state=streaming` asks for it; never one tagged
+/// `noloadbalance`.
 pub fn is_replica(view: &NodeView, filter: &ReplicaFilter) -> bool {
-    if !running(view) || view.role != Role::Replica {
+    if !running(view) || view.role != Role::Replica || view.tags.noloadbalance {
         return false;
     }
-    let status = receiver_status(view);
-    let wanted = filter.replication_state.as_deref().unwrap_or("streaming");
-    if status != Some(wanted) {
-        return false;
+    if let Some(wanted) = filter.replication_state.as_deref() {
+        let status = receiver_status(view);
+        let matches = if wanted == IN_ARCHIVE_RECOVERY {
+            status != Some("streaming")
+        } else {
+            status == Some(wanted)
+        };
+        if !matches {
+            return false;
+        }
     }
-    match filter.max_lag {
-        Some(max) => lag_bytes(view).is_some_and(|lag| lag <= max.bytes()),
-        None => true,
+    within_lag(view, filter)
+}
+
+/// The `?lag=` filter: a replica at most that far behind the leader's last
+/// reported position (unknown lag fails it).
+fn within_lag(view: &NodeView, filter: &ReplicaFilter) -> bool {
+    let Some(max) = filter.max_lag else {
+        return true;
+    };
+    let lag = match filter.lag_mode {
+        LagMode::Apply => lag_bytes(view),
+        LagMode::Write => write_lag_bytes(view),
+    };
+    lag.is_some_and(|lag| lag <= max.bytes())
+}
+
+/// How far what this replica *received* trails the leader's last reported
+/// position (`/readiness?mode=write`).
+fn write_lag_bytes(view: &NodeView) -> Option<u64> {
+    let obs = view.observation()?;
+    if !obs.in_recovery {
+        return Some(0);
     }
+    let received = obs.received_lsn.or(obs.replayed_lsn)?;
+    Some(view.leader_lsn?.bytes_after(received))
+}
+
+/// Every `?tag_<key>=<value>` matches this member's tags as Patroni
+/// compares them.
+fn tags_match(view: &NodeView, filter: &ReplicaFilter) -> bool {
+    filter
+        .tags
+        .iter()
+        .all(|(k, v)| view.tags.filter_value(k).as_deref() == Some(v.as_str()))
 }
 
 /// This member's `sync_state` in the running primary's `pg_stat_replication`,
@@ -98,8 +160,17 @@ fn counted(view: &NodeView) -> bool {
     )
 }
 
-/// Whether `check` passes for `view` at `now`.
+/// Whether `check` passes for `view` at `now`, tag filters included
+/// (ignored by the primary and leader checks, as Patroni ignores them).
 pub fn passes(check: Check, view: &NodeView, filter: &ReplicaFilter, now: Instant) -> bool {
+    let ignores_tags = matches!(
+        check,
+        Check::Primary | Check::Leader | Check::StandbyLeader | Check::Liveness | Check::Readiness
+    );
+    passes_untagged(check, view, filter, now) && (ignores_tags || tags_match(view, filter))
+}
+
+fn passes_untagged(check: Check, view: &NodeView, filter: &ReplicaFilter, now: Instant) -> bool {
     match check {
         Check::Primary => is_primary(view, now),
         Check::Leader => holds_lease_now(view, now),
@@ -112,18 +183,25 @@ pub fn passes(check: Check, view: &NodeView, filter: &ReplicaFilter, now: Instan
         Check::ReadOnlySync => is_primary(view, now) || (is_replica(view, filter) && counted(view)),
         Check::Async => is_replica(view, filter) && !counted(view),
         Check::Health => running(view),
-        Check::Liveness => view
-            .loop_last
-            .is_some_and(|t| now.saturating_duration_since(t) <= view.ttl),
+        Check::StandbyLeader => false,
+        // Patroni's: paused, a stuck loop is fine; a primary must have
+        // looped within ttl, anyone else within twice that.
+        Check::Liveness => {
+            let allowed = if running(view) && view.role == Role::Primary {
+                view.ttl
+            } else {
+                view.ttl * 2
+            };
+            view.paused
+                || view
+                    .loop_last
+                    .is_some_and(|t| now.saturating_duration_since(t) <= allowed)
+        }
+        // Patroni's: the leader, or a running PostgreSQL; with `?lag=` a
+        // replica within it (from `?mode=apply|write`).
         Check::Readiness => {
-            is_primary(view, now)
-                || is_replica(
-                    view,
-                    &ReplicaFilter {
-                        max_lag: Some(ByteSize(view.max_lag_bytes)),
-                        replication_state: None,
-                    },
-                )
+            holds_lease_now(view, now)
+                || (running(view) && (view.role != Role::Replica || within_lag(view, filter)))
         }
     }
 }
@@ -283,7 +361,11 @@ mod tests {
             .filter(|(_, ok)| *ok)
             .map(|(c, _)| c)
             .collect();
-        assert_eq!(passed, vec![Check::Leader, Check::Liveness]);
+        // Readiness: the lease holder is ready (Patroni's rule).
+        assert_eq!(
+            passed,
+            vec![Check::Leader, Check::Liveness, Check::Readiness]
+        );
     }
 
     #[test]
@@ -378,24 +460,183 @@ mod tests {
     }
 
     #[test]
-    fn a_replica_that_does_not_stream_is_not_a_replica() {
+    fn a_running_replica_that_does_not_stream_is_a_replica_unless_streaming_is_asked() {
         let v = view(
             Role::Replica,
             State::Running,
             Some(observation(true, None)),
             false,
         );
+        let now = Instant::now();
+        let state = |s: &str| ReplicaFilter {
+            replication_state: Some(s.into()),
+            ..Default::default()
+        };
+        assert!(passes(Check::Replica, &v, &ReplicaFilter::default(), now));
+        assert!(!passes(Check::Replica, &v, &state("streaming"), now));
+        assert!(passes(Check::Replica, &v, &state(IN_ARCHIVE_RECOVERY), now));
+        assert!(passes(Check::Health, &v, &ReplicaFilter::default(), now));
+        let streaming = view(
+            Role::Replica,
+            State::Running,
+            Some(observation(true, Some("streaming"))),
+            false,
+        );
+        assert!(passes(Check::Replica, &streaming, &state("streaming"), now));
+        assert!(!passes(
+            Check::Replica,
+            &streaming,
+            &state(IN_ARCHIVE_RECOVERY),
+            now
+        ));
+    }
+
+    #[test]
+    fn noloadbalance_takes_a_replica_out_of_the_read_checks_but_not_a_primary() {
+        let mut v = view(
+            Role::Replica,
+            State::Running,
+            Some(observation(true, Some("streaming"))),
+            false,
+        );
+        v.tags.noloadbalance = true;
+        let f = ReplicaFilter::default();
+        let now = Instant::now();
+        for c in [Check::Replica, Check::ReadOnly, Check::Async] {
+            assert!(!passes(c, &v, &f, now), "{c:?}");
+        }
+        assert!(passes(Check::Health, &v, &f, now));
+        let mut p = view(
+            Role::Primary,
+            State::Running,
+            Some(observation(false, None)),
+            true,
+        );
+        p.tags.noloadbalance = true;
+        assert!(passes(Check::Primary, &p, &f, now) && passes(Check::ReadOnly, &p, &f, now));
+    }
+
+    #[test]
+    fn tag_filters_match_as_patroni_compares_and_the_primary_ignores_them() {
+        let mut v = view(
+            Role::Replica,
+            State::Running,
+            Some(observation(true, Some("streaming"))),
+            false,
+        );
+        v.tags.custom.insert("dc".into(), "east".into());
+        v.tags.custom.insert("weight".into(), 3.into());
+        v.tags.nosync = true;
+        let tags = |pairs: &[(&str, &str)]| ReplicaFilter {
+            tags: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        };
+        let now = Instant::now();
+        assert!(passes(Check::Replica, &v, &tags(&[("dc", "east")]), now));
+        assert!(passes(
+            Check::Replica,
+            &v,
+            &tags(&[("dc", "east"), ("weight", "3")]),
+            now
+        ));
+        assert!(passes(
+            Check::Replica,
+            &v,
+            &tags(&[("nosync", "true")]),
+            now
+        ));
+        assert!(!passes(Check::Replica, &v, &tags(&[("dc", "west")]), now));
+        assert!(
+            !passes(Check::Replica, &v, &tags(&[("rack", "a")]), now),
+            "unset tag"
+        );
+        // A built-in flag that is off is not set, as on Patroni.
         assert!(!passes(
             Check::Replica,
             &v,
-            &ReplicaFilter::default(),
-            Instant::now()
+            &tags(&[("nofailover", "false")]),
+            now
         ));
+        assert!(!passes(Check::ReadOnly, &v, &tags(&[("dc", "west")]), now));
+        assert!(!passes(Check::Health, &v, &tags(&[("dc", "west")]), now));
+        let p = view(
+            Role::Primary,
+            State::Running,
+            Some(observation(false, None)),
+            true,
+        );
+        assert!(passes(Check::Primary, &p, &tags(&[("dc", "west")]), now));
+        assert!(passes(Check::Leader, &p, &tags(&[("dc", "west")]), now));
+        assert!(!passes(Check::ReadOnly, &p, &tags(&[("dc", "west")]), now));
+    }
+
+    #[test]
+    fn liveness_allows_twice_ttl_on_a_replica_and_anything_while_paused() {
+        let mut v = view(
+            Role::Replica,
+            State::Running,
+            Some(observation(true, Some("streaming"))),
+            false,
+        );
+        let f = ReplicaFilter::default();
+        let now = Instant::now();
         assert!(passes(
-            Check::Health,
+            Check::Liveness,
+            &v,
+            &f,
+            now + Duration::from_secs(15)
+        ));
+        assert!(!passes(
+            Check::Liveness,
+            &v,
+            &f,
+            now + Duration::from_secs(21)
+        ));
+        v.paused = true;
+        assert!(passes(
+            Check::Liveness,
+            &v,
+            &f,
+            now + Duration::from_secs(60)
+        ));
+    }
+
+    #[test]
+    fn readiness_is_the_leader_or_a_running_server_within_the_asked_lag() {
+        let mut v = view(
+            Role::Replica,
+            State::Running,
+            Some(observation(true, Some("streaming"))),
+            false,
+        );
+        // The leader reported 0/5100000: received 0/5000000 (1 MB behind),
+        // replayed 0/4F00000 (2 MB behind).
+        v.leader_lsn = Some(Lsn(0x5100000));
+        let now = Instant::now();
+        let lag = |mb: u64, mode| ReplicaFilter {
+            max_lag: Some(ByteSize(mb << 20)),
+            lag_mode: mode,
+            ..Default::default()
+        };
+        assert!(passes(Check::Readiness, &v, &ReplicaFilter::default(), now));
+        assert!(!passes(Check::Readiness, &v, &lag(1, LagMode::Apply), now));
+        assert!(passes(Check::Readiness, &v, &lag(2, LagMode::Apply), now));
+        assert!(passes(Check::Readiness, &v, &lag(1, LagMode::Write), now));
+        let stopped = view(Role::Replica, State::Stopped, None, false);
+        assert!(!passes(
+            Check::Readiness,
+            &stopped,
+            &ReplicaFilter::default(),
+            now
+        ));
+        assert!(!passes(
+            Check::StandbyLeader,
             &v,
             &ReplicaFilter::default(),
-            Instant::now()
+            now
         ));
     }
 

@@ -242,6 +242,11 @@ superuser_password_file = "{s}"
                 change_col = None;
                 continue;
             }
+            if line.starts_with("### ") {
+                // A sub-table (member entries, tags) is not a key table.
+                change_col = None;
+                continue;
+            }
             if !line.starts_with('|') {
                 continue;
             }

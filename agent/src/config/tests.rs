@@ -768,3 +768,68 @@ fn given_a_bad_log_format_or_level_then_each_names_its_key_and_what_is_accepted(
         "{e}"
     );
 }
+
+#[test]
+fn given_node_tags_then_the_built_in_ones_are_typed_and_the_others_kept() {
+    let fx = Fixture::new();
+    let s = fx.secrets();
+    let text = three_node(&s).replace(
+        "data_dir = \"/var/lib/postgresql/15/main\"\n",
+        "data_dir = \"/var/lib/postgresql/15/main\"\ntags = { noloadbalance = true, failover_priority = 3, replicatefrom = \"pg2\", dc = \"east\", weight = 2 }\n",
+    );
+    let loaded = load_with_env(&fx.write(&text), NO_ENV).expect("loads");
+    let tags = &loaded.config.node.tags;
+    assert!(tags.noloadbalance && !tags.nofailover && !tags.nosync);
+    assert_eq!(tags.failover_priority, 3);
+    assert_eq!(tags.replicatefrom.as_deref(), Some("pg2"));
+    assert_eq!(tags.filter_value("dc").as_deref(), Some("east"));
+    assert_eq!(tags.filter_value("weight").as_deref(), Some("2"));
+    assert_eq!(tags.filter_value("noloadbalance").as_deref(), Some("true"));
+    assert_eq!(tags.filter_value("nofailover"), None, "off is not set");
+    // As Patroni reports them: built-in flags that are off are left out.
+    let json = serde_json::to_value(tags).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({"noloadbalance": true, "failover_priority": 3,
+                           "replicatefrom": "pg2", "dc": "east", "weight": 2})
+    );
+    assert!(!tags.never_primary());
+    let zero = Tags {
+        failover_priority: 0,
+        ..Tags::default()
+    };
+    assert!(zero.never_primary());
+}
+
+#[test]
+fn given_bad_node_tags_then_each_problem_names_its_tag() {
+    let fx = Fixture::new();
+    let s = fx.secrets();
+    let with = |tags: &str| {
+        three_node(&s).replace(
+            "data_dir = \"/var/lib/postgresql/15/main\"\n",
+            &format!("data_dir = \"/var/lib/postgresql/15/main\"\ntags = {tags}\n"),
+        )
+    };
+    let e = problems_of(load_with_env(
+        &fx.write(&with(
+            "{ failover_priority = -1, nosync = \"yes\", rack = [1] }",
+        )),
+        NO_ENV,
+    ));
+    assert!(message(&e, "node.tags.failover_priority").contains("0 or more"));
+    assert!(message(&e, "node.tags.nosync").contains("true or false"));
+    assert!(message(&e, "node.tags.rack").contains("string, number or boolean"));
+    let e = problems_of(load_with_env(
+        &fx.write(&with("{ replicatefrom = \"pg1\" }")),
+        NO_ENV,
+    ));
+    assert!(message(&e, "node.tags.replicatefrom").contains("is this node"));
+    let e = problems_of(load_with_env(
+        &fx.write(&with("{ replicatefrom = \"pg9\" }")),
+        NO_ENV,
+    ));
+    assert!(message(&e, "node.tags.replicatefrom").contains("not in cluster.members"));
+    let e = problems_of(load_with_env(&fx.write(&with("\"drain\"")), NO_ENV));
+    assert!(message(&e, "node.tags").contains("table"));
+}

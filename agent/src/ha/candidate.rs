@@ -5,7 +5,9 @@
 //! in, a verdict with its reason out.
 //!
 //! A member is *ahead* of another when it is on a newer timeline, or on the
-//! same timeline at a higher LSN (ties: the first name). Enough members:
+//! same timeline at a higher LSN (ties: the higher `failover_priority`,
+//! then the first name: only the order among equals changes, never whether
+//! a member behind may lead). Enough members:
 //! `N − k` data members, itself included, where `N` is the number of data
 //! members and `k = max(1, N − M)` with `M` the majority of the lease's
 //! voters ([`members_to_compare`]). Every set of members that can elect a
@@ -28,8 +30,12 @@ pub struct Contender {
     pub system_identifier: Option<String>,
     /// It runs PostgreSQL read-write right now.
     pub running_primary: bool,
-    /// Tagged `nofailover`: never promoted, and not a rival either.
+    /// Tagged `nofailover` (or `failover_priority = 0`): never promoted,
+    /// and not a rival either.
     pub nofailover: bool,
+    /// `failover_priority`: among members at the same position, the
+    /// higher goes first (then the first name).
+    pub priority: u32,
     /// The last position it saw the primary at.
     pub last_leader: Option<Position>,
     /// It answered and has no data at all: behind everyone, it counts as
@@ -152,11 +158,23 @@ pub fn judge_in(
             theirs.timeline > mine.timeline
                 || (theirs.timeline == mine.timeline && theirs.lsn.bytes_after(mine.lsn) > max_lag)
         } else {
-            ahead(*theirs, mine) || (*theirs == mine && *name < me.name.as_str())
+            let priority = peers
+                .iter()
+                .find(|p| p.name == *name)
+                .map_or(crate::config::DEFAULT_FAILOVER_PRIORITY, |p| p.priority);
+            ahead(*theirs, mine)
+                || (*theirs == mine
+                    && (priority, std::cmp::Reverse(*name))
+                        > (me.priority, std::cmp::Reverse(me.name.as_str())))
         };
         if rival {
+            let why = if ahead(*theirs, mine) {
+                "is ahead"
+            } else {
+                "is equal and goes first (failover_priority, then name)"
+            };
             return Candidacy::NotBest(format!(
-                "{name} is ahead or equal and first by name ({} on timeline {} vs {} on timeline {})",
+                "{name} {why} ({} on timeline {} vs {} on timeline {})",
                 theirs.lsn, theirs.timeline, mine.lsn, mine.timeline
             ));
         }
@@ -203,6 +221,7 @@ mod tests {
             system_identifier: Some("7311".into()),
             running_primary: false,
             nofailover: false,
+            priority: crate::config::DEFAULT_FAILOVER_PRIORITY,
             last_leader: None,
             empty: false,
             recent: true,
@@ -385,6 +404,7 @@ mod tests {
     fn nofailover_members_never_try_and_block_only_when_further_ahead_than_max_lag() {
         let tagged = Contender {
             nofailover: true,
+            priority: crate::config::DEFAULT_FAILOVER_PRIORITY,
             ..m("pg2", 300)
         };
         assert!(!judge(&tagged, &[m("pg3", 100)], 2, 1 << 20).is_best());
@@ -413,5 +433,35 @@ mod tests {
             ..m("pg2", 0)
         };
         assert!(!judge(&me, &[], 1, 1 << 20).is_best());
+    }
+
+    #[test]
+    fn failover_priority_orders_equals_and_never_a_member_behind() {
+        // Equal positions: the higher priority goes first, whatever the names.
+        let me = m("pg1", 100);
+        let preferred = Contender {
+            priority: 2,
+            ..m("pg2", 100)
+        };
+        let verdict = judge(&me, std::slice::from_ref(&preferred), 2, 1 << 20);
+        assert!(!verdict.is_best(), "{verdict:?}");
+        assert!(
+            verdict.reason().contains("failover_priority"),
+            "{verdict:?}"
+        );
+        let me_preferred = Contender {
+            priority: 2,
+            ..m("pg2", 100)
+        };
+        assert!(judge(&me_preferred, &[m("pg1", 100)], 2, 1 << 20).is_best());
+        // Equal priorities: the first name, as before.
+        assert!(judge(&me, &[m("pg2", 100)], 2, 1 << 20).is_best());
+        // A higher priority never makes a member behind the best.
+        let behind = Contender {
+            priority: 9,
+            ..m("pg2", 99)
+        };
+        assert!(!judge(&behind, &[m("pg1", 100)], 2, 1 << 20).is_best());
+        assert!(judge(&m("pg1", 100), &[behind], 2, 1 << 20).is_best());
     }
 }

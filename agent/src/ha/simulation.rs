@@ -1209,6 +1209,7 @@ impl Sim {
                 fence_margin: fence_margin(TTL, LOOP_WAIT),
                 paused: false,
                 crash_loop_after: CRASH_LOOP_AFTER,
+                failover_priority: crate::config::DEFAULT_FAILOVER_PRIORITY,
             })
             .collect();
         let write_rate = if rng.chance(0.5) {

@@ -140,6 +140,8 @@ pub struct PeerReport {
     pub pause: PauseFlag,
     /// How long before it answered its PostgreSQL was observed, in ms.
     pub observed_ms_ago: Option<u64>,
+    /// Its own tags (`node.tags`), as it reports them.
+    pub tags: crate::config::Tags,
     /// No later than the observation was made, on this node's clock: the
     /// time the request was sent minus [`PeerReport::observed_ms_ago`]
     /// ([`PeerReport::asked_at`]). A lower bound: the observation is at
@@ -201,6 +203,7 @@ impl PeerReport {
             // published (later than its observation: the bound is looser).
             observed_ms_ago: d.observed_ms_ago.or(d.agent.loop_last_ms_ago),
             observed_at: None,
+            tags: d.tags.clone(),
         }
     }
 
@@ -261,6 +264,8 @@ pub struct Settings {
     pub paused: bool,
     /// Crashes in a row after which a primary hands over, if it can.
     pub crash_loop_after: u32,
+    /// This member's `failover_priority` tag.
+    pub failover_priority: u32,
 }
 
 impl Settings {
@@ -273,11 +278,15 @@ impl Settings {
                 .cluster
                 .members
                 .iter()
-                .map(|m| MemberInfo {
-                    name: m.name.clone(),
-                    witness: m.witness,
-                    nofailover: m.nofailover,
-                    clonefrom: m.clonefrom,
+                .map(|m| {
+                    // This member's own tags count as its entry's flags.
+                    let own = (m.name == cfg.node.name).then_some(&cfg.node.tags);
+                    MemberInfo {
+                        name: m.name.clone(),
+                        witness: m.witness,
+                        nofailover: m.nofailover || own.is_some_and(|t| t.never_primary()),
+                        clonefrom: m.clonefrom || own.is_some_and(|t| t.clonefrom),
+                    }
                 })
                 .collect(),
             slots: cfg.replication.slots,
@@ -286,7 +295,16 @@ impl Settings {
             fence_margin: fence_margin(cfg.cluster.ttl, cfg.cluster.loop_wait),
             paused: false,
             crash_loop_after: CRASH_LOOP_AFTER,
+            failover_priority: cfg.node.tags.failover_priority,
         }
+    }
+
+    /// A member that may never be primary: its entry in `cluster.members`
+    /// says `nofailover`, or its own tags say so (`nofailover`,
+    /// `failover_priority = 0`) as it last reported them in `report`.
+    pub fn never_primary(&self, name: &str, report: Option<&PeerReport>) -> bool {
+        self.member(name).is_some_and(|m| m.nofailover)
+            || report.is_some_and(|p| p.tags.never_primary())
     }
 
     fn data_members(&self) -> impl Iterator<Item = &MemberInfo> {
@@ -485,7 +503,7 @@ pub fn situation(local: &Local, peers: &[PeerReport], settings: &Settings) -> Si
             .find(|p| p.fresh && p.claims_leadership && p.running_primary);
         let clonefrom = || {
             data_peers.iter().find(|p| {
-                settings.member(&p.name).is_some_and(|m| m.clonefrom)
+                (settings.member(&p.name).is_some_and(|m| m.clonefrom) || p.tags.clonefrom)
                     && p.fresh
                     && p.state == Some(State::Running)
                     && p.system_identifier.is_some()
@@ -681,6 +699,7 @@ fn candidacy(
         system_identifier: local.system_identifier.clone(),
         running_primary: false,
         nofailover,
+        priority: settings.failover_priority,
         last_leader: local.last_leader,
         empty: false,
         recent: true,
@@ -698,7 +717,8 @@ fn candidacy(
                 recent: true,
                 system_identifier: p.system_identifier.clone(),
                 running_primary: p.running_primary,
-                nofailover: settings.member(&p.name).is_some_and(|m| m.nofailover),
+                nofailover: settings.never_primary(&p.name, Some(p)),
+                priority: p.tags.failover_priority,
                 last_leader: p.last_leader,
                 // An empty member "has nothing", so it counts as compared
                 // (a new cluster's first primary compares with members
@@ -745,7 +765,7 @@ fn crash_loop(local: &Local, data_peers: &[&PeerReport], settings: &Settings) ->
     }
     let other = data_peers.iter().find(|p| {
         p.healthy_replica()
-            && !settings.member(&p.name).is_some_and(|m| m.nofailover)
+            && !settings.never_primary(&p.name, Some(p))
             && p.system_identifier == local.system_identifier
     });
     match other {
@@ -781,6 +801,7 @@ mod tests {
             fence_margin: Duration::from_secs(2),
             paused: false,
             crash_loop_after: 3,
+            failover_priority: crate::config::DEFAULT_FAILOVER_PRIORITY,
         }
     }
 

@@ -264,8 +264,9 @@ impl<L: LeaseClient> Runner<L> {
         candidate: Option<&str>,
         reply: ReplyTo,
     ) -> Result<(), Reply> {
-        let members = &self.settings.members;
-        let nofailover = |name: &str| members.iter().any(|m| m.name == name && m.nofailover);
+        let settings = &self.settings;
+        let nofailover =
+            |name: &str| settings.never_primary(name, s.peers.iter().find(|p| p.name == name));
         let to = switchover_target(
             s,
             lease,
@@ -489,9 +490,10 @@ impl<L: LeaseClient> Runner<L> {
             } => {
                 // Checked now as well as when due: a request that cannot
                 // work is refused while the operator is still there.
-                let members = &self.settings.members;
-                let nofailover =
-                    |name: &str| members.iter().any(|m| m.name == name && m.nofailover);
+                let settings = &self.settings;
+                let nofailover = |name: &str| {
+                    settings.never_primary(name, s.peers.iter().find(|p| p.name == name))
+                };
                 if let Err(r) = switchover_target(
                     &s,
                     &lease,
