@@ -180,6 +180,13 @@ pub struct SynchronousDoc {
     /// another list (a membership change under way).
     #[serde(default)]
     pub k_raised: bool,
+    /// Members tagged `nosync`, left out of the list.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nosync: Vec<String>,
+    /// Members tagged `nosync` but listed all the same: without them fewer
+    /// than `k` standbys would be listed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nosync_kept: Vec<String>,
 }
 
 /// `membership`: the member list this agent runs with, as far as quorum

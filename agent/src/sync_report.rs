@@ -20,6 +20,11 @@ pub struct SyncPlan {
     /// `k` is above what this node's configuration alone asks, because
     /// some member runs with another member list.
     pub raised: bool,
+    /// Members tagged `nosync` and left out of `names`.
+    pub left_out: Vec<String>,
+    /// Members tagged `nosync` and listed all the same, because without
+    /// them fewer than `k` standbys would be listed.
+    pub nosync_kept: Vec<String>,
 }
 
 impl SyncPlan {
@@ -64,7 +69,33 @@ impl SyncPlan {
             k,
             names,
             raised: k > base,
+            left_out: Vec::new(),
+            nosync_kept: Vec::new(),
         })
+    }
+
+    /// The plan with the members tagged `nosync` left out of the list,
+    /// `k` unchanged, as long as `k` others remain listed (otherwise they
+    /// stay listed, as `nosync_kept`).
+    ///
+    /// Safe whatever the tags say, and whenever they change: a candidate
+    /// compares with `N − k` members, so fewer than `k` standbys lie
+    /// outside what it compares, and every `k` acknowledging standbys
+    /// still share one with it — from a shorter list as from the full one.
+    /// Only availability changes: fewer standbys may acknowledge.
+    pub fn without_nosync(mut self, nosync: &[String]) -> SyncPlan {
+        let (tagged, eligible): (Vec<String>, Vec<String>) =
+            self.names.iter().cloned().partition(|n| nosync.contains(n));
+        if tagged.is_empty() {
+            return self;
+        }
+        if eligible.len() >= self.k {
+            self.names = eligible;
+            self.left_out = tagged;
+        } else {
+            self.nosync_kept = tagged;
+        }
+        self
     }
 
     /// The `synchronous_standby_names` value.
@@ -117,6 +148,8 @@ pub fn report(plan: &SyncPlan, senders: &[WalSender]) -> SynchronousDoc {
         missing,
         writes_blocked,
         k_raised: plan.raised,
+        nosync: plan.left_out.clone(),
+        nosync_kept: plan.nosync_kept.clone(),
     }
 }
 
@@ -145,7 +178,47 @@ mod tests {
             k,
             names: names.to_vec(),
             raised: false,
+            left_out: Vec::new(),
+            nosync_kept: Vec::new(),
         }
+    }
+
+    #[test]
+    fn nosync_members_are_left_out_while_k_others_remain_and_every_ack_set_still_meets_every_candidate(
+    ) {
+        let five = ["pg1", "pg2", "pg3", "pg4", "pg5"];
+        for mode in [SyncMode::Quorum, SyncMode::On] {
+            let cfg = config("pg1", &five, 0, mode);
+            let full = SyncPlan::of(&cfg, &[]).expect("a synchronous mode");
+            for tagged in [
+                vec!["pg2"],
+                vec!["pg2", "pg3"],
+                vec!["pg2", "pg3", "pg4"],
+                vec!["pg2", "pg3", "pg4", "pg5"],
+            ] {
+                let tagged: Vec<String> = tagged.iter().map(|n| n.to_string()).collect();
+                let plan = full.clone().without_nosync(&tagged);
+                assert_eq!(plan.k, full.k, "k never changes");
+                if five.len() - 1 - tagged.len() >= full.k {
+                    assert!(plan.names.iter().all(|n| !tagged.contains(n)), "{plan:?}");
+                    assert_eq!(plan.left_out, tagged);
+                } else {
+                    assert_eq!(plan.names, full.names, "too few others: kept");
+                    assert_eq!(plan.nosync_kept, tagged);
+                }
+                safe_against(&plan, "pg1", &list(&five, 0), mode);
+            }
+        }
+        let plan = SyncPlan::of(
+            &config("pg1", &["pg1", "pg2", "pg3"], 0, SyncMode::Quorum),
+            &[],
+        )
+        .expect("quorum")
+        .without_nosync(&["pg3".to_string()]);
+        assert_eq!(plan.setting(), r#"ANY 1 ("pg2")"#);
+        let r = report(&plan, &[]);
+        assert_eq!(r.nosync, vec!["pg3".to_string()]);
+        assert_eq!(r.missing, vec!["pg2".to_string()]);
     }
 
     /// A configuration of `data` members (and `witnesses`), run by `me`.

@@ -801,11 +801,26 @@ impl<L: LeaseClient> Runner<L> {
             .views()
             .filter_map(|p| p.last.as_ref().and_then(|(_, d)| d.membership.clone()))
             .collect();
-        let plan = SyncPlan::of(&self.cfg, &seen);
+        // Members tagged nosync, as each last reported its tags (this
+        // node's own tag matters only to the primary it may follow).
+        let nosync: Vec<String> = self
+            .peers
+            .views()
+            .filter(|p| p.last.as_ref().is_some_and(|(_, d)| d.tags.nosync))
+            .map(|p| p.name.clone())
+            .collect();
+        let plan = SyncPlan::of(&self.cfg, &seen).map(|p| p.without_nosync(&nosync));
         if let Some(local) = &self.local {
             if let Err(e) = local.lock().await.set_sync_plan(plan.clone()).await {
                 tracing::warn!("synchronous_standby_names not updated yet: {e}");
             }
+        }
+        let kept = |p: &Option<SyncPlan>| p.as_ref().map(|p| p.nosync_kept.clone()).unwrap_or_default();
+        if kept(&plan) != kept(&self.sync_plan) && !kept(&plan).is_empty() {
+            tracing::warn!(
+                "nosync ignored for {}: without them fewer than k standbys would acknowledge commits",
+                kept(&plan).join(", ")
+            );
         }
         self.sync_plan = plan;
     }
@@ -951,15 +966,63 @@ impl<L: LeaseClient> Runner<L> {
         self.last_lease = lease.clone();
     }
 
+    /// Logs a new decision once, in words and with the fields a log
+    /// pipeline reads (`log.format = "json"`): `member`, `term` (when a
+    /// lease term is known), `action` (a stable name) and `reason`.
     fn log_decision(&mut self, action: &Action) {
         if self.last_action.as_ref() == Some(action) {
             return;
         }
-        match action {
-            Action::Healthy => tracing::info!("healthy: nothing to do"),
-            Action::Wait { reason } => tracing::info!("waiting: {reason}"),
-            other => tracing::info!("decided: {other:?}"),
-        }
+        let at = |s: &crate::pg::conf::StandbySource| format!("{}:{}", s.host, s.port);
+        let (name, reason) = match action {
+            Action::Healthy => ("healthy", "nothing to do".to_string()),
+            Action::Wait { reason } => ("wait", reason.clone()),
+            Action::RenameAside => (
+                "rename_aside",
+                "the data directory holds something that is not a PostgreSQL cluster".into(),
+            ),
+            Action::Bootstrap => ("bootstrap", "no cluster yet: this member creates it".into()),
+            Action::Start { as_standby } => (
+                "start",
+                format!(
+                    "PostgreSQL is not running: start it as {}",
+                    if *as_standby {
+                        "a standby"
+                    } else {
+                        "the primary"
+                    }
+                ),
+            ),
+            Action::EnsureReplicationRole => (
+                "ensure_replication_role",
+                "the replication role or slots need creating or repair".into(),
+            ),
+            Action::Promote { reason } => ("promote", reason.clone()),
+            Action::Rewind { source } => {
+                ("rewind", format!("rejoin as a standby of {}", at(source)))
+            }
+            Action::Clone { source } => (
+                "clone",
+                format!("copy the data directory from {}", at(source)),
+            ),
+            Action::Follow { source } => (
+                "follow",
+                format!("stream from the primary at {}", at(source)),
+            ),
+            Action::Fence { reason } => ("fence", reason.clone()),
+            Action::Restart { .. } => ("restart", "an operator asked for a restart".into()),
+            Action::Reinit => ("reinit", "an operator asked for a reinitialisation".into()),
+            Action::Reclone { reason } => ("reclone", reason.clone()),
+            Action::HandOver { to } => ("hand_over", format!("switchover to {to}")),
+        };
+        let message = match action {
+            Action::Healthy => "healthy: nothing to do".to_string(),
+            Action::Wait { reason } => format!("waiting: {reason}"),
+            other => format!("decided: {other:?}"),
+        };
+        let member = self.cfg.node.name.as_str();
+        let term = Some(self.last_lease.term).filter(|t| *t > 0);
+        tracing::info!(member, term, action = name, reason, "{message}");
         self.last_action = Some(action.clone());
     }
 
@@ -986,6 +1049,21 @@ impl<L: LeaseClient> Runner<L> {
         view.pause_version = self.ops.pause.version;
         view.handover_to = self.ops.handover_to();
         view.designated = self.ops.designated();
+        view.scheduled_switchover =
+            self.ops
+                .switchover_at
+                .as_ref()
+                .map(|d| crate::view::PendingSwitchover {
+                    at: d.at,
+                    from: d.what.0.clone(),
+                    to: d.what.1.clone(),
+                });
+        // Patroni's dcs_last_seen: a valid lease is known now, or as of when it last was.
+        view.lease_seen_at = if lease.expires_at.is_some_and(|t| t > Instant::now()) {
+            Some(std::time::SystemTime::now())
+        } else {
+            self.view.borrow().lease_seen_at
+        };
         view.peers = self.peers.views().cloned().collect();
         let holder = lease
             .holder
