@@ -39,7 +39,8 @@ pub const EXIT_CONFIG: i32 = 2;
 pub async fn run(config_path: &Path, logging: &Logging) -> i32 {
     let cfg = match config::load_with_warnings(config_path) {
         Ok(loaded) => {
-            logging.apply(&loaded.config.log, &loaded.config.node.name);
+            logging.set_member(&loaded.config.node.name);
+            logging.apply(&loaded.config.log);
             for w in &loaded.warnings {
                 tracing::warn!("{}: {w}", config_path.display());
             }
@@ -351,7 +352,7 @@ async fn supervise_signals(
 /// the reload did, so that its lines are in the new format already.
 fn reload_config(path: &Path, tls: &AgentTls, logging: &Logging) -> Result<Config, String> {
     let cfg = config::load(path).map_err(|e| e.to_string())?;
-    logging.apply(&cfg.log, &cfg.node.name);
+    logging.apply(&cfg.log);
     tracing::debug!("{}: read again for a reload", path.display());
     tls.reload(&cfg.api);
     Ok(cfg)

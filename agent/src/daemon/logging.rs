@@ -93,15 +93,17 @@ impl Logging {
         }
     }
 
-    /// Applies `[log]` (at start and on every reload): the format at once,
-    /// the level unless `PGWARDEN_LOG` set it. `member` is this node's
-    /// name, written on every JSON line.
-    pub fn apply(&self, log: &LogSection, member: &str) {
+    /// Names this node on every JSON line; once, at start: `node.name`
+    /// changes only with an agent restart, whatever a reloaded file says.
+    pub fn set_member(&self, member: &str) {
         if let Ok(mut m) = self.shared.member.write() {
-            if *m != member {
-                *m = member.to_string();
-            }
+            *m = member.to_string();
         }
+    }
+
+    /// Applies `[log]` (at start and on every reload): the format at once,
+    /// the level unless `PGWARDEN_LOG` set it.
+    pub fn apply(&self, log: &LogSection) {
         let json = log.format == LogFormat::Json;
         let was_json = self.shared.json.swap(json, Ordering::Relaxed);
         let level_changed = self
