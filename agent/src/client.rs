@@ -338,7 +338,7 @@ fn json_name<T: serde::Serialize>(v: &T) -> String {
     }
 }
 
-/// A `/cluster` document as a `patronictl list`-like table.
+/// A `/pgwarden/cluster` document as a `patronictl list`-like table.
 pub fn render_cluster(doc: &Value) -> Result<String, String> {
     let doc: ClusterDoc = typed(doc, "a cluster document")?;
     let leader = doc.leader.as_deref();

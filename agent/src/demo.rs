@@ -280,7 +280,11 @@ synchronous = "{sync}"
     loop {
         let mut table = None;
         for node in &demo_nodes {
-            if let Ok((_, doc)) = client::get_json(http, &format!("{}/cluster", node.api_url)).await
+            if let Ok((_, doc)) = client::get_json(
+                http,
+                &format!("{}{}", node.api_url, crate::api::CLUSTER_DOC_PATH),
+            )
+            .await
             {
                 if let Ok(t) = client::render_cluster(&doc) {
                     table = Some(t);

@@ -10,6 +10,8 @@
 //! - [`api`]: the HTTP API (status, Patroni-compatible health checks).
 //! - [`state`]: the agent's own state file in the data directory.
 //! - [`status_doc`]: the status document, the one wire format members read.
+//! - [`patroni_doc`]: Patroni's documents (`/patroni`, `/cluster`,
+//!   `/history`), for tools built for Patroni; nothing reads them back.
 //! - [`peers`]: the other members' documents, fetched each loop.
 //! - [`lease`]: the leader lease among the members.
 //! - [`boottime`]: the clock deadlines are on.
@@ -29,6 +31,7 @@ pub mod demo;
 pub mod ha;
 pub mod lease;
 pub mod notify;
+pub mod patroni_doc;
 pub mod peers;
 pub mod pg;
 pub mod rfc3339;

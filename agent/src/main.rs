@@ -422,7 +422,14 @@ fn real_main(cli: Cli) -> anyhow::Result<i32> {
             url,
             json,
             tls,
-        } => show(config, url, tls, json, "/cluster", client::render_cluster),
+        } => show(
+            config,
+            url,
+            tls,
+            json,
+            pgwarden::api::CLUSTER_DOC_PATH,
+            client::render_cluster,
+        ),
         Cmd::FenceGuard {
             deadline_file,
             data_dir,

@@ -3,7 +3,7 @@
 //! is its only writer, so a slow PostgreSQL never blocks a health check
 //! and health checks never reach PostgreSQL.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::peers::PeerView;
 use crate::pg::probe::Observation;
@@ -93,6 +93,22 @@ pub struct NodeView {
     pub tags: crate::config::Tags,
     /// Where other members and clients reach this agent's API.
     pub api_url: Option<String>,
+    /// When this member last knew of a valid leader lease (Patroni's
+    /// `dcs_last_seen`: the lease is pgwarden's DCS).
+    pub lease_seen_at: Option<SystemTime>,
+    /// A switchover scheduled on this member, waiting for its time.
+    pub scheduled_switchover: Option<PendingSwitchover>,
+}
+
+/// A switchover waiting for its time (`POST /switchover` with `scheduled_at`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingSwitchover {
+    /// When.
+    pub at: SystemTime,
+    /// The member to be demoted.
+    pub from: String,
+    /// The member to be promoted (`None`: the best standby).
+    pub to: Option<String>,
 }
 
 impl NodeView {
@@ -136,6 +152,8 @@ impl NodeView {
             renamed_aside: false,
             tags: crate::config::Tags::default(),
             api_url: None,
+            lease_seen_at: None,
+            scheduled_switchover: None,
         }
     }
 

@@ -95,7 +95,7 @@ fn status(name: &str, role: &str) -> Value {
     })
 }
 
-/// `/cluster` of pg2 (the agent asked), with pg1 leading at `leader_url`.
+/// `/pgwarden/cluster` of pg2 (the agent asked), with pg1 leading at `leader_url`.
 fn cluster(leader_url: &str) -> Value {
     json!({"cluster": "main", "leader": "pg1", "term": 3, "members": [
         {"name": "pg2", "api_url": null, "status": status("pg2", "replica")},
@@ -139,7 +139,7 @@ fn a_switchover_from_a_script_is_not_asked_about_and_prints_the_outcome_and_the_
         200,
         json!({"message": "switched over: pg2 is the primary", "leader": "pg2"}),
     )]);
-    let here = Fake::start(vec![("GET /cluster", 200, cluster(&leader.url))]);
+    let here = Fake::start(vec![("GET /pgwarden/cluster", 200, cluster(&leader.url))]);
     let (_dir, token) = token_file();
     let r = pgwarden(&[
         "switchover",
@@ -178,13 +178,17 @@ fn refusals_and_mistakes_end_with_the_exit_codes_spec_gives_them() {
             code,
             json!({"error": "not possible: pg2 lags"}),
         )]);
-        let here = Fake::start(vec![("GET /cluster", 200, cluster(&leader.url))]);
+        let here = Fake::start(vec![("GET /pgwarden/cluster", 200, cluster(&leader.url))]);
         let r = pgwarden(&["switchover", "--url", &here.url, "--token-file", &token]);
         assert_eq!(r.code, Some(exit), "{code}: {r:?}");
         assert!(r.stderr.contains(needle), "{code}: {r:?}");
     }
 
-    let here = Fake::start(vec![("GET /cluster", 200, cluster("http://127.0.0.1:9"))]);
+    let here = Fake::start(vec![(
+        "GET /pgwarden/cluster",
+        200,
+        cluster("http://127.0.0.1:9"),
+    )]);
     for (args, exit, needle) in [
         (
             vec!["switchover", "--url", &here.url],

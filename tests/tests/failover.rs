@@ -88,7 +88,9 @@ fn given_the_primary_node_dies_then_a_standby_takes_over_and_the_old_one_rejoins
     );
     new_node.psql("INSERT INTO t VALUES (101)").unwrap();
     assert_eq!(timeline(new_node), Some(2));
-    let history = http(new_node.api_port, "GET", "/history").unwrap().json();
+    let history = http(new_node.api_port, "GET", "/pgwarden/history")
+        .unwrap()
+        .json();
     let last = history.as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["new_leader"], new.as_str());
     assert!(
@@ -121,7 +123,9 @@ fn given_the_primary_node_dies_then_a_standby_takes_over_and_the_old_one_rejoins
     wait_for(SLOW, "the new row on the old primary", || {
         (old_node.psql("SELECT count(*) FROM t").ok()? == "101").then_some(())
     });
-    let old_history = http(old_node.api_port, "GET", "/history").unwrap().json();
+    let old_history = http(old_node.api_port, "GET", "/pgwarden/history")
+        .unwrap()
+        .json();
     assert!(
         old_history
             .as_array()

@@ -112,8 +112,10 @@ fn three_empty_members_become_one_primary_and_two_streaming_standbys() {
     for n in DATA {
         assert!(table.contains(&format!("| {n} ")), "{table}");
     }
-    // `/cluster` has every member's document
-    let cluster = http(c.nodes[0].api_port, "GET", "/cluster").unwrap().json();
+    // `/pgwarden/cluster` has every member's document
+    let cluster = http(c.nodes[0].api_port, "GET", "/pgwarden/cluster")
+        .unwrap()
+        .json();
     assert_eq!(cluster["members"].as_array().unwrap().len(), 3);
     assert_eq!(cluster["leader"], primary.as_str());
 }

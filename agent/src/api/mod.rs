@@ -3,6 +3,7 @@
 //! node's view (a `watch` receiver); nothing here queries PostgreSQL.
 //!
 //! - `status.rs`: the status document.
+//! - `patroni.rs`: Patroni's documents (`/patroni`, `/cluster`, `/history`).
 //! - `health.rs`: which check passes for which view.
 //! - `internal.rs`: the agent-to-agent lease endpoints (cluster secret).
 //! - `actions.rs`: operator actions (bearer token).
@@ -14,6 +15,7 @@ pub mod error;
 pub mod health;
 pub mod internal;
 pub mod metrics;
+pub mod patroni;
 pub mod status;
 
 use std::collections::HashMap;
@@ -51,6 +53,14 @@ pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
+/// pgwarden's own cluster document (every member's whole `/status`):
+/// `/cluster` is Patroni's shape.
+pub const CLUSTER_DOC_PATH: &str = "/pgwarden/cluster";
+
+/// pgwarden's own history (every role change, with its reason):
+/// `/history` is Patroni's shape.
+pub const HISTORY_DOC_PATH: &str = "/pgwarden/history";
+
 /// The largest request body accepted (operator actions are tiny).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
@@ -58,8 +68,11 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub fn router(state: ApiState) -> Router {
     let mut r = Router::new()
         .route("/status", get(status_handler).options(status_handler))
-        .route("/cluster", get(cluster_handler))
-        .route("/history", get(history_handler))
+        .route("/patroni", get(patroni_handler))
+        .route("/cluster", get(patroni_cluster_handler))
+        .route("/history", get(patroni_history_handler))
+        .route(CLUSTER_DOC_PATH, get(cluster_handler))
+        .route(HISTORY_DOC_PATH, get(history_handler))
         .route("/metrics", get(metrics::handler))
         .route("/internal/lease/prepare", post(internal::prepare))
         .route("/internal/lease/propose", post(internal::propose))
@@ -128,6 +141,26 @@ async fn cluster_handler(State(state): State<ApiState>) -> Response {
         Instant::now(),
     ))
     .into_response()
+}
+
+async fn patroni_handler(State(state): State<ApiState>) -> Response {
+    Json(patroni::patroni_status(
+        &state.view.borrow(),
+        Instant::now(),
+    ))
+    .into_response()
+}
+
+async fn patroni_cluster_handler(State(state): State<ApiState>) -> Response {
+    Json(patroni::patroni_cluster(
+        &state.view.borrow(),
+        Instant::now(),
+    ))
+    .into_response()
+}
+
+async fn patroni_history_handler(State(state): State<ApiState>) -> Response {
+    Json(patroni::patroni_history(&state.view.borrow().history)).into_response()
 }
 
 async fn health_handler(

@@ -1,4 +1,4 @@
-//! Finding members in a `/cluster` document: who leads, where a named
+//! Finding members in a `/pgwarden/cluster` document: who leads, where a named
 //! member's API is, the order `restart --all` goes in, who does not
 //! report a pause yet. Pure: the document in, names and URLs out.
 

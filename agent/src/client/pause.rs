@@ -1,7 +1,7 @@
 //! `pgwarden pause [--wait]` and `pgwarden resume [--wait]`: stop (or
 //! restart) every automatic action in the cluster. Any member takes the
 //! request; the flag spreads to the others within a loop or two, which
-//! `--wait` watches in `/cluster`.
+//! `--wait` watches in `/pgwarden/cluster`.
 
 use tokio::time::{sleep, Instant};
 

@@ -110,7 +110,7 @@ async fn answer(
 }
 
 /// A cluster of fake agents, `pg1`..`pgN`; `pg2` is the one the command
-/// is pointed at (the first member of its `/cluster`).
+/// is pointed at (the first member of its `/pgwarden/cluster`).
 struct Cluster {
     fakes: HashMap<String, Fake>,
     _dir: tempfile::TempDir,
@@ -138,7 +138,7 @@ impl Cluster {
         &self.fakes[name]
     }
 
-    /// pg2's `/cluster` shows `leader` and these members (`None`: no status).
+    /// pg2's `/pgwarden/cluster` shows `leader` and these members (`None`: no status).
     fn cluster_doc(&self, leader: Option<&str>, members: &[(&str, Option<Value>)]) -> Value {
         let members: Vec<Value> = members
             .iter()
@@ -168,7 +168,8 @@ impl Cluster {
     }
 
     fn show(&self, doc: Value) {
-        self.fake("pg2").answer("GET /cluster", vec![(200, doc)]);
+        self.fake("pg2")
+            .answer("GET /pgwarden/cluster", vec![(200, doc)]);
     }
 
     fn connect(&self) -> Connect {
@@ -691,7 +692,7 @@ async fn restart_of_a_named_member_or_of_the_agent_asked_and_its_cancel() {
     assert_eq!(r.code(), 0);
     assert_eq!(c.fake("pg1").actions()[1].method, "DELETE");
 
-    // no NAME: the agent asked, without reading /cluster
+    // no NAME: the agent asked, without reading /pgwarden/cluster
     c.fake("pg2").answer(
         "POST /restart",
         vec![(412, json!({"error": "pg2 is a replica, not a primary"}))],
@@ -857,8 +858,10 @@ async fn pause_wait_watches_every_member_with_a_status_and_names_those_that_lag(
             ("pg3", None),
         ],
     );
-    c.fake("pg2")
-        .answer("GET /cluster", vec![(200, half.clone()), (200, all)]);
+    c.fake("pg2").answer(
+        "GET /pgwarden/cluster",
+        vec![(200, half.clone()), (200, all)],
+    );
     c.fake("pg2").answer(
         "POST /pause",
         vec![(

@@ -27,7 +27,7 @@ pub const EXIT_USAGE: i32 = 2;
 /// Exit code: the cluster refused (412, 409, 503, nothing to cancel).
 pub const EXIT_REFUSED: i32 = 3;
 
-/// How long a document may take (`GET /cluster`, `/status`).
+/// How long a document may take (`GET /pgwarden/cluster`, `/status`).
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an action may take: the agent answers when it is over, and a
 /// switchover waits for the candidate to catch up and take over (up to
@@ -480,10 +480,14 @@ impl Session {
         })
     }
 
-    /// `GET /cluster` of the agent asked.
+    /// `GET /pgwarden/cluster` of the agent asked.
     pub async fn cluster(&self) -> Result<ClusterDoc, ActionError> {
-        self.document(&self.here, "/cluster", "a cluster document")
-            .await
+        self.document(
+            &self.here,
+            crate::api::CLUSTER_DOC_PATH,
+            "a cluster document",
+        )
+        .await
     }
 
     /// `GET /status` of `dest`.
@@ -529,7 +533,7 @@ impl Session {
         self.print_cluster(io).await;
     }
 
-    /// Prints the cluster table from a fresh `GET /cluster`: how an action
+    /// Prints the cluster table from a fresh `GET /pgwarden/cluster`: how an action
     /// left the cluster. A failure to read it is a note, not a failure of
     /// the action, which is done by then.
     pub async fn print_cluster(&self, io: &mut Io<'_>) {

@@ -44,7 +44,7 @@ pub fn question(leader: &str, candidate: Option<&str>, at: Option<&str>) -> Stri
     )
 }
 
-/// Carries a switchover out: finds the leader in `/cluster`, asks (on a
+/// Carries a switchover out: finds the leader in `/pgwarden/cluster`, asks (on a
 /// terminal, without `--force`), sends it, prints the agent's message and
 /// the cluster.
 pub async fn run(
