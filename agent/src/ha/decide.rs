@@ -150,6 +150,13 @@ pub fn leader_source(s: &Situation, lease: &Lease) -> Option<StandbySource> {
         .and_then(|p| s.source_of(p))
 }
 
+/// Where a running standby streams from: the member its `replicatefrom`
+/// tag names while that one streams (cascading), else the leader.
+pub fn stream_source(s: &Situation, lease: &Lease) -> Option<StandbySource> {
+    let leader = leader_source(s, lease)?;
+    Some(s.cascade_source().unwrap_or(leader))
+}
+
 /// Another member holds the lease or runs as primary.
 fn leader_alive(s: &Situation, lease: &Lease) -> bool {
     lease.holder.as_deref().is_some_and(|h| h != s.me)
@@ -462,7 +469,9 @@ fn decide_standby(s: &Situation, lease: &Lease) -> Action {
     }
     match (leader(s, lease), leader_source(s, lease)) {
         (Some(_), Some(source)) if s.timeline_diverged => Action::Rewind { source },
-        (Some(_), Some(source)) => Action::Follow { source },
+        (Some(_), Some(source)) => Action::Follow {
+            source: stream_source(s, lease).unwrap_or(source),
+        },
         (Some(h), None) => Action::Wait {
             reason: format!(
                 "standby: {h} holds the leader lease but its PostgreSQL does not run as primary yet"
@@ -554,6 +563,7 @@ mod tests {
             candidacy: Candidacy::NotBest("pg2 reports a running primary".into()),
             ranking: None,
             slot: Some("pg1".into()),
+            replicatefrom: None,
             peers: vec![],
         }
     }
@@ -1154,5 +1164,64 @@ mod tests {
         for (name, s, lease, expected) in rows {
             assert_eq!(wants_lease(&s, &lease), expected, "{name}");
         }
+    }
+
+    #[test]
+    fn a_standby_tagged_replicatefrom_streams_from_that_member_while_it_streams() {
+        let pg3 = |streaming: bool, replicatefrom: Option<&str>| PeerReport {
+            name: "pg3".into(),
+            fresh: true,
+            role: Some(Role::Replica),
+            state: Some(State::Running),
+            streaming,
+            system_identifier: Some("7311".into()),
+            pg: Some(("10.0.0.3".into(), 5432)),
+            tags: crate::config::Tags {
+                replicatefrom: replicatefrom.map(str::to_string),
+                ..Default::default()
+            },
+            ..PeerReport::default()
+        };
+        let cascading = |up: PeerReport| Situation {
+            replicatefrom: Some("pg3".into()),
+            peers: vec![pg2_primary(), up],
+            ..standby()
+        };
+        let from_pg3 = StandbySource {
+            host: "10.0.0.3".into(),
+            ..pg2()
+        };
+        let follow = |s: &Situation| decide(s, &by_pg2());
+        assert_eq!(
+            follow(&cascading(pg3(true, None))),
+            Action::Follow {
+                source: from_pg3.clone()
+            }
+        );
+        // pg3 does not stream (yet, or any more): from the primary.
+        assert_eq!(
+            follow(&cascading(pg3(false, None))),
+            Action::Follow { source: pg2() }
+        );
+        // pg3 streams from this member: a cycle, so from the primary.
+        assert_eq!(
+            follow(&cascading(pg3(true, Some("pg1")))),
+            Action::Follow { source: pg2() }
+        );
+        // pg3 belongs to another cluster.
+        let foreign = PeerReport {
+            system_identifier: Some("9".into()),
+            ..pg3(true, None)
+        };
+        assert_eq!(
+            follow(&cascading(foreign)),
+            Action::Follow { source: pg2() }
+        );
+        // Untagged: the primary, as always.
+        let plain = Situation {
+            replicatefrom: None,
+            ..cascading(pg3(true, None))
+        };
+        assert_eq!(follow(&plain), Action::Follow { source: pg2() });
     }
 }

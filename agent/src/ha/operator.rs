@@ -361,6 +361,7 @@ mod tests {
             candidacy: Candidacy::NotBest("primary".into()),
             ranking: None,
             slot: Some("pg1".into()),
+            replicatefrom: None,
             peers: vec![replica("pg2", 1000), replica("pg3", 900)],
         }
     }

@@ -171,6 +171,7 @@ mod tests {
             candidacy: Candidacy::NotBest("pg1 reports a running primary".into()),
             ranking: None,
             slot: Some("pg3".into()),
+            replicatefrom: None,
             peers: vec![pg1_primary()],
         }
     }

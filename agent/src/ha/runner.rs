@@ -50,7 +50,7 @@ use crate::view::{LeaderView, NodeView, PostgresView, Role, State};
 use crate::watchdog::Watchdog;
 
 use super::backoff::Backoff;
-use super::decide::{decide, leader_source, wants_lease, Action, Lease};
+use super::decide::{decide, stream_source, wants_lease, Action, Lease};
 use super::executor::{LocalPostgres, Observed, PostmasterState};
 use super::guard::{self, GuardCommand};
 use super::operation::{Operations, Reply, Request};
@@ -477,7 +477,7 @@ impl<L: LeaseClient> Runner<L> {
         local
             .lock()
             .await
-            .set_leader_source(leader_source(situation, lease));
+            .set_leader_source(stream_source(situation, lease));
         // Say what is about to happen before it starts: a primary being
         // fenced is no longer a primary for the load balancers.
         if let Some(state) = announced_state(action) {

@@ -1210,6 +1210,7 @@ impl Sim {
                 paused: false,
                 crash_loop_after: CRASH_LOOP_AFTER,
                 failover_priority: crate::config::DEFAULT_FAILOVER_PRIORITY,
+                replicatefrom: None,
             })
             .collect();
         let write_rate = if rng.chance(0.5) {

@@ -266,6 +266,8 @@ pub struct Settings {
     pub crash_loop_after: u32,
     /// This member's `failover_priority` tag.
     pub failover_priority: u32,
+    /// This member's `replicatefrom` tag.
+    pub replicatefrom: Option<String>,
 }
 
 impl Settings {
@@ -296,6 +298,7 @@ impl Settings {
             paused: false,
             crash_loop_after: CRASH_LOOP_AFTER,
             failover_priority: cfg.node.tags.failover_priority,
+            replicatefrom: cfg.node.tags.replicatefrom.clone(),
         }
     }
 
@@ -405,6 +408,9 @@ pub struct Situation {
     pub ranking: Option<Ranking>,
     /// The slot this member streams from, when slots are on.
     pub slot: Option<String>,
+    /// `replicatefrom`: the member this standby would rather stream from
+    /// than from the primary (cascading).
+    pub replicatefrom: Option<String>,
     /// The other members' reports.
     pub peers: Vec<PeerReport>,
 }
@@ -428,6 +434,30 @@ impl Situation {
     /// Another member's report.
     pub fn peer(&self, name: &str) -> Option<&PeerReport> {
         self.peers.iter().find(|p| p.name == name)
+    }
+
+    /// The member named by `replicatefrom`, when this standby can stream
+    /// from it now: it answered this loop, runs as a streaming replica of
+    /// the same cluster, and does not itself (through others' tags) stream
+    /// from this member — a cycle would leave every member of it without WAL.
+    pub fn cascade_source(&self) -> Option<StandbySource> {
+        let name = self.replicatefrom.as_deref()?;
+        let up = self.peer(name)?;
+        let usable = up.streaming_replica()
+            && up.system_identifier.is_some()
+            && up.system_identifier == self.system_identifier;
+        if !usable {
+            return None;
+        }
+        let mut next = up.tags.replicatefrom.as_deref();
+        for _ in 0..=self.peers.len() {
+            match next {
+                None => return self.source_of(up),
+                Some(n) if n == self.me => return None,
+                Some(n) => next = self.peer(n).and_then(|p| p.tags.replicatefrom.as_deref()),
+            }
+        }
+        None
     }
 
     /// Where this member streams from when `peer` is the primary.
@@ -479,6 +509,7 @@ pub fn situation(local: &Local, peers: &[PeerReport], settings: &Settings) -> Si
         candidacy: Candidacy::NotBest("a witness never leads".into()),
         ranking: None,
         slot,
+        replicatefrom: settings.replicatefrom.clone(),
         peers: peers.to_vec(),
     };
     if settings.witness {
@@ -802,6 +833,7 @@ mod tests {
             paused: false,
             crash_loop_after: 3,
             failover_priority: crate::config::DEFAULT_FAILOVER_PRIORITY,
+            replicatefrom: None,
         }
     }
 
