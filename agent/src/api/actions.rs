@@ -94,11 +94,10 @@ fn body<T: DeserializeOwned>(
             format!("{endpoint}: cannot read the request body: {e}"),
         )
     })?;
-    let text: &[u8] = if raw.iter().all(u8::is_ascii_whitespace) {
-        b"{}"
-    } else {
-        &raw
-    };
+    // Only a body of no bytes stands for `{}`: white space alone is no
+    // JSON document, and a client sending it sends something else than
+    // it thinks.
+    let text: &[u8] = if raw.is_empty() { b"{}" } else { &raw };
     let value: serde_json::Value = serde_json::from_slice(text)
         .map_err(|e| ApiError::bad_request(format!("{endpoint}: not JSON: {e}")))?;
     // An object only: serde would take `[false, null]` for a struct too.
@@ -117,13 +116,28 @@ fn time(field: &str, raw: Option<&str>) -> Result<Option<SystemTime>, ApiError> 
     .transpose()
 }
 
+/// The longest member name the configuration accepts.
+const MAX_MEMBER_NAME: usize = 63;
+
+/// A member name as the configuration accepts them (`[a-z0-9_]`, at most
+/// 63 characters): anything else can name no member, and is a 400 rather
+/// than a request the HA loop would refuse.
 fn name(field: &str, raw: Option<String>) -> Result<Option<String>, ApiError> {
-    match raw {
-        Some(n) if n.trim().is_empty() => Err(ApiError::bad_request(format!(
+    let Some(n) = raw else { return Ok(None) };
+    if n.trim().is_empty() {
+        return Err(ApiError::bad_request(format!(
             "{field}: an empty member name"
-        ))),
-        other => Ok(other),
+        )));
     }
+    let valid = n.len() <= MAX_MEMBER_NAME
+        && n.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !valid {
+        return Err(ApiError::bad_request(format!(
+            "{field}: {n:?} is not a member name (lower-case letters, digits and '_', at most {MAX_MEMBER_NAME} characters)"
+        )));
+    }
+    Ok(Some(n))
 }
 
 /// Patroni's switchover body (`master` is its old name for `leader`).
@@ -206,16 +220,28 @@ fn restart_request(b: RestartBody) -> Result<Request, ApiError> {
 }
 
 /// `"15.4"` → 150004, `"9.6.3"` → 90603 (PostgreSQL's `server_version_num`).
+/// Digits only, as many as PostgreSQL's numbering holds: a major of two or
+/// three digits (10 to 999) with an optional minor of up to four, or 9.x.y
+/// (docs/api/openapi.yaml says the same with a pattern).
 fn version_num(v: &str) -> Result<u32, String> {
     let bad = || format!("postgres_version: {v:?} is not a PostgreSQL version like 15.4");
-    let parts: Vec<u32> = v
-        .split('.')
-        .map(|p| p.parse::<u32>().map_err(|_| bad()))
-        .collect::<Result<_, _>>()?;
+    let number = |p: &str, max_digits: usize| -> Result<u32, String> {
+        if p.is_empty() || p.len() > max_digits || !p.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        p.parse().map_err(|_| bad())
+    };
+    let parts: Vec<&str> = v.split('.').collect();
     match parts.as_slice() {
-        [major] if *major >= 10 => Ok(major * 10_000),
-        [major, minor] if *major >= 10 && *minor < 10_000 => Ok(major * 10_000 + minor),
-        [9, minor, patch] if *minor < 100 && *patch < 100 => Ok(90_000 + minor * 100 + patch),
+        ["9", minor, patch] => Ok(90_000 + number(minor, 2)? * 100 + number(patch, 2)?),
+        [major, rest @ ..] if rest.len() <= 1 && !major.starts_with('0') => {
+            let major = number(major, 3)?;
+            if major < 10 {
+                return Err(bad());
+            }
+            let minor = rest.first().map(|m| number(m, 4)).transpose()?;
+            Ok(major * 10_000 + minor.unwrap_or(0))
+        }
         _ => Err(bad()),
     }
 }
@@ -471,7 +497,7 @@ mod tests {
             }
         );
         assert!(parse::<Empty>("").is_ok());
-        assert!(parse::<Empty>("  \n").is_ok());
+        assert!(parse::<Empty>(" {} \n").is_ok());
         assert!(matches!(
             parse::<ConfigPatch>(r#"{"pause": true}"#).unwrap().pause,
             Some(true)
@@ -548,6 +574,27 @@ mod tests {
                 "must be a JSON object",
             ),
             (
+                "white space only",
+                parse::<Empty>("  \n").map(|_| Request::Reinit),
+                "not JSON",
+            ),
+            (
+                "not a member name",
+                parse::<FailoverBody>(r#"{"candidate": "pg-2\u001c"}"#).and_then(failover_request),
+                "is not a member name",
+            ),
+            (
+                "a name too long",
+                parse::<SwitchoverBody>(&format!(r#"{{"leader": "{}"}}"#, "p".repeat(64)))
+                    .and_then(switchover_request),
+                "is not a member name",
+            ),
+            (
+                "a version past u32",
+                parse::<RestartBody>(r#"{"postgres_version": "500000"}"#).and_then(restart_request),
+                "not a PostgreSQL version",
+            ),
+            (
                 "a body where none is taken",
                 parse::<Empty>(r#"{"now": true}"#).map(|_| Request::Reinit),
                 "unknown field `now`",
@@ -568,6 +615,12 @@ mod tests {
         assert!(version_num("9.6").is_err());
         assert!(version_num("15.4.1").is_err());
         assert!(version_num("").is_err());
+        assert_eq!(version_num("100.9999"), Ok(1_009_999));
+        for bad in [
+            "+15", "015", "9", "1000", "15.", "15.12345", "9.6.100", "429497", "15.4 ",
+        ] {
+            assert!(version_num(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

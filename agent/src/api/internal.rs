@@ -25,7 +25,19 @@ pub struct InternalState {
     pub secret: String,
 }
 
+/// The acceptor when the caller presents the cluster secret. A request
+/// without any is a 401 everywhere, a one-member cluster included (where
+/// there is no acceptor to reach and a token gets a 404).
 fn authorize(state: &ApiState, headers: &HeaderMap) -> Result<InternalState, ApiError> {
+    let missing = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "agent-to-agent endpoint: send the cluster secret as 'Authorization: Bearer <secret>'",
+        )
+    };
+    if super::bearer(headers).is_none() {
+        return Err(missing());
+    }
     let Some(internal) = state.internal.clone() else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -38,10 +50,7 @@ fn authorize(state: &ApiState, headers: &HeaderMap) -> Result<InternalState, Api
             StatusCode::UNAUTHORIZED,
             "wrong cluster secret: every member must use the same cluster.secret_file contents",
         )),
-        None => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "agent-to-agent endpoint: send the cluster secret as 'Authorization: Bearer <secret>'",
-        )),
+        None => Err(missing()),
     }
 }
 
