@@ -245,6 +245,8 @@ pub struct Node {
     /// Extra `[replication]` lines (`synchronous = "quorum"`,
     /// `member_slot_ttl = "5s"`).
     pub replication_extra: Vec<String>,
+    /// Extra `[node]` lines (`tags = { nofailover = true }`).
+    pub node_extra: Vec<String>,
     /// `cluster.ttl` written into the configuration.
     pub ttl: String,
     /// `cluster.loop_wait` written into the configuration.
@@ -295,6 +297,7 @@ impl Node {
             dir,
             extra_parameters: Vec::new(),
             replication_extra: Vec::new(),
+            node_extra: Vec::new(),
             ttl: "10s".into(),
             loop_wait: "500ms".into(),
             tls: None,
@@ -342,6 +345,7 @@ name = "{name}"
 data_dir = "{data}"
 bin_dir = "{bin}"
 witness = {witness}
+{node_extra}
 
 [api]
 listen = "127.0.0.1:{api}"
@@ -377,6 +381,7 @@ superuser_password_file = "{secrets}/postgres.pass"
             ttl = self.ttl,
             loop_wait = self.loop_wait,
             replication_extra = self.replication_extra.join("\n"),
+            node_extra = self.node_extra.join("\n"),
         );
         fs::write(&self.config, text).expect("write config");
     }
