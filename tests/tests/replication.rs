@@ -266,7 +266,24 @@ fn a_wrong_replication_password_is_reported_as_the_receivers_problem() {
             .is_some_and(|p| p.contains("authentication failed"))
     });
     assert_eq!(doc["role"], "replica");
-    assert_eq!(http(node.api_port, "GET", "/replica").unwrap().status, 503);
+    // A running replica, as Patroni's /replica means it; not a streaming one.
+    assert_eq!(http(node.api_port, "GET", "/replica").unwrap().status, 200);
+    assert_eq!(
+        http(node.api_port, "GET", "/replica?replication_state=streaming")
+            .unwrap()
+            .status,
+        503
+    );
+    assert_eq!(
+        http(
+            node.api_port,
+            "GET",
+            "/replica?replication_state=in%20archive%20recovery"
+        )
+        .unwrap()
+        .status,
+        200
+    );
     assert_eq!(http(node.api_port, "GET", "/health").unwrap().status, 200);
 }
 

@@ -151,6 +151,13 @@ fn health_endpoints_answer_as_patroni_does_for_a_primary_and_bad_requests_get_js
         ("/sync", 503),
         ("/async", 503),
         ("/replica?lag=16MB", 503),
+        ("/standby-leader", 503),
+        ("/read-only-synchronous", 200),
+        // the primary and leader checks ignore tag filters (Patroni's rule)
+        ("/?tag_dc=nowhere", 200),
+        ("/leader?tag_dc=nowhere", 200),
+        ("/read-only?tag_dc=nowhere", 503),
+        ("/readiness?lag=1&mode=write", 200),
     ] {
         let a = http(p, "GET", path).unwrap();
         assert_eq!(a.status, code, "GET {path}");
@@ -177,6 +184,7 @@ fn health_endpoints_answer_as_patroni_does_for_a_primary_and_bad_requests_get_js
         ("DELETE", "/primary", 405),
         ("GET", "/replica?lag=lots", 400),
         ("GET", "/replica?replication_state=dancing", 400),
+        ("GET", "/readiness?mode=sideways", 400),
     ] {
         let a = http(p, method, path).unwrap();
         assert_eq!(a.status, code, "{method} {path}");
@@ -238,7 +246,8 @@ fn given_postgres_that_cannot_start_then_health_is_503_and_liveness_200() {
         ("/", 503),
         ("/replica", 503),
         ("/read-only", 503),
-        ("/readiness", 503),
+        // Patroni's readiness: the lease holder is ready, whatever its server does
+        ("/readiness", 200),
         ("/liveness", 200),
         ("/leader", 200),
     ] {
