@@ -143,12 +143,14 @@ fn metrics_pass_promtool_and_agree_with_status_on_the_primary_and_the_replica() 
         .expect("a replica")
         .to_string();
 
-    // The primary's view lists the replica's sender once its loop has seen it.
+    // The primary's view lists the replica's sender once its loop has seen
+    // it, and its lag once the standby has replied with a replay position.
     let p = c.node(&primary);
     p.wait_status(SLOW, "the replica's wal sender", |d| {
-        d["wal_senders"]
-            .as_array()
-            .is_some_and(|a| a.iter().any(|s| s["state"] == "streaming"))
+        d["wal_senders"].as_array().is_some_and(|a| {
+            a.iter()
+                .any(|s| s["state"] == "streaming" && s["lag_bytes"].is_u64())
+        })
     });
     let (before, s, after) = status_scrape_status(p);
     assert!(

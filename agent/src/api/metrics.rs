@@ -96,7 +96,6 @@ pub async fn handler(State(state): State<ApiState>, headers: HeaderMap) -> Respo
     let rendered = render(
         &state.view.borrow(),
         Instant::now(),
-        SystemTime::now(),
         telemetry::global(),
         format,
     );
@@ -128,12 +127,11 @@ pub async fn count_requests(request: Request, next: Next) -> Response {
     response
 }
 
-/// The metrics of `view` at `now` (monotonic, for the lease) and `wall`
-/// (the epoch timestamps), with the event counters of `events`.
+/// The metrics of `view` at `now` (monotonic, for the lease), with the
+/// event counters of `events`.
 pub fn render(
     view: &NodeView,
     now: Instant,
-    wall: SystemTime,
     events: &Telemetry,
     format: Format,
 ) -> Result<String, std::fmt::Error> {
@@ -144,7 +142,7 @@ pub fn render(
             .map(|(k, v)| (Cow::Borrowed(k), Cow::Owned(v))),
     );
     let doc = status_document(view, now);
-    patroni_metrics(&mut registry, view, &doc, now, wall);
+    patroni_metrics(&mut registry, view, &doc, now);
     pgwarden_metrics(&mut registry, view, &doc, now, events);
     let mut text = String::new();
     encode(&mut text, &registry)?;
@@ -236,13 +234,7 @@ pub fn postgres_state_number(state: PgState, answered: bool, witness: bool) -> i
 }
 
 /// Patroni's metrics, in Patroni's order, with its help texts.
-fn patroni_metrics(
-    r: &mut Registry,
-    view: &NodeView,
-    doc: &StatusDoc,
-    now: Instant,
-    wall: SystemTime,
-) {
+fn patroni_metrics(r: &mut Registry, view: &NodeView, doc: &StatusDoc, now: Instant) {
     let obs = view.observation();
     let xlog = doc.xlog.clone().unwrap_or(crate::status_doc::XlogDoc {
         location: None,
@@ -398,18 +390,13 @@ fn patroni_metrics(
         "Postgres timeline of this node (if running), 0 otherwise",
         i64::from(doc.timeline.unwrap_or(0)),
     );
-    // The last completed HA loop: each one asks the lease (its quorum, or
-    // this member's acceptor) and the other members, which is the nearest
-    // thing to Patroni's last successful read of its DCS.
-    let last_seen = view
-        .loop_last
-        .and_then(|t| wall.checked_sub(now.saturating_duration_since(t)))
-        .map_or(0, |t| epoch_seconds(t) as i64);
+    // pgwarden's DCS is the lease: when this member last knew of a valid
+    // one (the same value as `/patroni`'s `dcs_last_seen`).
     gauge(
         r,
         "patroni_dcs_last_seen",
-        "Epoch timestamp when DCS was last contacted successfully by Patroni (here: the last completed HA loop)",
-        last_seen,
+        "Epoch timestamp when DCS was last contacted successfully by Patroni (here: when this member last knew of a valid leader lease)",
+        view.lease_seen_at.map_or(0, |t| epoch_seconds(t) as i64),
     );
     gauge(
         r,
@@ -428,6 +415,17 @@ fn patroni_metrics(
         "patroni_postgres_state",
         "Numeric representation of Postgres state (0=initdb, 4=creating_replica, 5=running, 6=starting, 11=stopping, 12=stopped, 14=crashed, -1=unknown)",
         postgres_state_number(view.state, obs.is_some(), view.role == Role::Witness),
+    );
+    // As Patroni: 0 when tagged nofailover, else the failover_priority tag.
+    gauge(
+        r,
+        "patroni_failover_priority",
+        "Failover priority of this node",
+        if view.tags.nofailover {
+            0
+        } else {
+            i64::from(view.tags.failover_priority)
+        },
     );
 }
 
@@ -696,6 +694,7 @@ mod tests {
         v.state = PgState::Running;
         v.reason = None;
         v.loop_last = Some(now - Duration::from_millis(1500));
+        v.lease_seen_at = Some(wall() - Duration::from_millis(1500));
         v.holds_lease = primary;
         v.leader = Some(LeaderView {
             name: if primary { "pg1" } else { "pg2" }.into(),
@@ -718,7 +717,7 @@ mod tests {
     }
 
     fn render_text(v: &NodeView, now: Instant, t: &Telemetry) -> String {
-        render(v, now, wall(), t, Format::Prometheus).expect("rendered")
+        render(v, now, t, Format::Prometheus).expect("rendered")
     }
 
     #[test]
@@ -744,11 +743,12 @@ mod tests {
         assert_eq!(
             v("patroni_dcs_last_seen"),
             1_799_999_998.0,
-            "1.5 s ago, whole seconds"
+            "the lease known valid 1.5 s ago, whole seconds"
         );
         assert_eq!(v("patroni_pending_restart"), 0.0);
         assert_eq!(v("patroni_is_paused"), 0.0);
         assert_eq!(v("patroni_postgres_state"), 5.0);
+        assert_eq!(v("patroni_failover_priority"), 1.0, "the default tag");
         assert_eq!(v("pgwarden_lease_held"), 1.0);
         assert_eq!(v("pgwarden_lease_term"), 7.0);
         let remaining = v("pgwarden_lease_remaining_seconds");
@@ -806,7 +806,9 @@ mod tests {
         v.state = PgState::Crashed;
         v.postgres.as_mut().expect("postgres").observation = None;
         v.leader = None;
+        v.lease_seen_at = None;
         let text = render_text(&v, now, &Telemetry::new());
+        assert_eq!(value(&text, "patroni_dcs_last_seen"), Some(0.0));
         assert_eq!(value(&text, "patroni_postgres_running"), Some(0.0));
         assert_eq!(value(&text, "patroni_postgres_state"), Some(14.0));
         assert_eq!(value(&text, "patroni_postgres_server_version"), Some(0.0));
@@ -858,13 +860,14 @@ mod tests {
     }
 
     #[test]
-    fn a_standby_that_does_not_stream_names_the_kind_and_a_clone_its_progress() {
+    fn a_standby_that_does_not_stream_names_the_kind_a_clone_its_progress_and_tags_the_priority() {
         let now = Instant::now();
         let mut v = view(Role::Replica, now);
         v.wal_receiver_problem = Some(
             crate::pg::diagnose::ReceiverProblem::SlotMissing { slot: "pg1".into() }.to_string(),
         );
         v.progress_pct = Some(42);
+        v.tags.failover_priority = 3;
         let text = render_text(&v, now, &Telemetry::new());
         let s = samples(&text);
         assert_eq!(
@@ -875,6 +878,14 @@ mod tests {
             "{text}"
         );
         assert_eq!(value(&text, "pgwarden_clone_progress_percent"), Some(42.0));
+        assert_eq!(value(&text, "patroni_failover_priority"), Some(3.0));
+        v.tags.nofailover = true;
+        let text = render_text(&v, now, &Telemetry::new());
+        assert_eq!(
+            value(&text, "patroni_failover_priority"),
+            Some(0.0),
+            "nofailover"
+        );
     }
 
     #[test]
@@ -1027,7 +1038,6 @@ mod tests {
         let text = render(
             &view(Role::Primary, now),
             now,
-            wall(),
             &Telemetry::new(),
             Format::OpenMetrics,
         )
