@@ -68,60 +68,55 @@ fn seed() -> u64 {
         })
 }
 
-#[test]
-fn schemathesis_finds_no_server_error_and_no_answer_outside_the_spec_and_the_agent_survives() {
-    if !require_root("api fuzz") {
-        return;
+/// schemathesis, found or the reason the test cannot run (a failure
+/// with `CI=true`, else a skip).
+fn schemathesis_or_skip() -> Option<PathBuf> {
+    if let Some(st) = schemathesis() {
+        return Some(st);
     }
-    let Some(st) = schemathesis() else {
-        let msg = "api fuzz: schemathesis not found (run scripts/install-deps, or set PGWARDEN_SCHEMATHESIS)";
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("{msg}");
-        }
-        eprintln!("SKIPPED {msg}");
-        return;
-    };
-    let root = TestDir::new();
-    let mut node = Node::single(root.path(), "pg1");
-    node.start();
-    node.wait_primary();
-    node.psql("CREATE TABLE kept (v text); INSERT INTO kept VALUES ('before the fuzz')")
-        .expect("a row to keep");
-    let pid = node.agent_pid().expect("agent pid");
+    let msg =
+        "api fuzz: schemathesis not found (run scripts/install-deps, or set PGWARDEN_SCHEMATHESIS)";
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{msg}");
+    }
+    eprintln!("SKIPPED {msg}");
+    None
+}
 
-    let seed = seed();
-    let examples = std::env::var("PGWARDEN_FUZZ_EXAMPLES").unwrap_or_else(|_| "40".into());
+/// One schemathesis run against the agent on `port` with `args` after
+/// the common ones; true when it found nothing. Its report goes to the
+/// test's output; a run longer than [`RUN_LIMIT`] is a failure.
+fn fuzz(st: &Path, dir: &Path, port: u16, seed: u64, args: &[&str]) -> bool {
     let spec = workspace().join("docs/api/openapi.yaml");
     let config = workspace().join("docs/api/schemathesis.toml");
-    let url = format!("http://127.0.0.1:{}", node.api_port);
+    let url = format!("http://127.0.0.1:{port}");
     eprintln!(
-        "api fuzz: seed {seed}, {examples} examples per operation; replay with PGWARDEN_FUZZ_SEED={seed}\n\
-         by hand: PGWARDEN_API_TOKEN={API_TOKEN} PGWARDEN_CLUSTER_SECRET=... {} --config-file {} run {} --url {url} --checks all --seed {seed} --max-examples {examples}",
+        "api fuzz: seed {seed} (replay: PGWARDEN_FUZZ_SEED={seed}); by hand:\n  \
+         PGWARDEN_API_TOKEN={API_TOKEN} PGWARDEN_CLUSTER_SECRET=... {} --config-file {} run {} --url {url} --seed {seed} {}",
         st.display(),
         config.display(),
-        spec.display()
+        spec.display(),
+        args.join(" ")
     );
-    let report = root.path().join("schemathesis-report");
-    let mut child = Command::new(&st)
+    let mut child = Command::new(st)
         .arg("--config-file")
         .arg(&config)
         .arg("--no-color")
         .arg("run")
         .arg(&spec)
         .args(["--url", &url])
-        .args(["--checks", "all"])
         .args(["--seed", &seed.to_string()])
-        .args(["--max-examples", &examples])
         // One worker: hypothesis's lambda descriptions race in CPython
         // 3.11's AST constructor with two ("recursion depth mismatch").
         .args(["--workers", "1"])
         .args(["--request-timeout", "60"])
         .args(["--generation-database", "none"])
         .arg("--report-dir")
-        .arg(&report)
+        .arg(dir.join("schemathesis-report"))
+        .args(args)
         .env("PGWARDEN_API_TOKEN", API_TOKEN)
-        .env("PGWARDEN_CLUSTER_SECRET", "cluster-secret-for-tests")
-        .current_dir(root.path())
+        .env("PGWARDEN_CLUSTER_SECRET", CLUSTER_SECRET)
+        .current_dir(dir)
         .stdin(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", st.display()));
@@ -137,16 +132,71 @@ fn schemathesis_finds_no_server_error_and_no_answer_outside_the_spec_and_the_age
         }
         std::thread::sleep(Duration::from_millis(200));
     };
-    eprintln!("api fuzz: schemathesis ran {:?}", began.elapsed());
+    eprintln!("api fuzz: schemathesis ran {:?}: {status}", began.elapsed());
+    status.success()
+}
 
+/// The cluster secret the harness writes (`secrets/cluster.secret`).
+const CLUSTER_SECRET: &str = "cluster-secret-for-tests";
+
+#[test]
+fn schemathesis_finds_no_server_error_and_no_answer_outside_the_spec_and_the_agent_survives() {
+    if !require_root("api fuzz") {
+        return;
+    }
+    let Some(st) = schemathesis_or_skip() else {
+        return;
+    };
+    let root = TestDir::new();
+    let mut node = Node::single(root.path(), "pg1");
+    node.start();
+    node.wait_primary();
+    node.psql("CREATE TABLE kept (v text); INSERT INTO kept VALUES ('before the fuzz')")
+        .expect("a row to keep");
+    let pid = node.agent_pid().expect("agent pid");
+
+    let seed = seed();
+    let examples = std::env::var("PGWARDEN_FUZZ_EXAMPLES").unwrap_or_else(|_| "40".into());
+    let clean = fuzz(
+        &st,
+        root.path(),
+        node.api_port,
+        seed,
+        &["--checks", "all", "--max-examples", &examples],
+    );
     // The agent is alive and answering, and back to a running primary
     // (the fuzzer may have restarted PostgreSQL or paused the cluster).
     assert!(
         process_alive(pid),
         "api fuzz: the agent died during the run (seed {seed})"
     );
-    let live = node.api("GET", "/liveness").expect("the agent answers /liveness");
+    let live = node
+        .api("GET", "/liveness")
+        .expect("the agent answers /liveness");
     assert_eq!(live.status, 200, "/liveness after the run: {}", live.body);
+    // What the run did, by the agent's own count (route and code), for
+    // the log; an operator action answered 200/202 proves the token was
+    // used and actions ran for real, not only their refusals.
+    let metrics = node.api("GET", "/metrics").expect("/metrics");
+    let requests: Vec<&str> = metrics
+        .body
+        .lines()
+        .filter(|l| l.starts_with("pgwarden_api_requests_total{"))
+        .collect();
+    eprintln!(
+        "api fuzz: requests by route and code:\n{}",
+        requests.join("\n")
+    );
+    let acted = requests.iter().any(|l| {
+        ["/restart", "/pause", "/resume", "/reload", "/config"]
+            .iter()
+            .any(|r| l.contains(&format!("route=\"{r}\"")))
+            && (l.contains("code=\"200\"") || l.contains("code=\"202\""))
+    });
+    assert!(
+        acted,
+        "api fuzz: no operator action succeeded: was the token sent?"
+    );
     node.operate("POST", "/resume", "");
     node.wait_primary();
     assert_eq!(
@@ -155,7 +205,84 @@ fn schemathesis_finds_no_server_error_and_no_answer_outside_the_spec_and_the_age
         "the row written before the run is gone"
     );
     assert!(
-        status.success(),
-        "api fuzz: schemathesis found problems (exit {status}); seed {seed}: replay with PGWARDEN_FUZZ_SEED={seed}"
+        clean,
+        "api fuzz: schemathesis found problems (above); replay with PGWARDEN_FUZZ_SEED={seed}"
+    );
+}
+
+/// Every document in the shapes only a replication pair has (a streaming
+/// receiver, `wal_senders` and `replication` rows, a peer in `/cluster`,
+/// lag and `sync_standby` fields) matches the spec: each GET, HEAD and
+/// OPTIONS with valid parameters, on the primary and on the replica. Then
+/// the lease endpoints get fuzzed bodies with the cluster secret on the
+/// replica (an authenticated but confused peer): no server error, and the
+/// pair keeps a primary and a streaming replica.
+#[test]
+fn a_primary_and_its_replica_answer_every_read_as_the_spec_says_and_survive_fuzzed_lease_messages()
+{
+    if !require_root("api fuzz (pair)") {
+        return;
+    }
+    let Some(st) = schemathesis_or_skip() else {
+        return;
+    };
+    let root = TestDir::new();
+    let mut c = Cluster::new(root.path(), &["pg1", "pg2"], |_| false, "10s", "500ms");
+    c.start_all();
+    let primary = c.wait_streaming(&["pg1", "pg2"]);
+    let seed = seed();
+    let mut clean = true;
+    for n in &c.nodes {
+        eprintln!(
+            "api fuzz: the reads of {} ({})",
+            n.name,
+            if n.name == primary {
+                "primary"
+            } else {
+                "replica"
+            }
+        );
+        clean &= fuzz(
+            &st,
+            root.path(),
+            n.api_port,
+            seed,
+            &[
+                "--include-method-regex",
+                "^(GET|HEAD|OPTIONS)$",
+                "--mode",
+                "positive",
+                "--max-examples",
+                "8",
+                "--checks",
+                "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+            ],
+        );
+    }
+    let replica = c.nodes.iter().find(|n| n.name != primary).expect("replica");
+    eprintln!("api fuzz: lease messages to {}", replica.name);
+    clean &= fuzz(
+        &st,
+        root.path(),
+        replica.api_port,
+        seed,
+        &[
+            "--include-path-regex",
+            "^/internal/",
+            "--checks",
+            "all",
+            // JSON Schema counts 909.0 as an integer; serde's u64 does
+            // not, and only agents write these messages (never a float).
+            "--exclude-checks",
+            "positive_data_acceptance",
+            "--max-examples",
+            "40",
+        ],
+    );
+    let after = c.wait_streaming(&["pg1", "pg2"]);
+    eprintln!("api fuzz: after the lease messages, {after} is the primary and the other streams");
+    assert!(
+        clean,
+        "api fuzz: schemathesis found problems (above); replay with PGWARDEN_FUZZ_SEED={seed}"
     );
 }
