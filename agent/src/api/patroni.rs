@@ -125,7 +125,7 @@ pub fn patroni_status(view: &NodeView, now: Instant) -> PatroniStatus {
         replication_state: None,
         replication: None,
         pause: view.paused,
-        cluster_unlocked: !view.leader.as_ref().is_some_and(|l| l.expires_at > now),
+        cluster_unlocked: view.leader.as_ref().is_none_or(|l| l.expires_at <= now),
         dcs_last_seen: view.lease_seen_at.map_or(0, epoch_seconds),
         tags: view.tags.clone(),
         database_system_identifier: obs.map(|o| o.system_identifier.clone()),
