@@ -31,7 +31,7 @@ use tokio::sync::watch;
 use crate::config::ByteSize;
 use crate::view::NodeView;
 use error::ApiError;
-use health::{Check, ReplicaFilter};
+use health::{Check, LagMode, ReplicaFilter};
 
 /// What every handler can read.
 #[derive(Clone)]
@@ -104,6 +104,9 @@ pub fn router(state: ApiState) -> Router {
         ("/synchronous", Check::Sync),
         ("/quorum", Check::Quorum),
         ("/read-only-sync", Check::ReadOnlySync),
+        ("/read-only-synchronous", Check::ReadOnlySync),
+        ("/standby-leader", Check::StandbyLeader),
+        ("/standby_leader", Check::StandbyLeader),
         ("/async", Check::Async),
         ("/asynchronous", Check::Async),
         ("/health", Check::Health),
@@ -192,8 +195,11 @@ async fn health_handler(
     (code, Json(doc)).into_response()
 }
 
-/// Reads `?lag=` (a size, `16MB`, or plain bytes as Patroni takes it) and
-/// `?replication_state=`.
+/// Reads `?lag=` (a size, `16MB`, or plain bytes as Patroni takes it),
+/// `?replication_state=`, `?mode=apply|write` and `?tag_<key>=<value>`.
+/// A value that does not parse is a 400 (Patroni ignores it and answers
+/// as if it were absent: a typo in a load balancer's check would then
+/// pass silently).
 fn replica_filter(query: &HashMap<String, String>) -> Result<ReplicaFilter, ApiError> {
     let max_lag = match query.get("lag") {
         None => None,
@@ -208,6 +214,7 @@ fn replica_filter(query: &HashMap<String, String>) -> Result<ReplicaFilter, ApiE
     if let Some(s) = &replication_state {
         const STATES: &[&str] = &[
             "streaming",
+            health::IN_ARCHIVE_RECOVERY,
             "catchup",
             "starting",
             "stopping",
@@ -222,9 +229,25 @@ fn replica_filter(query: &HashMap<String, String>) -> Result<ReplicaFilter, ApiE
             )));
         }
     }
+    let lag_mode = match query.get("mode").map(String::as_str) {
+        None | Some("apply") => LagMode::Apply,
+        Some("write") => LagMode::Write,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "query parameter mode: {other:?} is not a lag mode (apply or write)"
+            )))
+        }
+    };
+    let mut tags: Vec<(String, String)> = query
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix("tag_")?.to_string(), v.clone())))
+        .collect();
+    tags.sort();
     Ok(ReplicaFilter {
         max_lag,
         replication_state,
+        tags,
+        lag_mode,
     })
 }
 
