@@ -247,7 +247,7 @@ fn cascading_nosync_and_failover_priority() {
     c.node(&cascaded)
         .wait_status(SLOW, "streaming from the upstream standby", |d| {
             d["wal_receiver"]["status"] == "streaming"
-                && d["wal_receiver"]["sender_port"] == Value::from(upstream_port)
+                && d["wal_receiver"]["sender_port"] == upstream_port
         });
     let on_upstream = c
         .node(&upstream)

@@ -815,7 +815,11 @@ impl<L: LeaseClient> Runner<L> {
                 tracing::warn!("synchronous_standby_names not updated yet: {e}");
             }
         }
-        let kept = |p: &Option<SyncPlan>| p.as_ref().map(|p| p.nosync_kept.clone()).unwrap_or_default();
+        let kept = |p: &Option<SyncPlan>| {
+            p.as_ref()
+                .map(|p| p.nosync_kept.clone())
+                .unwrap_or_default()
+        };
         if kept(&plan) != kept(&self.sync_plan) && !kept(&plan).is_empty() {
             tracing::warn!(
                 "nosync ignored for {}: without them fewer than k standbys would acknowledge commits",

@@ -1166,6 +1166,10 @@ struct Sim {
     /// The newest commit quorum commit acknowledged: a timeline (index
     /// into `timelines`) and an LSN on it. See [`Sim::acknowledge`].
     acknowledged: Option<(usize, u64)>,
+    /// Each member's `failover_priority` tag (1 unless the run is tagged).
+    priorities: Vec<u32>,
+    /// Each member's `nosync` tag.
+    nosync: Vec<bool>,
     stats: Stats,
     trace: Option<Vec<String>>,
 }
@@ -1198,6 +1202,10 @@ impl Sim {
         } else {
             SyncMode::Off
         };
+        // One run in seven tags its members: failover priorities 1..=3 and,
+        // in quorum mode, one member nosync. A separate generator, so the
+        // other runs (and the replayed seeds) play exactly as before.
+        let (priorities, nosync) = tags_of_run(seed, &witness, mode);
         let settings = (0..n)
             .map(|i| Settings {
                 me: names[i].clone(),
@@ -1209,7 +1217,7 @@ impl Sim {
                 fence_margin: fence_margin(TTL, LOOP_WAIT),
                 paused: false,
                 crash_loop_after: CRASH_LOOP_AFTER,
-                failover_priority: crate::config::DEFAULT_FAILOVER_PRIORITY,
+                failover_priority: priorities[i],
                 replicatefrom: None,
             })
             .collect();
@@ -1249,6 +1257,8 @@ impl Sim {
             last_writer: None,
             broken: None,
             acknowledged: None,
+            priorities,
+            nosync,
             stats: Stats {
                 runs: 1,
                 ..Stats::default()
@@ -1995,7 +2005,11 @@ impl Sim {
             replication: Vec::new(),
             synchronous: None,
             membership: None,
-            tags: Default::default(),
+            tags: crate::config::Tags {
+                failover_priority: self.priorities[i],
+                nosync: self.nosync[i],
+                ..Default::default()
+            },
             renamed_aside: self.nodes[i]
                 .pg
                 .as_ref()
@@ -3614,9 +3628,29 @@ impl Sim {
             return;
         };
         let data = self.nodes.iter().filter(|n| n.pg.is_some()).count();
-        let k = SyncMode::Quorum.acks(data, self.nodes.len());
+        // The standbys the primary lists and how many must acknowledge,
+        // by the agent's own plan (members tagged nosync left out).
+        let standbys: Vec<String> = (0..self.nodes.len())
+            .filter(|&j| j != primary && self.nodes[j].pg.is_some())
+            .map(|j| self.names[j].clone())
+            .collect();
+        let tagged: Vec<String> = (0..self.nodes.len())
+            .filter(|&j| self.nosync[j])
+            .map(|j| self.names[j].clone())
+            .collect();
+        let plan = crate::sync_report::SyncPlan {
+            mode: SyncMode::Quorum,
+            k: SyncMode::Quorum.acks(data, self.nodes.len()),
+            names: standbys,
+            raised: false,
+            left_out: Vec::new(),
+            nosync_kept: Vec::new(),
+        }
+        .without_nosync(&tagged);
+        let k = plan.k;
         let mut received: Vec<u64> = (0..self.nodes.len())
             .filter(|&j| j != primary && self.nodes[j].host_up)
+            .filter(|&j| plan.names.contains(&self.names[j]))
             .filter_map(|j| self.nodes[j].pg.as_ref())
             .filter(|pg| {
                 pg.upstream == Some(primary)
@@ -4466,6 +4500,28 @@ fn run_many(seeds: &[u64], fault: Fault, check_liveness: bool) -> (Stats, Vec<Fa
     });
     failures.sort_by_key(|f| f.seed);
     (total, failures)
+}
+
+/// The tags of the run of `seed`: every seventh run gives its members
+/// failover priorities 1..=3 and, in quorum mode, tags one data member
+/// `nosync`; the others keep the defaults. Drawn from a generator of their
+/// own, so that untagged runs play exactly as they did before tags.
+fn tags_of_run(seed: u64, witness: &[bool], mode: SyncMode) -> (Vec<u32>, Vec<bool>) {
+    let n = witness.len();
+    let mut priorities = vec![crate::config::DEFAULT_FAILOVER_PRIORITY; n];
+    let mut nosync = vec![false; n];
+    if seed % 7 != 6 {
+        return (priorities, nosync);
+    }
+    let mut rng = Rng::new(seed.rotate_left(17) ^ 0x7A65);
+    for p in &mut priorities {
+        *p = 1 + rng.below(3) as u32;
+    }
+    if mode == SyncMode::Quorum {
+        let data: Vec<usize> = (0..n).filter(|&i| !witness[i]).collect();
+        nosync[data[rng.below(data.len())]] = true;
+    }
+    (priorities, nosync)
 }
 
 /// The seeds to run: `HA_SIM_SEED` alone, or `0..HA_SIM_SEEDS`.
