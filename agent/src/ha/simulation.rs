@@ -177,6 +177,10 @@ pub(crate) enum Fault {
     /// before the old primary's last acknowledgement misses commits that
     /// quorum commit acknowledged.
     PromoteOnOldPositions,
+    /// (h) The primary lowers `k` when it leaves members tagged `nosync`
+    /// out of `synchronous_standby_names`: fewer acknowledgements than a
+    /// candidate's comparison relies on. Every run is tagged under it.
+    NosyncLowersK,
 }
 
 const MS: u64 = 1_000_000;
@@ -1205,7 +1209,7 @@ impl Sim {
         // One run in seven tags its members: failover priorities 1..=3 and,
         // in quorum mode, one member nosync. A separate generator, so the
         // other runs (and the replayed seeds) play exactly as before.
-        let (priorities, nosync) = tags_of_run(seed, &witness, mode);
+        let (priorities, nosync) = tags_of_run(seed, &witness, mode, fault);
         let settings = (0..n)
             .map(|i| Settings {
                 me: names[i].clone(),
@@ -3647,7 +3651,11 @@ impl Sim {
             nosync_kept: Vec::new(),
         }
         .without_nosync(&tagged);
-        let k = plan.k;
+        let k = if self.fault == Fault::NosyncLowersK && !plan.left_out.is_empty() {
+            plan.k.saturating_sub(1).max(1)
+        } else {
+            plan.k
+        };
         let mut received: Vec<u64> = (0..self.nodes.len())
             .filter(|&j| j != primary && self.nodes[j].host_up)
             .filter(|&j| plan.names.contains(&self.names[j]))
@@ -4506,11 +4514,11 @@ fn run_many(seeds: &[u64], fault: Fault, check_liveness: bool) -> (Stats, Vec<Fa
 /// failover priorities 1..=3 and, in quorum mode, tags one data member
 /// `nosync`; the others keep the defaults. Drawn from a generator of their
 /// own, so that untagged runs play exactly as they did before tags.
-fn tags_of_run(seed: u64, witness: &[bool], mode: SyncMode) -> (Vec<u32>, Vec<bool>) {
+fn tags_of_run(seed: u64, witness: &[bool], mode: SyncMode, fault: Fault) -> (Vec<u32>, Vec<bool>) {
     let n = witness.len();
     let mut priorities = vec![crate::config::DEFAULT_FAILOVER_PRIORITY; n];
     let mut nosync = vec![false; n];
-    if seed % 7 != 6 {
+    if seed % 7 != 6 && fault != Fault::NosyncLowersK {
         return (priorities, nosync);
     }
     let mut rng = Rng::new(seed.rotate_left(17) ^ 0x7A65);
@@ -4725,6 +4733,11 @@ fn given_a_runner_that_does_not_note_its_promotion_then_two_writable_servers_are
 fn given_a_standby_that_promotes_on_positions_compared_before_it_won_the_lease_then_an_acknowledged_commit_is_lost(
 ) {
     assert_caught(Fault::PromoteOnOldPositions, 2_000);
+}
+
+#[test]
+fn given_a_primary_that_lowers_k_for_nosync_members_then_an_acknowledged_commit_is_lost() {
+    assert_caught(Fault::NosyncLowersK, 5_000);
 }
 
 /// Seeds that once failed, replayed on every run (the world they drew
