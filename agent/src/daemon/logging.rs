@@ -144,10 +144,23 @@ impl Logging {
     }
 }
 
+/// The filter of `directives`. The PostgreSQL driver logs every statement
+/// at debug, the replication role's password verifier included: it stays
+/// at info unless a directive names it (`tokio_postgres=debug`).
 fn parse_filter(directives: &str) -> Result<EnvFilter, String> {
-    EnvFilter::builder()
+    let filter = EnvFilter::builder()
         .parse(directives)
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    let verbose = filter
+        .max_level_hint()
+        .is_some_and(|max| max > tracing_subscriber::filter::LevelFilter::INFO);
+    if !verbose || directives.contains("tokio_postgres") {
+        return Ok(filter);
+    }
+    let quiet = "tokio_postgres=info"
+        .parse()
+        .map_err(|e: tracing_subscriber::filter::ParseError| e.to_string())?;
+    Ok(filter.add_directive(quiet))
 }
 
 /// The fmt layer both formats share, writing to `writer`.
@@ -344,6 +357,36 @@ impl Visit for TextVisitor<'_> {
 mod tests {
     use super::*;
     use std::sync::Mutex;
+
+    #[test]
+    fn at_debug_the_drivers_statements_stay_out_unless_named() {
+        let shown = |directives: &str| parse_filter(directives).expect("parses").to_string();
+        assert!(
+            shown("debug").contains("tokio_postgres=info"),
+            "{}",
+            shown("debug")
+        );
+        assert!(shown("trace").contains("tokio_postgres=info"));
+        assert!(!shown("info").contains("tokio_postgres"));
+        assert!(!shown("warn").contains("tokio_postgres"));
+        assert!(shown("info,pgwarden=debug").contains("tokio_postgres=info"));
+        let named = shown("debug,tokio_postgres=debug");
+        assert!(named.contains("tokio_postgres=debug") && !named.contains("tokio_postgres=info"));
+        // What the filter lets through, by target and level.
+        let buf = Buffer::default();
+        let subscriber = Registry::default().with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(buf.clone())
+                .with_filter(parse_filter("debug").expect("parses")),
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::debug!(target: "tokio_postgres::query", "executing statement ALTER ROLE");
+            tracing::debug!(target: "pgwarden::ha", "a decision in detail");
+        });
+        let text = String::from_utf8(buf.0.lock().expect("buffer").clone()).expect("utf-8");
+        assert!(text.contains("a decision in detail"), "{text}");
+        assert!(!text.contains("ALTER ROLE"), "{text}");
+    }
 
     /// A writer into a shared buffer, for one test's subscriber.
     #[derive(Clone, Default)]
