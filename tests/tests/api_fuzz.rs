@@ -210,16 +210,17 @@ fn schemathesis_finds_no_server_error_and_no_answer_outside_the_spec_and_the_age
     );
 }
 
-/// Every document in the shapes only a replication pair has (a streaming
-/// receiver, `wal_senders` and `replication` rows, a peer in `/cluster`,
-/// lag and `sync_standby` fields) matches the spec: each GET, HEAD and
-/// OPTIONS with valid parameters, on the primary and on the replica. Then
+/// Every document in the shapes only a cluster has (a streaming receiver,
+/// `wal_senders` and `replication` rows, peers in `/cluster`, lags, a
+/// witness without PostgreSQL) matches the spec: each GET, HEAD and
+/// OPTIONS with valid parameters, on the primary, the replica and the
+/// witness. Then
 /// the lease endpoints get fuzzed bodies with the cluster secret on the
 /// replica (an authenticated but confused peer): no server error, and the
 /// pair keeps a primary and a streaming replica.
 #[test]
-fn a_primary_and_its_replica_answer_every_read_as_the_spec_says_and_survive_fuzzed_lease_messages()
-{
+fn a_primary_its_replica_and_a_witness_answer_every_read_as_the_spec_says_and_survive_fuzzed_lease_messages(
+) {
     if !require_root("api fuzz (pair)") {
         return;
     }
@@ -227,21 +228,24 @@ fn a_primary_and_its_replica_answer_every_read_as_the_spec_says_and_survive_fuzz
         return;
     };
     let root = TestDir::new();
-    let mut c = Cluster::new(root.path(), &["pg1", "pg2"], |_| false, "10s", "500ms");
+    let mut c = Cluster::new(
+        root.path(),
+        &["pg1", "pg2", "w1"],
+        |n| n == "w1",
+        "10s",
+        "500ms",
+    );
     c.start_all();
     let primary = c.wait_streaming(&["pg1", "pg2"]);
     let seed = seed();
     let mut clean = true;
     for n in &c.nodes {
-        eprintln!(
-            "api fuzz: the reads of {} ({})",
-            n.name,
-            if n.name == primary {
-                "primary"
-            } else {
-                "replica"
-            }
-        );
+        let what = match n.name.as_str() {
+            "w1" => "witness",
+            name if name == primary => "primary",
+            _ => "replica",
+        };
+        eprintln!("api fuzz: the reads of {} ({what})", n.name);
         clean &= fuzz(
             &st,
             root.path(),
@@ -259,7 +263,11 @@ fn a_primary_and_its_replica_answer_every_read_as_the_spec_says_and_survive_fuzz
             ],
         );
     }
-    let replica = c.nodes.iter().find(|n| n.name != primary).expect("replica");
+    let replica = c
+        .nodes
+        .iter()
+        .find(|n| n.name != primary && n.name != "w1")
+        .expect("replica");
     eprintln!("api fuzz: lease messages to {}", replica.name);
     clean &= fuzz(
         &st,
