@@ -806,7 +806,13 @@ impl<L: LeaseClient> Runner<L> {
         let nosync: Vec<String> = self
             .peers
             .views()
-            .filter(|p| p.last.as_ref().is_some_and(|(_, d)| d.tags.nosync))
+            // A cascading standby (replicatefrom) does not stream from the
+            // primary, so it could not acknowledge anyway: left out alike.
+            .filter(|p| {
+                p.last
+                    .as_ref()
+                    .is_some_and(|(_, d)| d.tags.nosync || d.tags.replicatefrom.is_some())
+            })
             .map(|p| p.name.clone())
             .collect();
         let plan = SyncPlan::of(&self.cfg, &seen).map(|p| p.without_nosync(&nosync));
