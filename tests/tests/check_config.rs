@@ -224,9 +224,15 @@ fn given_their_secret_files_exist_the_examples_pass_and_print_the_effective_conf
             "[cluster]",
             "[postgresql]",
             "[replication]",
+            "[log]",
         ] {
             assert!(out.contains(section), "{rel}: no {section} in:\n{out}");
         }
+        // The tags are shown with their defaults, as every other key.
+        assert!(
+            out.contains("tags = { nofailover = false, noloadbalance = false, nosync = false, failover_priority = 1, clonefrom = false }"),
+            "{rel}:\n{out}"
+        );
         assert!(out.contains(&format!("name = \"{node}\"")), "{rel}:\n{out}");
         // Defaults filled in, overrides applied.
         assert!(out.contains("ttl = \"10s\""), "{rel}:\n{out}");
