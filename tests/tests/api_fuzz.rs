@@ -136,6 +136,22 @@ fn fuzz(st: &Path, dir: &Path, port: u16, seed: u64, args: &[&str]) -> bool {
     status.success()
 }
 
+/// A panic in a request's task only drops that connection (schemathesis
+/// sees a network error); one in a background task may not even do that:
+/// the agent's log says it either way.
+fn assert_no_panic(node: &Node) {
+    let log = node.log_text();
+    assert!(
+        !log.contains("panicked"),
+        "api fuzz: {} panicked:\n{}",
+        node.name,
+        log.lines()
+            .filter(|l| l.contains("panicked"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
 /// The cluster secret the harness writes (`secrets/cluster.secret`).
 const CLUSTER_SECRET: &str = "cluster-secret-for-tests";
 
@@ -170,6 +186,7 @@ fn schemathesis_finds_no_server_error_and_no_answer_outside_the_spec_and_the_age
         process_alive(pid),
         "api fuzz: the agent died during the run (seed {seed})"
     );
+    assert_no_panic(&node);
     let live = node
         .api("GET", "/liveness")
         .expect("the agent answers /liveness");
@@ -288,6 +305,9 @@ fn a_primary_its_replica_and_a_witness_answer_every_read_as_the_spec_says_and_su
         ],
     );
     let after = c.wait_streaming(&["pg1", "pg2"]);
+    for n in &c.nodes {
+        assert_no_panic(n);
+    }
     eprintln!("api fuzz: after the lease messages, {after} is the primary and the other streams");
     assert!(
         clean,
