@@ -7,7 +7,9 @@
 //! content type, schema), invalid input that is not refused with a 4xx,
 //! and afterwards on an agent that died, stopped answering, or lost the
 //! row written before the run (a `/reinitialize` renames aside, never
-//! deletes; on the primary it is refused).
+//! deletes; on the primary it is refused). A second test checks every
+//! read of a primary, its replica and a witness against the spec, and
+//! sends malformed lease messages with the cluster secret.
 //!
 //! Settings: `docs/api/schemathesis.toml`. `PGWARDEN_FUZZ_SEED` replays a
 //! run (every run prints its seed), `PGWARDEN_FUZZ_EXAMPLES` sets the
@@ -22,8 +24,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pgwarden_tests::*;
 
-/// The whole schemathesis run may take this long (its own `--max-time`
-/// stops generating earlier; this bounds a hung request too).
+/// One schemathesis run may take this long (it stops by itself after
+/// its examples; this bounds a request that hangs).
 const RUN_LIMIT: Duration = Duration::from_secs(240);
 
 /// The workspace's root.
