@@ -42,8 +42,10 @@ struct KnownHolder {
     holder: MemberName,
     /// Its end, as the longest report had it.
     until: LocalTime,
-    /// When this member learned of it: a release from the holder after
-    /// this moment ends the wait.
+    /// When the round that learned of it began: a release from the holder
+    /// after this moment ends the wait. The start, not the end: the
+    /// replies that named the holder may predate a release that reached
+    /// this member's acceptor while the round was still waiting for them.
     since: LocalTime,
 }
 
@@ -229,7 +231,7 @@ impl QuorumLease {
         });
     }
 
-    fn after_round(&mut self, outcome: &Outcome) {
+    fn after_round(&mut self, outcome: &Outcome, began: LocalTime) {
         let now = self.now();
         match outcome {
             Outcome::Acquired { .. } => self.known_holder = None,
@@ -243,7 +245,7 @@ impl QuorumLease {
                 self.known_holder = Some(KnownHolder {
                     holder: holder.clone(),
                     until: now.saturating_add(*remaining),
-                    since: now,
+                    since: began,
                 });
             }
             Outcome::Preempted { .. } | Outcome::TooLate | Outcome::TimedOut => {
@@ -352,6 +354,7 @@ impl LeaseClient for QuorumLease {
             self.held_term = None;
         }
         if want && (holding || now >= self.not_before) {
+            let began = now;
             let mut outcome = self.round().await;
             crate::telemetry::lease_round(&outcome);
             // A holder's round that only learned a higher ballot (typically
@@ -368,7 +371,7 @@ impl LeaseClient for QuorumLease {
                 crate::telemetry::lease_round(&outcome);
             }
             tracing::debug!("lease round: {outcome:?}");
-            self.after_round(&outcome);
+            self.after_round(&outcome, began);
         } else if !want && holding {
             self.send_release().await;
         }
