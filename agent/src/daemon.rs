@@ -278,7 +278,18 @@ fn quorum_parts(
         &tls.client,
     )
     .map_err(|e| e.to_string())?;
-    Ok((api::internal::InternalState { acceptor, secret }, lease))
+    let voters = members
+        .iter()
+        .map(|(name, _)| crate::lease::MemberName::new(name.clone()))
+        .collect();
+    Ok((
+        api::internal::InternalState {
+            acceptor,
+            secret,
+            voters,
+        },
+        lease,
+    ))
 }
 
 /// Binaries, the PostgreSQL user, version checks.

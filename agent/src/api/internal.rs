@@ -11,7 +11,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::de::DeserializeOwned;
 
-use crate::lease::{secret_matches, AcceptorService, Prepare, Propose, Release};
+use crate::lease::{
+    secret_matches, AcceptorService, Ballot, MemberName, Prepare, Propose, Release,
+};
 
 use super::error::ApiError;
 use super::ApiState;
@@ -23,6 +25,18 @@ pub struct InternalState {
     pub acceptor: AcceptorService,
     /// The cluster secret peers must present.
     pub secret: String,
+    /// The lease's voters (fixed until the agent restarts, as the lease's
+    /// membership is): only their ballots reach the acceptor.
+    pub voters: Vec<MemberName>,
+}
+
+impl InternalState {
+    /// A 422 for a ballot the acceptor must never see ([`AcceptorService::screen`]).
+    fn screen(&self, ballot: &Ballot) -> Result<(), ApiError> {
+        self.acceptor
+            .screen(ballot, &self.voters)
+            .map_err(|why| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, why))
+    }
 }
 
 /// The acceptor when the caller presents the cluster secret. A request
@@ -80,6 +94,7 @@ pub async fn prepare(
 ) -> Response {
     let result = authorize(&state, &headers).and_then(|internal| {
         let msg: Prepare = parse(body)?;
+        internal.screen(&msg.ballot)?;
         internal.acceptor.prepare(msg).ok_or_else(silent)
     });
     match result {
@@ -96,6 +111,7 @@ pub async fn propose(
 ) -> Response {
     let result = authorize(&state, &headers).and_then(|internal| {
         let msg: Propose = parse(body)?;
+        internal.screen(&msg.ballot)?;
         internal.acceptor.propose(msg).ok_or_else(silent)
     });
     match result {
@@ -126,6 +142,7 @@ pub async fn release(
 ) -> Response {
     let result = authorize(&state, &headers).and_then(|internal| {
         let msg: Release = parse(body)?;
+        internal.screen(&msg.ballot)?;
         internal.acceptor.release(msg);
         Ok(())
     });

@@ -41,6 +41,11 @@ use super::messages::{LeaseReport, Prepare, PrepareReply, Propose, ProposeReply,
 use super::simulation::Fault;
 use std::time::Duration;
 
+/// How far above the highest counter an acceptor knows a ballot from the
+/// network may go ([`Acceptor::screen`]): at one round per loop, more than
+/// a century of rounds.
+pub const MAX_COUNTER_STEP: u64 = 1 << 32;
+
 /// One lease this acceptor accepted, timed on its own clock.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct AcceptedLease {
@@ -186,6 +191,41 @@ impl Acceptor {
     /// The highest ballot promised so far in this life, if any.
     pub fn promised(&self) -> Option<&Ballot> {
         self.promised.as_ref()
+    }
+
+    /// Whether a ballot that came over the network may reach this
+    /// acceptor at all: it must be a voter's, and its counter no more than
+    /// [`MAX_COUNTER_STEP`] above every counter this acceptor knows. A
+    /// proposer counts one above the highest counter it has seen, so a
+    /// real ballot is never near that step; but a single promise of a
+    /// counter near `u64::MAX` (or of a name above every member's) could
+    /// never be outbid, and the notes keep it across restarts: one such
+    /// message from a peer gone mad would leave the cluster without a
+    /// leader for good (found by the API fuzz test).
+    pub fn screen(&self, ballot: &Ballot, voters: &[MemberName]) -> Result<(), String> {
+        if !voters.contains(&ballot.member) {
+            let names: Vec<&str> = voters.iter().map(MemberName::as_str).collect();
+            return Err(format!(
+                "ballot {ballot} is of {:?}, not a voter of this cluster ({})",
+                ballot.member.as_str(),
+                names.join(", ")
+            ));
+        }
+        let highest = self
+            .promised
+            .iter()
+            .chain(self.accepted.iter().map(|l| &l.ballot))
+            .map(|b| b.counter)
+            .max()
+            .unwrap_or(0);
+        let limit = highest.saturating_add(MAX_COUNTER_STEP);
+        if ballot.counter > limit {
+            return Err(format!(
+                "ballot {ballot} jumps to counter {} where the highest this acceptor knows is {highest}: no proposer counts that far",
+                ballot.counter
+            ));
+        }
+        Ok(())
     }
 
     /// Answers a prepare: a promise carrying every unexpired accepted lease,
@@ -384,6 +424,37 @@ mod tests {
                 .collect(),
             other => panic!("expected a promise, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_ballot_no_proposer_could_outbid_never_reaches_the_acceptor() {
+        let voters: Vec<MemberName> = ["pg1", "pg2", "pg3"].map(MemberName::from).to_vec();
+        let mut acceptor = awake();
+        assert_eq!(acceptor.screen(&ballot(1, "pg1"), &voters), Ok(()));
+        assert_eq!(
+            acceptor.screen(&ballot(MAX_COUNTER_STEP, "pg3"), &voters),
+            Ok(()),
+            "a fresh acceptor takes any counter up to the step"
+        );
+        let too_far = acceptor.screen(&ballot(u64::MAX, "pg3"), &voters);
+        assert!(
+            too_far.as_ref().is_err_and(|e| e.contains("jumps")),
+            "{too_far:?}"
+        );
+        let stranger = acceptor.screen(&ballot(2, "zzzz"), &voters);
+        assert!(
+            stranger.as_ref().is_err_and(|e| e.contains("not a voter")),
+            "{stranger:?}"
+        );
+        // The step is measured from what it promised and accepted.
+        acceptor.on_prepare(at(11), prepare(7, "pg2"));
+        assert_eq!(
+            acceptor.screen(&ballot(7 + MAX_COUNTER_STEP, "pg1"), &voters),
+            Ok(())
+        );
+        assert!(acceptor
+            .screen(&ballot(8 + MAX_COUNTER_STEP, "pg1"), &voters)
+            .is_err());
     }
 
     #[test]

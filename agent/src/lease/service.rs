@@ -158,6 +158,16 @@ impl AcceptorService {
         self.clock
     }
 
+    /// [`Acceptor::screen`]: whether a ballot from the network may reach
+    /// this acceptor.
+    pub fn screen(
+        &self,
+        ballot: &super::ballot::Ballot,
+        voters: &[super::ballot::MemberName],
+    ) -> Result<(), String> {
+        self.lock().acceptor.screen(ballot, voters)
+    }
+
     /// Answers a prepare; `None` while silent after a start, or when the
     /// promise could not be made durable.
     pub fn prepare(&self, msg: Prepare) -> Option<PrepareReply> {
