@@ -141,20 +141,11 @@ pub async fn run(config_path: &Path, logging: &Logging) -> i32 {
         let shutdown = async {
             let _ = api_stop_rx.await;
         };
-        let served = match server_tls {
-            None => {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(shutdown)
-                    .await
-            }
+        match server_tls {
+            None => api::serve::serve(listener, app, shutdown).await,
             Some(server_tls) => {
-                axum::serve(server_tls.listener(listener), app)
-                    .with_graceful_shutdown(shutdown)
-                    .await
+                api::serve::serve(server_tls.listener(listener), app, shutdown).await
             }
-        };
-        if let Err(e) = served {
-            tracing::error!("API server failed: {e}");
         }
     });
 

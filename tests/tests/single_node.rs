@@ -225,6 +225,57 @@ fn health_endpoints_answer_as_patroni_does_for_a_primary_and_bad_requests_get_js
     assert_eq!(doc["role"], "primary");
 }
 
+/// A client that stops in the middle of its request is dropped: one that
+/// never finishes its headers after the header timeout (10 s), one that
+/// announces a body and sends a byte of it with a 408 after the body
+/// timeout (10 s), and nothing it asked for happens. Meanwhile, and after,
+/// the health checks answer.
+#[test]
+fn a_client_that_stalls_mid_request_is_dropped_and_the_api_keeps_answering() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    if !require_root("stalled clients") {
+        return;
+    }
+    let root = TestDir::new();
+    let mut node = Node::single(root.path(), "pg1");
+    node.start();
+    node.wait_primary();
+    let p = node.api_port;
+    let open = |request: &str| {
+        let mut s = TcpStream::connect(("127.0.0.1", p)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(40)))
+            .expect("read timeout");
+        s.write_all(request.as_bytes()).expect("write");
+        s
+    };
+    let started = std::time::Instant::now();
+    let mut headers = open("GET /status HTTP/1.1\r\nHost: x\r\n");
+    let mut body = open(&format!(
+        "POST /pause HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
+    ));
+    // The API answers others meanwhile.
+    assert_eq!(http(p, "GET", "/health").unwrap().status, 200);
+    let mut answer = String::new();
+    let read = body.read_to_string(&mut answer);
+    assert!(read.is_ok(), "the server closes after its answer: {read:?}");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    let mut rest = Vec::new();
+    let read = headers.read_to_end(&mut rest);
+    assert!(
+        read.is_ok(),
+        "the server closes a connection whose headers never end: {read:?}"
+    );
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(35),
+        "both stalled connections were dropped within the timeouts, took {took:?}"
+    );
+    assert_eq!(http(p, "GET", "/health").unwrap().status, 200);
+    let doc = node.status().unwrap();
+    assert_eq!(doc["agent"]["paused"], false, "the stalled pause never ran");
+}
+
 #[test]
 fn given_postgres_that_cannot_start_then_health_is_503_and_liveness_200() {
     if !require_root("stopped postgres") {

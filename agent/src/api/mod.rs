@@ -8,6 +8,7 @@
 //! - `internal.rs`: the agent-to-agent lease endpoints (cluster secret).
 //! - `actions.rs`: operator actions (bearer token).
 //! - `error.rs`: JSON errors.
+//! - `serve.rs`: the connections, with time and number bounds.
 //! - `metrics.rs`: `GET /metrics` (Prometheus) and the request counter.
 
 pub mod actions;
@@ -16,6 +17,7 @@ pub mod health;
 pub mod internal;
 pub mod metrics;
 pub mod patroni;
+pub mod serve;
 pub mod status;
 
 use std::collections::HashMap;
