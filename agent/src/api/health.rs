@@ -260,6 +260,26 @@ mod tests {
         v
     }
 
+    /// A running replica whose receiver streams, without the lease.
+    fn streaming_replica() -> NodeView {
+        view(
+            Role::Replica,
+            State::Running,
+            Some(observation(true, Some("streaming"))),
+            false,
+        )
+    }
+
+    /// A running primary holding the lease.
+    fn lease_primary() -> NodeView {
+        view(
+            Role::Primary,
+            State::Running,
+            Some(observation(false, None)),
+            true,
+        )
+    }
+
     fn codes(v: &NodeView) -> Vec<(Check, bool)> {
         let f = ReplicaFilter::default();
         [
@@ -282,12 +302,7 @@ mod tests {
 
     #[test]
     fn a_primary_holding_the_lease_passes_primary_leader_read_only_health_liveness_readiness() {
-        let v = view(
-            Role::Primary,
-            State::Running,
-            Some(observation(false, None)),
-            true,
-        );
+        let v = lease_primary();
         let passed: Vec<Check> = codes(&v)
             .into_iter()
             .filter(|(_, ok)| *ok)
@@ -337,12 +352,7 @@ mod tests {
 
     #[test]
     fn a_lease_that_ran_out_since_the_last_loop_is_not_held() {
-        let v = view(
-            Role::Primary,
-            State::Running,
-            Some(observation(false, None)),
-            true,
-        );
+        let v = lease_primary();
         let later = Instant::now() + Duration::from_secs(11);
         assert!(!passes(
             Check::Primary,
@@ -370,12 +380,7 @@ mod tests {
 
     #[test]
     fn a_streaming_replica_passes_replica_within_lag_and_state_filters() {
-        let v = view(
-            Role::Replica,
-            State::Running,
-            Some(observation(true, Some("streaming"))),
-            false,
-        );
+        let v = streaming_replica();
         let f = ReplicaFilter::default();
         let now = Instant::now();
         assert!(passes(Check::Replica, &v, &f, now));
@@ -426,14 +431,7 @@ mod tests {
 
     #[test]
     fn sync_quorum_and_async_follow_the_primarys_count() {
-        let replica = || {
-            view(
-                Role::Replica,
-                State::Running,
-                Some(observation(true, Some("streaming"))),
-                false,
-            )
-        };
+        let replica = || streaming_replica();
         let f = ReplicaFilter::default();
         let now = Instant::now();
         let pass = |v: &NodeView, c| passes(c, v, &f, now);
@@ -476,12 +474,7 @@ mod tests {
         assert!(!passes(Check::Replica, &v, &state("streaming"), now));
         assert!(passes(Check::Replica, &v, &state(IN_ARCHIVE_RECOVERY), now));
         assert!(passes(Check::Health, &v, &ReplicaFilter::default(), now));
-        let streaming = view(
-            Role::Replica,
-            State::Running,
-            Some(observation(true, Some("streaming"))),
-            false,
-        );
+        let streaming = streaming_replica();
         assert!(passes(Check::Replica, &streaming, &state("streaming"), now));
         assert!(!passes(
             Check::Replica,
@@ -493,12 +486,7 @@ mod tests {
 
     #[test]
     fn noloadbalance_takes_a_replica_out_of_the_read_checks_but_not_a_primary() {
-        let mut v = view(
-            Role::Replica,
-            State::Running,
-            Some(observation(true, Some("streaming"))),
-            false,
-        );
+        let mut v = streaming_replica();
         v.tags.noloadbalance = true;
         let f = ReplicaFilter::default();
         let now = Instant::now();
@@ -506,24 +494,14 @@ mod tests {
             assert!(!passes(c, &v, &f, now), "{c:?}");
         }
         assert!(passes(Check::Health, &v, &f, now));
-        let mut p = view(
-            Role::Primary,
-            State::Running,
-            Some(observation(false, None)),
-            true,
-        );
+        let mut p = lease_primary();
         p.tags.noloadbalance = true;
         assert!(passes(Check::Primary, &p, &f, now) && passes(Check::ReadOnly, &p, &f, now));
     }
 
     #[test]
     fn tag_filters_match_as_patroni_compares_and_the_primary_ignores_them() {
-        let mut v = view(
-            Role::Replica,
-            State::Running,
-            Some(observation(true, Some("streaming"))),
-            false,
-        );
+        let mut v = streaming_replica();
         v.tags.custom.insert("dc".into(), "east".into());
         v.tags.custom.insert("weight".into(), 3.into());
         v.tags.nosync = true;
@@ -562,12 +540,7 @@ mod tests {
         ));
         assert!(!passes(Check::ReadOnly, &v, &tags(&[("dc", "west")]), now));
         assert!(!passes(Check::Health, &v, &tags(&[("dc", "west")]), now));
-        let p = view(
-            Role::Primary,
-            State::Running,
-            Some(observation(false, None)),
-            true,
-        );
+        let p = lease_primary();
         assert!(passes(Check::Primary, &p, &tags(&[("dc", "west")]), now));
         assert!(passes(Check::Leader, &p, &tags(&[("dc", "west")]), now));
         assert!(!passes(Check::ReadOnly, &p, &tags(&[("dc", "west")]), now));
@@ -575,12 +548,7 @@ mod tests {
 
     #[test]
     fn liveness_allows_twice_ttl_on_a_replica_and_anything_while_paused() {
-        let mut v = view(
-            Role::Replica,
-            State::Running,
-            Some(observation(true, Some("streaming"))),
-            false,
-        );
+        let mut v = streaming_replica();
         let f = ReplicaFilter::default();
         let now = Instant::now();
         assert!(passes(
@@ -606,12 +574,7 @@ mod tests {
 
     #[test]
     fn readiness_is_the_leader_or_a_running_server_within_the_asked_lag() {
-        let mut v = view(
-            Role::Replica,
-            State::Running,
-            Some(observation(true, Some("streaming"))),
-            false,
-        );
+        let mut v = streaming_replica();
         // The leader reported 0/5100000: received 0/5000000 (1 MB behind),
         // replayed 0/4F00000 (2 MB behind).
         v.leader_lsn = Some(Lsn(0x5100000));
@@ -642,12 +605,7 @@ mod tests {
 
     #[test]
     fn liveness_fails_when_the_loop_stalled_longer_than_ttl() {
-        let mut v = view(
-            Role::Primary,
-            State::Running,
-            Some(observation(false, None)),
-            true,
-        );
+        let mut v = lease_primary();
         let later = Instant::now() + Duration::from_secs(11);
         assert!(!passes(
             Check::Liveness,
