@@ -225,6 +225,7 @@ mod tests {
             replayed_lsn: in_recovery.then_some(Lsn(0x4F00000)),
             replay_paused: false,
             start_time: "2026-11-26T12:00:00Z".into(),
+            replay_timestamp: None,
             pending_restart: false,
             wal_senders: vec![],
             slots: vec![],

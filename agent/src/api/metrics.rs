@@ -321,13 +321,14 @@ fn patroni_metrics(r: &mut Registry, view: &NodeView, doc: &StatusDoc, now: Inst
         "Current location of the replayed Postgres transaction log, 0 if this node is not a replica",
         to_i64(xlog.replayed_location),
     );
-    // The probe does not read pg_last_xact_replay_timestamp(): 0 is what
-    // Patroni answers when it is null.
-    gauge(
+    // pg_last_xact_replay_timestamp() in epoch seconds; 0 when null (a
+    // primary, a standby that replayed no transaction yet), as Patroni.
+    gauge_f64(
         r,
         "patroni_xlog_replayed_timestamp",
         "Current timestamp of the replayed Postgres transaction log, 0 if null",
-        0,
+        obs.and_then(|o| o.replay_timestamp.as_ref())
+            .map_or(0.0, |(_, epoch)| *epoch),
     );
     gauge(
         r,
@@ -664,6 +665,7 @@ mod tests {
             replayed_lsn: in_recovery.then_some(Lsn(0x5000000)),
             replay_paused: false,
             start_time: "2026-11-26T12:00:00Z".into(),
+            replay_timestamp: None,
             pending_restart: in_recovery,
             wal_senders: if in_recovery {
                 vec![]
@@ -791,6 +793,29 @@ mod tests {
             "leader minus replayed"
         );
         assert!(!text.contains("pgwarden_wal_sender_lag_bytes{"), "{text}");
+    }
+
+    #[test]
+    fn a_replica_that_replayed_a_transaction_reports_when_in_epoch_seconds() {
+        let now = Instant::now();
+        let mut v = view(Role::Replica, now);
+        let text = render_text(&v, now, &Telemetry::new());
+        assert_eq!(
+            value(&text, "patroni_xlog_replayed_timestamp"),
+            Some(0.0),
+            "none yet"
+        );
+        if let Some(pg) = v.postgres.as_mut() {
+            if let Some(o) = pg.observation.as_mut() {
+                o.replay_timestamp =
+                    Some(("2026-12-01 06:00:00.500000+00:00".into(), 1796104800.5));
+            }
+        }
+        let text = render_text(&v, now, &Telemetry::new());
+        assert_eq!(
+            value(&text, "patroni_xlog_replayed_timestamp"),
+            Some(1796104800.5)
+        );
     }
 
     #[test]

@@ -148,9 +148,9 @@ pub fn patroni_status(view: &NodeView, now: Instant) -> PatroniStatus {
         doc.xlog = Some(Xlog::Replica {
             received_location: o.received_lsn.or(o.replayed_lsn).map(|l| l.0),
             replayed_location: o.replayed_lsn.map(|l| l.0),
-            // Not observed by the probe: null, as Patroni reports a replica
-            // that has replayed no transaction yet.
-            replayed_timestamp: None,
+            // pg_last_xact_replay_timestamp(), in Patroni's words; null
+            // until a transaction was replayed, as on Patroni.
+            replayed_timestamp: o.replay_timestamp.as_ref().map(|(text, _)| text.clone()),
             paused: o.replay_paused,
         });
         match sync_state_on_primary(view).as_deref() {
@@ -415,6 +415,7 @@ mod tests {
             replayed_lsn: in_recovery.then_some(Lsn(0x4F00000)),
             replay_paused: false,
             start_time: "2026-11-26T12:00:00Z".into(),
+            replay_timestamp: None,
             pending_restart: false,
             wal_senders: if in_recovery {
                 vec![]

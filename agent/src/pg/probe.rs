@@ -58,6 +58,10 @@ pub struct Observation {
     pub replay_paused: bool,
     /// `pg_postmaster_start_time()`, RFC 3339 UTC.
     pub start_time: String,
+    /// A standby's `pg_last_xact_replay_timestamp()`: as Patroni writes it
+    /// (`2026-11-26 12:00:00.123456+00:00`) and in epoch seconds; `None`
+    /// on a primary and on a standby that replayed no transaction yet.
+    pub replay_timestamp: Option<(String, f64)>,
     /// Some setting changed that needs a restart to apply.
     pub pending_restart: bool,
     /// Every row of `pg_stat_replication`, all columns, plus `lag_bytes`.
@@ -102,7 +106,10 @@ const OBSERVE_SQL: &str = "SELECT
   (SELECT count(*) FROM pg_settings WHERE pending_restart)::text,
   (SELECT coalesce(json_agg(r), '[]')::text FROM pg_stat_replication r),
   (SELECT row_to_json(r)::text FROM pg_stat_wal_receiver r),
-  (SELECT coalesce(json_agg(s ORDER BY s.slot_name), '[]')::text FROM pg_replication_slots s WHERE s.slot_type = 'physical')";
+  (SELECT coalesce(json_agg(s ORDER BY s.slot_name), '[]')::text FROM pg_replication_slots s WHERE s.slot_type = 'physical'),
+  CASE WHEN pg_is_in_recovery() THEN
+    to_char(pg_last_xact_replay_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00:00' END,
+  CASE WHEN pg_is_in_recovery() THEN extract(epoch FROM pg_last_xact_replay_timestamp())::text END";
 
 /// The columns of a `pg_replication_slots` row the agent reads (whole rows
 /// are read, so that a version without `wal_status`, 12, reads too).
@@ -308,6 +315,9 @@ pub fn parse_observation(row: &[Option<String>]) -> Result<Observation, ProbeErr
         replayed_lsn: lsn(5),
         replay_paused: cell(6) == Some("true"),
         start_time: cell(8).unwrap_or_default().to_string(),
+        replay_timestamp: cell(13)
+            .zip(cell(14).and_then(|e| e.parse::<f64>().ok()))
+            .map(|(text, epoch)| (text.to_string(), epoch)),
         pending_restart: cell(9).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0) > 0,
         wal_senders,
         wal_receiver,
