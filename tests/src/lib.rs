@@ -1,7 +1,19 @@
 //! The cluster harness for pgwarden's integration tests: real agents (the
-//! built `pgwarden` binary), real PostgreSQL, real HTTP, on loopback, each
-//! test in its own temporary directory with ports from the OS, and a guard
-//! that stops everything the test started even when it fails.
+//! built `pgwarden` binary), real PostgreSQL, real HTTP, on loopback or in
+//! network namespaces, each test in its own temporary directory with ports
+//! from the OS, and a guard that stops everything the test started even
+//! when it fails.
+//!
+//! # Layout
+//! - [`TestDir`], [`Node`], [`Cluster`]: a test's files, one member (its
+//!   configuration, its agent, requests to its API, psql), a member list.
+//!   A node runs where its [`Placement`] says: loopback by default, or an
+//!   address in a network namespace ([`netns`] builds those).
+//! - [`writer`]: the client that writes through failovers and reports what
+//!   it was told, for members on any address, from any namespace.
+//! - [`netns`]: namespaces on a bridge, partitions, [`netns::NetCluster`].
+//! - [`slots`]: how many agents run on the machine at once.
+//! - [`tls`]: certificates and an HTTPS client for TLS clusters.
 
 pub mod bench;
 pub mod netns;
@@ -12,7 +24,7 @@ pub mod writer;
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -148,8 +160,25 @@ pub fn http_raw(port: u16, request: &[u8]) -> std::io::Result<HttpAnswer> {
 /// [`http_raw`], waiting up to `limit` for the answer (operator actions
 /// answer when they are over).
 pub fn http_raw_waiting(port: u16, request: &[u8], limit: Duration) -> std::io::Result<HttpAnswer> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    http_raw_to(loopback(port), request, limit)
+}
+
+/// `port` on 127.0.0.1.
+pub fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
+}
+
+/// [`http_raw`] to `addr`, on any address: `limit` bounds connecting,
+/// sending and waiting for the answer, so that an unreachable (partitioned)
+/// agent costs the caller no more than that.
+pub fn http_raw_to(
+    addr: SocketAddr,
+    request: &[u8],
+    limit: Duration,
+) -> std::io::Result<HttpAnswer> {
+    let mut s = TcpStream::connect_timeout(&addr, limit)?;
     s.set_read_timeout(Some(limit))?;
+    s.set_write_timeout(Some(limit))?;
     s.write_all(request)?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)?;
@@ -224,6 +253,71 @@ pub fn write_secret(path: &Path, secret: &str) {
     writeln!(f, "{secret}").expect("write secret");
 }
 
+/// Where a node runs and is reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// The address its agent's API and its PostgreSQL listen on, and that
+    /// its peers and the harness connect to.
+    pub addr: IpAddr,
+    /// The network namespace (`ip netns` name) its agent, and so its
+    /// PostgreSQL, runs in; `None`: the test's own.
+    pub netns: Option<String>,
+}
+
+impl Placement {
+    /// 127.0.0.1 in the test's own namespace: every node's unless a test
+    /// says otherwise.
+    pub fn loopback() -> Placement {
+        Placement {
+            addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            netns: None,
+        }
+    }
+}
+
+impl Default for Placement {
+    fn default() -> Self {
+        Placement::loopback()
+    }
+}
+
+/// One entry of a cluster's member list, as a node's configuration
+/// names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberEntry {
+    /// Member name.
+    pub name: String,
+    /// Its agent's API address.
+    pub api: SocketAddr,
+    /// A witness (runs no PostgreSQL).
+    pub witness: bool,
+}
+
+impl MemberEntry {
+    /// `node`'s entry, at its placement's address.
+    pub fn of(node: &Node, witness: bool) -> MemberEntry {
+        MemberEntry {
+            name: node.name.clone(),
+            api: node.api_addr(),
+            witness,
+        }
+    }
+}
+
+/// Whether a status document is a running primary's.
+pub fn is_running_primary(doc: &serde_json::Value) -> bool {
+    doc["role"] == "primary" && doc["state"] == "running"
+}
+
+/// Whether a status document is a replica's whose receiver streams.
+pub fn is_streaming_replica(doc: &serde_json::Value) -> bool {
+    doc["role"] == "replica" && doc["wal_receiver"]["status"] == "streaming"
+}
+
+/// How long one request of the harness to a node's API may take by
+/// default: long enough for a loaded machine.
+pub const API_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// One node of a test cluster: its files, and its agent when running.
 pub struct Node {
     /// Member name.
@@ -232,10 +326,18 @@ pub struct Node {
     pub dir: PathBuf,
     /// The configuration file.
     pub config: PathBuf,
+    /// Where it runs and is reached (loopback unless set otherwise before
+    /// the configuration is written).
+    pub placement: Placement,
     /// The API port.
     pub api_port: u16,
     /// The PostgreSQL port.
     pub pg_port: u16,
+    /// How long one request to its API ([`Node::api`], [`Node::status`])
+    /// may take.
+    pub api_timeout: Duration,
+    /// `postgresql.pg_hba` lines (none: the agent's defaults).
+    pub pg_hba: Vec<String>,
     /// `data_dir`.
     pub data_dir: PathBuf,
     /// `socket_dir`.
@@ -274,8 +376,13 @@ impl Node {
         node
     }
 
-    /// A node (no config written yet).
+    /// A node on loopback (no config written yet).
     pub fn new(root: &Path, name: &str) -> Node {
+        Node::placed(root, name, Placement::loopback())
+    }
+
+    /// A node at `placement` (no config written yet).
+    pub fn placed(root: &Path, name: &str, placement: Placement) -> Node {
         let dir = root.join(name);
         fs::create_dir_all(&dir).expect("node dir");
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod");
@@ -290,8 +397,11 @@ impl Node {
         Node {
             name: name.to_string(),
             config: dir.join("pgwarden.toml"),
+            placement,
             api_port: free_port(),
             pg_port: free_port(),
+            api_timeout: API_TIMEOUT,
+            pg_hba: Vec::new(),
             data_dir: dir.join("data"),
             socket_dir: dir.join("socket"),
             dir,
@@ -320,19 +430,41 @@ impl Node {
     }
 
     /// Writes this node's configuration for a cluster of `members`
-    /// (name, api port, witness); this node is a witness when its entry says so.
+    /// (name, api port, witness) on loopback; this node is a witness when
+    /// its entry says so.
     pub fn write_cluster_config(&mut self, members: &[(String, u16, bool)]) {
+        let entries: Vec<MemberEntry> = members
+            .iter()
+            .map(|(name, port, witness)| MemberEntry {
+                name: name.clone(),
+                api: loopback(*port),
+                witness: *witness,
+            })
+            .collect();
+        self.write_members(&entries);
+    }
+
+    /// Writes this node's configuration for a cluster of `members`, on
+    /// any addresses; this node is a witness when its entry says so.
+    pub fn write_members(&mut self, members: &[MemberEntry]) {
         let secrets = self.dir.parent().expect("root").join("secrets");
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         let mut members_toml = String::new();
-        for (n, p, w) in members {
+        for m in members {
             let _ = writeln!(
                 members_toml,
-                "  {{ name = \"{n}\", api_url = \"{scheme}://127.0.0.1:{p}\", witness = {w} }},"
+                "  {{ name = \"{}\", api_url = \"{scheme}://{}\", witness = {} }},",
+                m.name, m.api, m.witness
             );
         }
         let api_tls = self.tls.as_ref().map(|t| t.api_toml()).unwrap_or_default();
-        let witness = members.iter().any(|(n, _, w)| *w && *n == self.name);
+        let witness = members.iter().any(|m| m.witness && m.name == self.name);
+        let pg_hba = if self.pg_hba.is_empty() {
+            String::new()
+        } else {
+            let lines: Vec<String> = self.pg_hba.iter().map(|l| format!("{l:?}")).collect();
+            format!("pg_hba = [{}]\n", lines.join(", "))
+        };
         self.members = members.len();
         let mut params = vec![
             "fsync = false".to_string(),
@@ -348,7 +480,7 @@ witness = {witness}
 {node_extra}
 
 [api]
-listen = "127.0.0.1:{api}"
+listen = "{api}"
 token_file = "{secrets}/api.token"
 {api_tls}
 [cluster]
@@ -360,10 +492,10 @@ members = [
 {members_toml}]
 
 [postgresql]
-listen_addresses = "127.0.0.1"
+listen_addresses = "{addr}"
 port = {pg}
 socket_dir = "{socket}"
-parameters = {{ {params} }}
+{pg_hba}parameters = {{ {params} }}
 
 [replication]
 password_file = "{secrets}/replicator.pass"
@@ -373,7 +505,8 @@ superuser_password_file = "{secrets}/postgres.pass"
             name = self.name,
             data = self.data_dir.display(),
             bin = pg_bin_dir().display(),
-            api = self.api_port,
+            api = self.api_addr(),
+            addr = self.placement.addr,
             secrets = secrets.display(),
             pg = self.pg_port,
             socket = self.socket_dir.display(),
@@ -428,7 +561,20 @@ superuser_password_file = "{secrets}/postgres.pass"
         self.log = self.dir.join(format!("agent-{n}.log"));
         let log = fs::File::create(&self.log).expect("log");
         let err = log.try_clone().expect("log");
-        let mut cmd = Command::new(&self.bin);
+        // `ip netns exec` execs the agent, so the child is the agent still.
+        let mut cmd = match &self.placement.netns {
+            None => Command::new(&self.bin),
+            Some(netns) => {
+                assert!(
+                    self.run_as.is_none(),
+                    "{}: an agent in a network namespace runs as root",
+                    self.name
+                );
+                let mut ip = Command::new("ip");
+                ip.args(["netns", "exec", netns]).arg(&self.bin);
+                ip
+            }
+        };
         if let Some((uid, gid)) = self.run_as {
             std::os::unix::process::CommandExt::uid(&mut cmd, uid);
             std::os::unix::process::CommandExt::gid(&mut cmd, gid);
@@ -446,6 +592,16 @@ superuser_password_file = "{secrets}/postgres.pass"
             .spawn()
             .expect("spawn pgwarden");
         self.agent = Some(child);
+    }
+
+    /// Its agent's API address.
+    pub fn api_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.placement.addr, self.api_port)
+    }
+
+    /// Its PostgreSQL's address.
+    pub fn pg_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.placement.addr, self.pg_port)
     }
 
     /// The agent's pid.
@@ -508,7 +664,13 @@ superuser_password_file = "{secrets}/postgres.pass"
     /// own certificate as the client's when it has TLS.
     pub fn api(&self, method: &str, path: &str) -> std::io::Result<HttpAnswer> {
         match &self.tls {
-            None => http(self.api_port, method, path),
+            None => {
+                let req = format!(
+                    "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+                    self.placement.addr
+                );
+                http_raw_to(self.api_addr(), req.as_bytes(), self.api_timeout)
+            }
             Some(t) => {
                 tls::TlsClient::new(&t.ca, Some(&t.pair)).request(self.api_port, method, path)
             }
@@ -529,7 +691,7 @@ superuser_password_file = "{secrets}/postgres.pass"
         token: Option<&str>,
     ) -> HttpAnswer {
         let req = operator_request(method, path, body, token);
-        http_raw_waiting(self.api_port, req.as_bytes(), Duration::from_secs(200))
+        http_raw_to(self.api_addr(), req.as_bytes(), Duration::from_secs(200))
             .unwrap_or_else(|e| panic!("{}: {method} {path}: {e}", self.name))
     }
 
@@ -577,9 +739,7 @@ superuser_password_file = "{secrets}/postgres.pass"
 
     /// Waits for a running primary.
     pub fn wait_primary(&self) -> serde_json::Value {
-        self.wait_status(SLOW, "a running primary", |d| {
-            d["role"] == "primary" && d["state"] == "running"
-        })
+        self.wait_status(SLOW, "a running primary", is_running_primary)
     }
 
     /// The postmaster's pid from `postmaster.pid`.
@@ -630,6 +790,23 @@ superuser_password_file = "{secrets}/postgres.pass"
             }
         }
     }
+
+    /// The fence guard runs in its own process group, so it outlives a
+    /// killed agent; it exits once the postmaster is gone, but a teardown
+    /// does not rely on that.
+    fn kill_fence_guard(&self) {
+        let pid_file = format!("{}.fence.pid", self.data_dir.display());
+        let Some(pid) = fs::read_to_string(pid_file)
+            .ok()
+            .and_then(|t| t.split_whitespace().next()?.parse::<i32>().ok())
+        else {
+            return;
+        };
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains("fence-guard") {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
 }
 
 impl Drop for Node {
@@ -637,6 +814,7 @@ impl Drop for Node {
     fn drop(&mut self) {
         self.kill_agent();
         self.stop_postgres_hard();
+        self.kill_fence_guard();
         if std::thread::panicking() {
             eprintln!("--- agent log of {} ---\n{}", self.name, self.log_text());
             let server =
@@ -687,14 +865,14 @@ impl Cluster {
                 node
             })
             .collect();
-        let members: Vec<(String, u16, bool)> = nodes
+        let members: Vec<MemberEntry> = nodes
             .iter()
-            .map(|n| (n.name.clone(), n.api_port, witness(&n.name)))
+            .map(|n| MemberEntry::of(n, witness(&n.name)))
             .collect();
         for node in &mut nodes {
             node.ttl = ttl.to_string();
             node.loop_wait = loop_wait.to_string();
-            node.write_cluster_config(&members);
+            node.write_members(&members);
         }
         Cluster { nodes }
     }
@@ -717,42 +895,7 @@ impl Cluster {
     /// Waits until one member is a running primary and every other data
     /// member a running replica whose receiver streams; returns the primary.
     pub fn wait_streaming(&self, data_members: &[&str]) -> String {
-        let deadline = Instant::now() + SLOW;
-        loop {
-            let docs: Vec<(String, Option<serde_json::Value>)> = self
-                .nodes
-                .iter()
-                .filter(|n| data_members.contains(&n.name.as_str()))
-                .map(|n| (n.name.clone(), n.status()))
-                .collect();
-            let primaries: Vec<&String> = docs
-                .iter()
-                .filter(|(_, d)| {
-                    d.as_ref()
-                        .is_some_and(|d| d["role"] == "primary" && d["state"] == "running")
-                })
-                .map(|(n, _)| n)
-                .collect();
-            let streaming = docs
-                .iter()
-                .filter(|(_, d)| {
-                    d.as_ref().is_some_and(|d| {
-                        d["role"] == "replica" && d["wal_receiver"]["status"] == "streaming"
-                    })
-                })
-                .count();
-            if primaries.len() == 1 && streaming == data_members.len() - 1 {
-                return primaries[0].clone();
-            }
-            if Instant::now() > deadline {
-                let mut logs = String::new();
-                for n in &self.nodes {
-                    logs.push_str(&format!("--- {} ---\n{}\n", n.name, n.log_text()));
-                }
-                panic!("the cluster did not converge within {SLOW:?}: {docs:?}\n{logs}");
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        wait_streaming(&self.nodes, data_members, SLOW)
     }
 
     /// The members whose `/status` says they hold the lease (`/leader` 200), now.
@@ -762,6 +905,40 @@ impl Cluster {
             .filter(|n| n.api("GET", "/leader").is_ok_and(|a| a.status == 200))
             .map(|n| n.name.clone())
             .collect()
+    }
+}
+
+/// Waits up to `limit` until one of `nodes` named in `data_members` is a
+/// running primary and every other a running replica whose receiver
+/// streams; returns the primary.
+pub fn wait_streaming(nodes: &[Node], data_members: &[&str], limit: Duration) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        let docs: Vec<(String, Option<serde_json::Value>)> = nodes
+            .iter()
+            .filter(|n| data_members.contains(&n.name.as_str()))
+            .map(|n| (n.name.clone(), n.status()))
+            .collect();
+        let primaries: Vec<&String> = docs
+            .iter()
+            .filter(|(_, d)| d.as_ref().is_some_and(is_running_primary))
+            .map(|(n, _)| n)
+            .collect();
+        let streaming = docs
+            .iter()
+            .filter(|(_, d)| d.as_ref().is_some_and(is_streaming_replica))
+            .count();
+        if primaries.len() == 1 && streaming == data_members.len() - 1 {
+            return primaries[0].clone();
+        }
+        if Instant::now() > deadline {
+            let mut logs = String::new();
+            for n in nodes {
+                logs.push_str(&format!("--- {} ---\n{}\n", n.name, n.log_text()));
+            }
+            panic!("the cluster did not converge within {limit:?}: {docs:?}\n{logs}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 

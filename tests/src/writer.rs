@@ -24,10 +24,20 @@
 //! member delays the writer by at most a couple of seconds and never stalls
 //! it; every retry waits, so nothing spins; and everything stops at
 //! [`Writer::stop`] or after [`MAX_RUN`].
+//!
+//! Members may be on any address ([`WriterTarget`]), and a writer may run
+//! inside a network namespace ([`WriterOptions::netns`]): a partition test
+//! writes from outside through the bridge and from inside the cut-off
+//! member's namespace at once, the writers sharing one [`Ids`] so that
+//! their ids never collide, and merges their [`WriteLog`]s. Each write's
+//! log entry keeps when it was sent as well as when it was acknowledged:
+//! the commit happened in between, which is what proves one member's last
+//! write came before another's first.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt::{self, Write as _};
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
@@ -40,7 +50,7 @@ use tokio::time::{sleep, timeout};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};
 
-use crate::Node;
+use crate::{loopback, Node};
 
 /// The superuser's password: what [`Node::new`] writes into
 /// `secrets/postgres.pass`, which the agent sets at initdb.
@@ -71,29 +81,106 @@ pub const DIRECT_CHECK_EVERY: Duration = Duration::from_millis(200);
 /// The writer stops by itself after this long, should a test forget to.
 pub const MAX_RUN: Duration = Duration::from_secs(600);
 
-const CREATE_TABLE: &str =
+/// The table every writer inserts into; a writer with its own ids creates
+/// it, writers sharing [`Ids`] need it to exist.
+pub const CREATE_TABLE: &str =
     "CREATE TABLE IF NOT EXISTS writer_ids (id bigint PRIMARY KEY, at timestamptz DEFAULT now())";
 const INSERT: &str = "INSERT INTO writer_ids (id) VALUES ($1)";
 
 /// A cluster member as the writer sees it: its agent's API and its
-/// PostgreSQL, both on 127.0.0.1.
+/// PostgreSQL, on any address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriterTarget {
     /// The member's name, as used in the report.
     pub name: String,
-    /// The agent's API port (`GET /primary`).
-    pub api_port: u16,
-    /// PostgreSQL's port.
-    pub pg_port: u16,
+    /// The agent's API (`GET /primary`).
+    pub api: SocketAddr,
+    /// PostgreSQL.
+    pub pg: SocketAddr,
 }
 
 impl WriterTarget {
-    /// The target for a harness node.
+    /// The target for a harness node, at its placement's address.
     pub fn of(node: &Node) -> WriterTarget {
         WriterTarget {
             name: node.name.clone(),
-            api_port: node.api_port,
-            pg_port: node.pg_port,
+            api: node.api_addr(),
+            pg: node.pg_addr(),
+        }
+    }
+
+    /// A member on 127.0.0.1 with these ports.
+    pub fn on_loopback(name: &str, api_port: u16, pg_port: u16) -> WriterTarget {
+        WriterTarget {
+            name: name.to_string(),
+            api: loopback(api_port),
+            pg: loopback(pg_port),
+        }
+    }
+}
+
+/// The ids writers hand out: routed writes count up, direct checks down,
+/// so the two never collide. Shared ([`Ids::shared`]) by the writers of one
+/// test that run side by side (in different namespaces), so that they never
+/// insert the same id either.
+#[derive(Debug)]
+pub struct Ids {
+    routed: AtomicI64,
+    direct: AtomicI64,
+}
+
+impl Ids {
+    /// Fresh counters for an empty `writer_ids`, to share among writers:
+    /// routed ids from 1 up, direct ones from -1 down.
+    pub fn shared() -> Arc<Ids> {
+        Arc::new(Ids {
+            routed: AtomicI64::new(1),
+            direct: AtomicI64::new(-1),
+        })
+    }
+
+    /// Continues after the largest (`max`) and smallest (`min`) ids already
+    /// in the table.
+    fn continue_after(&self, max: i64, min: i64) {
+        self.routed.store(max + 1, Ordering::SeqCst);
+        self.direct.store(min.min(0) - 1, Ordering::SeqCst);
+    }
+
+    fn next_routed(&self) -> i64 {
+        self.routed.fetch_add(1, Ordering::SeqCst)
+    }
+
+    fn next_direct(&self) -> i64 {
+        self.direct.fetch_sub(1, Ordering::SeqCst)
+    }
+}
+
+/// How a writer runs; [`WriterOptions::default`] is [`Writer::start`]'s.
+#[derive(Debug, Clone)]
+pub struct WriterOptions {
+    /// Routed writes through `/primary` besides the direct checks.
+    pub routed: bool,
+    /// How often each member gets a direct write.
+    pub direct_every: Duration,
+    /// The network namespace the writer's connections come from; `None`:
+    /// the test's own.
+    pub netns: Option<String>,
+    /// Ids shared with the test's other writers; the table must then exist
+    /// ([`CREATE_TABLE`]) before the writers start, and direct checks begin
+    /// at once. `None`: the writer's own ids, continued from the table that
+    /// its routed writes create on the first primary (direct checks wait
+    /// for it: before that, an insert would fail for want of a table, which
+    /// says nothing about the member).
+    pub ids: Option<Arc<Ids>>,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions {
+            routed: true,
+            direct_every: DIRECT_CHECK_EVERY,
+            netns: None,
+            ids: None,
         }
     }
 }
@@ -108,42 +195,78 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts writing to `members` on a thread of its own.
+    /// Starts writing to `members` on a thread of its own, from the test's
+    /// own namespace, with the default [`WriterOptions`].
     ///
-    /// The table `writer_ids` is created on the first primary found; direct
-    /// checks begin once it exists (before that, an insert would fail for
-    /// want of a table, which says nothing about the member). One writer per
-    /// cluster at a time: ids continue after the largest (routed) and
-    /// smallest (direct) already in the table, so a second writer after a
-    /// first one does not collide with it.
+    /// The table `writer_ids` is created on the first primary found. One
+    /// writer per cluster at a time: ids continue after the largest
+    /// (routed) and smallest (direct) already in the table, so a second
+    /// writer after a first one does not collide with it.
     pub fn start(members: Vec<WriterTarget>) -> Writer {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("the writer's tokio runtime");
+        Writer::start_with(members, WriterOptions::default()).expect("start the writer")
+    }
+
+    /// Starts writing to `members` as `options` say. Fails when the
+    /// namespace cannot be entered, or when direct checks alone are asked
+    /// for without shared ids (nobody would create the table).
+    pub fn start_with(
+        members: Vec<WriterTarget>,
+        options: WriterOptions,
+    ) -> Result<Writer, String> {
+        if !options.routed && options.ids.is_none() {
+            return Err("a writer with direct checks only needs shared ids and the table".into());
+        }
+        let netns = options
+            .netns
+            .as_deref()
+            .map(|ns| crate::netns::open_netns(ns).map(|handle| (handle, ns.to_string())))
+            .transpose()?;
         let (stop, stop_rx) = watch::channel(false);
+        let (entered, entered_rx) = std::sync::mpsc::channel();
         let log = SharedLog::default();
         let started = Instant::now();
         let thread_log = log.clone();
         let thread = std::thread::Builder::new()
             .name("writer".into())
             .spawn(move || {
+                let in_place = netns
+                    .as_ref()
+                    .map(|(handle, ns)| crate::netns::enter_netns(handle, ns))
+                    .unwrap_or(Ok(()));
+                let failed = in_place.is_err();
+                let _ = entered.send(in_place);
+                if failed {
+                    return;
+                }
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("the writer's tokio runtime");
                 let stop = Stop {
                     flag: stop_rx,
                     deadline: tokio::time::Instant::now() + MAX_RUN,
                 };
-                runtime.block_on(run(members, thread_log, stop));
+                runtime.block_on(run(members, options, thread_log, stop));
                 // Connection tasks still alive are dropped here; nothing
                 // blocking runs, the bound is only a safety net.
                 runtime.shutdown_timeout(Duration::from_secs(1));
             })
-            .expect("spawn the writer thread");
-        Writer {
+            .map_err(|e| format!("spawn the writer thread: {e}"))?;
+        let writer = Writer {
             stop,
             thread: Some(thread),
             log,
             started,
-        }
+        };
+        entered_rx
+            .recv()
+            .map_err(|_| "the writer thread died".to_string())??;
+        Ok(writer)
+    }
+
+    /// What it saw so far.
+    pub fn snapshot(&self) -> WriteLog {
+        self.log.lock().clone()
     }
 
     /// Waits (up to `limit`) until `member` acknowledged a routed write
@@ -155,20 +278,26 @@ impl Writer {
             || {
                 self.log
                     .lock()
-                    .acked
+                    .acks
                     .iter()
-                    .find(|(id, m, at)| *id > 0 && m == member && *at > t)
-                    .map(|(_, _, at)| *at)
+                    .find(|a| a.id > 0 && a.member == member && a.acked > t)
+                    .map(|a| a.acked)
             },
         )
     }
 
     /// Stops writing, waits for the thread, and reports. Writes in flight
     /// are abandoned: they are neither acknowledged nor refused.
-    pub fn stop(mut self) -> WriterReport {
+    pub fn stop(self) -> WriterReport {
+        let started = self.started;
+        self.stop_log().report(started, Instant::now())
+    }
+
+    /// [`Writer::stop`], giving the log itself (to merge with another
+    /// writer's, say).
+    pub fn stop_log(mut self) -> WriteLog {
         self.join();
-        let log = std::mem::take(&mut *self.log.lock());
-        WriterReport::from_log(log, self.started, Instant::now())
+        std::mem::take(&mut *self.log.lock())
     }
 
     fn join(&mut self) {
@@ -213,26 +342,6 @@ pub struct WriterReport {
 }
 
 impl WriterReport {
-    fn from_log(mut log: Log, started: Instant, stopped: Instant) -> WriterReport {
-        // Two tasks record for the same member; sorting makes "first" and
-        // "last" mean what they say.
-        log.acked.sort_by_key(|(_, _, at)| *at);
-        for accepts in log.accepts.values_mut() {
-            accepts.sort();
-        }
-        for refusals in log.refusals.values_mut() {
-            refusals.sort_by_key(|(at, _)| *at);
-        }
-        WriterReport {
-            started,
-            stopped,
-            acked: log.acked,
-            accepts: log.accepts,
-            refusals: log.refusals,
-            routes: log.routes,
-        }
-    }
-
     /// The acknowledged routed ids (the ones a new primary must have), in
     /// time order.
     pub fn routed_ids(&self) -> Vec<i64> {
@@ -278,12 +387,17 @@ impl WriterReport {
     /// be restarting), then panics with the reason: a test must not read
     /// "nothing missing" from a member it could not ask.
     pub fn missing_on(&self, pg_port: u16) -> Vec<i64> {
+        self.missing_at(loopback(pg_port))
+    }
+
+    /// [`WriterReport::missing_on`] for PostgreSQL at `pg`, on any address.
+    pub fn missing_at(&self, pg: SocketAddr) -> Vec<i64> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            match self.try_missing_on(pg_port) {
+            match self.try_missing_at(pg) {
                 Ok(missing) => return missing,
                 Err(e) if Instant::now() >= deadline => {
-                    panic!("cannot ask PostgreSQL on 127.0.0.1:{pg_port} which acknowledged ids it lacks: {e}")
+                    panic!("cannot ask PostgreSQL on {pg} which acknowledged ids it lacks: {e}")
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(500)),
             }
@@ -292,39 +406,18 @@ impl WriterReport {
 
     /// One attempt at [`WriterReport::missing_on`].
     pub fn try_missing_on(&self, pg_port: u16) -> Result<Vec<i64>, String> {
+        self.try_missing_at(loopback(pg_port))
+    }
+
+    /// One attempt at [`WriterReport::missing_at`].
+    pub fn try_missing_at(&self, pg: SocketAddr) -> Result<Vec<i64>, String> {
         let ids = self.routed_ids();
-        // A thread of its own, so that this works from inside a tokio
-        // runtime as well as from a plain test.
-        std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    let runtime = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .map_err(|e| format!("tokio runtime: {e}"))?;
-                    runtime.block_on(async {
-                        let client = connect(pg_port).await.map_err(|e| e.to_string())?;
-                        let rows = bounded(
-                            Duration::from_secs(30),
-                            "SELECT of the acknowledged ids",
-                            client.query("SELECT id FROM writer_ids WHERE id = ANY($1)", &[&ids]),
-                        )
-                        .await
-                        .map_err(|e| e.to_string())?;
-                        let mut present = std::collections::HashSet::with_capacity(rows.len());
-                        for row in rows {
-                            present.insert(row.try_get::<_, i64>(0).map_err(|e| chain(&e))?);
-                        }
-                        Ok(ids
-                            .iter()
-                            .copied()
-                            .filter(|id| !present.contains(id))
-                            .collect())
-                    })
-                })
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        })
+        let present = present_ids(pg, &ids)?;
+        Ok(ids
+            .iter()
+            .copied()
+            .filter(|id| !present.contains(id))
+            .collect())
     }
 
     /// Each member's *reigns*, in time order of their first accept.
@@ -473,38 +566,152 @@ pub struct Reign {
     pub last: Instant,
 }
 
-/// What the tasks record, behind one lock held only to push.
-#[derive(Default)]
-struct Log {
-    acked: Vec<(i64, String, Instant)>,
-    accepts: BTreeMap<String, Vec<Instant>>,
-    refusals: BTreeMap<String, Vec<(Instant, String)>>,
-    routes: Vec<(Instant, String)>,
+/// One acknowledged write. The commit happened between `sent` and `acked`:
+/// `acked` is an upper bound of its time, `sent` a lower bound.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ack {
+    /// The id inserted (routed > 0, direct < 0).
+    pub id: i64,
+    /// The member that acknowledged it.
+    pub member: String,
+    /// When the INSERT was sent.
+    pub sent: Instant,
+    /// When the OK came back.
+    pub acked: Instant,
 }
 
+/// One failed write (or failed connection for one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The member.
+    pub member: String,
+    /// When the failure was seen.
+    pub at: Instant,
+    /// The error.
+    pub why: String,
+}
+
+/// What one or more writers saw, as recorded: the raw material of a
+/// [`WriterReport`], with the time each write was sent.
+#[derive(Debug, Clone, Default)]
+pub struct WriteLog {
+    /// Acknowledged writes, in the order they were acknowledged.
+    pub acks: Vec<Ack>,
+    /// Failed writes, in time order.
+    pub refusals: Vec<Refusal>,
+    /// The moments the routed writer connected to the member `/primary` named.
+    pub routes: Vec<(Instant, String)>,
+}
+
+impl WriteLog {
+    /// Both logs in one, in time order.
+    pub fn merged(mut self, other: WriteLog) -> WriteLog {
+        self.acks.extend(other.acks);
+        self.refusals.extend(other.refusals);
+        self.routes.extend(other.routes);
+        self.acks.sort_by_key(|a| a.acked);
+        self.refusals.sort_by_key(|r| r.at);
+        self.routes.sort_by_key(|(at, _)| *at);
+        self
+    }
+
+    /// `member`'s acknowledged writes, in time order.
+    pub fn acks_of<'a>(&'a self, member: &'a str) -> impl Iterator<Item = &'a Ack> + 'a {
+        self.acks.iter().filter(move |a| a.member == member)
+    }
+
+    /// `member`'s last acknowledged write.
+    pub fn last_ack(&self, member: &str) -> Option<&Ack> {
+        self.acks
+            .iter()
+            .filter(|a| a.member == member)
+            .max_by_key(|a| a.acked)
+    }
+
+    /// `member`'s first acknowledged write (by the time it was sent).
+    pub fn first_ack(&self, member: &str) -> Option<&Ack> {
+        self.acks
+            .iter()
+            .filter(|a| a.member == member)
+            .min_by_key(|a| a.sent)
+    }
+
+    /// `member`'s first refusal strictly after `t`.
+    pub fn first_refusal_after(&self, member: &str, t: Instant) -> Option<&Refusal> {
+        self.refusals
+            .iter()
+            .find(|r| r.member == member && r.at > t)
+    }
+
+    /// The log as a [`WriterReport`] (accepts at acknowledgement time), for
+    /// its reigns, overlaps and summary.
+    pub fn report(&self, started: Instant, stopped: Instant) -> WriterReport {
+        let mut report = WriterReport {
+            started,
+            stopped,
+            acked: self
+                .acks
+                .iter()
+                .map(|a| (a.id, a.member.clone(), a.acked))
+                .collect(),
+            accepts: BTreeMap::new(),
+            refusals: BTreeMap::new(),
+            routes: self.routes.clone(),
+        };
+        for a in &self.acks {
+            report
+                .accepts
+                .entry(a.member.clone())
+                .or_default()
+                .push(a.acked);
+        }
+        for r in &self.refusals {
+            report
+                .refusals
+                .entry(r.member.clone())
+                .or_default()
+                .push((r.at, r.why.clone()));
+        }
+        // Several tasks record for the same member; sorting makes "first"
+        // and "last" mean what they say.
+        report.acked.sort_by_key(|(_, _, at)| *at);
+        for accepts in report.accepts.values_mut() {
+            accepts.sort();
+        }
+        for refusals in report.refusals.values_mut() {
+            refusals.sort_by_key(|(at, _)| *at);
+        }
+        report
+    }
+}
+
+/// The writer's [`WriteLog`], behind one lock held only to push.
 #[derive(Clone, Default)]
-struct SharedLog(Arc<Mutex<Log>>);
+struct SharedLog(Arc<Mutex<WriteLog>>);
 
 impl SharedLog {
-    fn lock(&self) -> MutexGuard<'_, Log> {
+    fn lock(&self) -> MutexGuard<'_, WriteLog> {
         // A panic while pushing leaves the vectors intact; keep recording.
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn accepted(&self, id: i64, member: &str) {
-        let at = Instant::now();
-        let mut log = self.lock();
-        log.acked.push((id, member.to_string(), at));
-        log.accepts.entry(member.to_string()).or_default().push(at);
+    fn accepted(&self, id: i64, member: &str, sent: Instant) {
+        let acked = Instant::now();
+        self.lock().acks.push(Ack {
+            id,
+            member: member.to_string(),
+            sent,
+            acked,
+        });
     }
 
     fn refused(&self, member: &str, why: String) {
         let at = Instant::now();
-        self.lock()
-            .refusals
-            .entry(member.to_string())
-            .or_default()
-            .push((at, why));
+        self.lock().refusals.push(Refusal {
+            member: member.to_string(),
+            at,
+            why,
+        });
     }
 
     fn routed(&self, member: &str) {
@@ -535,7 +742,7 @@ impl Stop {
 
 /// Why a write (or the connection for one) failed.
 #[derive(Debug)]
-enum Failure {
+pub(crate) enum Failure {
     Postgres(tokio_postgres::Error),
     TimedOut { what: &'static str, after: Duration },
 }
@@ -558,7 +765,7 @@ impl fmt::Display for Failure {
 
 /// An error with its causes: tokio-postgres keeps the interesting part
 /// ("ERROR: cannot execute INSERT in a read-only transaction") in `source`.
-fn chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {
@@ -568,7 +775,8 @@ fn chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-async fn bounded<T>(
+/// `work`, failed as [`Failure::TimedOut`] after `limit`.
+pub(crate) async fn bounded<T>(
     limit: Duration,
     what: &'static str,
     work: impl Future<Output = Result<T, tokio_postgres::Error>>,
@@ -580,12 +788,48 @@ async fn bounded<T>(
     }
 }
 
-/// A superuser session on 127.0.0.1:`pg_port`.
-async fn connect(pg_port: u16) -> Result<Client, Failure> {
+/// Runs `work` to completion on a current-thread runtime on a thread of
+/// its own: usable from a plain test and from inside a runtime alike.
+pub(crate) fn block_on<T: Send>(work: impl Future<Output = T> + Send) -> T {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a tokio runtime")
+                    .block_on(work)
+            })
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
+/// Which of `ids` the table `writer_ids` on PostgreSQL at `pg` holds, asked
+/// from the calling thread's namespace.
+pub fn present_ids(pg: SocketAddr, ids: &[i64]) -> Result<HashSet<i64>, String> {
+    block_on(async {
+        let client = connect(pg).await.map_err(|e| e.to_string())?;
+        let rows = bounded(
+            Duration::from_secs(30),
+            "SELECT of the acknowledged ids",
+            client.query("SELECT id FROM writer_ids WHERE id = ANY($1)", &[&ids]),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        rows.iter()
+            .map(|r| r.try_get::<_, i64>(0).map_err(|e| chain(&e)))
+            .collect()
+    })
+}
+
+/// A superuser session on PostgreSQL at `pg`, from the calling thread's
+/// namespace.
+pub(crate) async fn connect(pg: SocketAddr) -> Result<Client, Failure> {
     let mut config = tokio_postgres::Config::new();
     config
-        .host("127.0.0.1")
-        .port(pg_port)
+        .host(pg.ip().to_string())
+        .port(pg.port())
         .user("postgres")
         .password(SUPERUSER_PASSWORD)
         .dbname("postgres")
@@ -601,14 +845,20 @@ async fn connect(pg_port: u16) -> Result<Client, Failure> {
     Ok(client)
 }
 
-/// Whether the agent on `api_port` answers `GET /primary` with 200 within
+/// Whether the agent at `api` answers `GET /primary` with 200 within
 /// [`HTTP_TIMEOUT`]. Not the harness's `http`: that one blocks and waits up
 /// to 10 s for a frozen agent.
-async fn answers_primary(api_port: u16) -> bool {
+async fn answers_primary(api: SocketAddr) -> bool {
     let ask = async {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", api_port)).await?;
+        let mut stream = tokio::net::TcpStream::connect(api).await?;
         stream
-            .write_all(b"GET /primary HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            .write_all(
+                format!(
+                    "GET /primary HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+                    api.ip()
+                )
+                .as_bytes(),
+            )
             .await?;
         // The status document is small; the bound only guards against a
         // misbehaving server.
@@ -630,7 +880,7 @@ async fn answers_primary(api_port: u16) -> bool {
 async fn find_primary(targets: &[WriterTarget]) -> Option<&WriterTarget> {
     let asks: Vec<_> = targets
         .iter()
-        .map(|t| tokio::spawn(answers_primary(t.api_port)))
+        .map(|t| tokio::spawn(answers_primary(t.api)))
         .collect();
     let mut found = None;
     for (target, ask) in targets.iter().zip(asks) {
@@ -642,27 +892,28 @@ async fn find_primary(targets: &[WriterTarget]) -> Option<&WriterTarget> {
 }
 
 /// The writer's tasks, until stopped.
-async fn run(targets: Vec<WriterTarget>, log: SharedLog, stop: Stop) {
-    let (table_ready, table_ready_rx) = watch::channel(false);
-    let direct_ids = Arc::new(AtomicI64::new(-1));
+async fn run(targets: Vec<WriterTarget>, options: WriterOptions, log: SharedLog, stop: Stop) {
+    // With shared ids the table exists already; with its own, the writer
+    // creates it and learns where ids continue.
+    let shared = options.ids.is_some();
+    let ids = options.ids.unwrap_or_else(Ids::shared);
+    let (table_ready, table_ready_rx) = watch::channel(shared);
     let mut tasks = JoinSet::new();
-    tasks.spawn(until_stopped(
-        stop.clone(),
-        routed_writes(
-            targets.clone(),
-            log.clone(),
-            table_ready,
-            direct_ids.clone(),
-        ),
-    ));
+    if options.routed {
+        tasks.spawn(until_stopped(
+            stop.clone(),
+            routed_writes(targets.clone(), log.clone(), table_ready, ids.clone()),
+        ));
+    }
     for target in targets {
         tasks.spawn(until_stopped(
             stop.clone(),
             direct_checks(
                 target,
+                options.direct_every,
                 log.clone(),
                 table_ready_rx.clone(),
-                direct_ids.clone(),
+                ids.clone(),
             ),
         ));
     }
@@ -708,16 +959,15 @@ async fn routed_writes(
     targets: Vec<WriterTarget>,
     log: SharedLog,
     table_ready: watch::Sender<bool>,
-    direct_ids: Arc<AtomicI64>,
+    ids: Arc<Ids>,
 ) {
-    let mut next_id: i64 = 1;
-    let mut set_up = false;
+    let mut set_up = *table_ready.borrow();
     loop {
         let Some(target) = find_primary(&targets).await else {
             sleep(RETRY_PAUSE).await;
             continue;
         };
-        let client = match connect(target.pg_port).await {
+        let client = match connect(target.pg).await {
             Ok(client) => client,
             Err(e) => {
                 log.refused(&target.name, format!("routed write: {e}"));
@@ -728,8 +978,7 @@ async fn routed_writes(
         if !set_up {
             match set_up_table(&client).await {
                 Ok((max, min)) => {
-                    next_id = max + 1;
-                    direct_ids.store(min.min(0) - 1, Ordering::SeqCst);
+                    ids.continue_after(max, min);
                     table_ready.send_replace(true);
                     set_up = true;
                 }
@@ -744,11 +993,11 @@ async fn routed_writes(
         loop {
             // An id whose insert failed is never reused: it may have
             // committed anyway (a timeout), and a retry would then collide.
-            let id = next_id;
-            next_id += 1;
+            let id = ids.next_routed();
+            let sent = Instant::now();
             match bounded(STATEMENT_TIMEOUT, "INSERT", client.execute(INSERT, &[&id])).await {
                 Ok(_) => {
-                    log.accepted(id, &target.name);
+                    log.accepted(id, &target.name, sent);
                     sleep(WRITE_PAUSE).await;
                 }
                 Err(e) => {
@@ -761,26 +1010,27 @@ async fn routed_writes(
     }
 }
 
-/// Direct checks on one member: an insert every [`DIRECT_CHECK_EVERY`],
-/// whatever its agent says. Never returns; [`until_stopped`] ends it.
+/// Direct checks on one member: an insert every `every`, whatever its
+/// agent says. Never returns; [`until_stopped`] ends it.
 async fn direct_checks(
     target: WriterTarget,
+    every: Duration,
     log: SharedLog,
     mut table_ready: watch::Receiver<bool>,
-    ids: Arc<AtomicI64>,
+    ids: Arc<Ids>,
 ) {
     if table_ready.wait_for(|ready| *ready).await.is_err() {
         // The routed task is gone, so the writer is stopping.
         return;
     }
-    let mut tick = tokio::time::interval(DIRECT_CHECK_EVERY);
+    let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut session: Option<Client> = None;
     loop {
         tick.tick().await;
         let client = match session.take() {
             Some(client) if !client.is_closed() => client,
-            _ => match connect(target.pg_port).await {
+            _ => match connect(target.pg).await {
                 Ok(client) => client,
                 Err(e) => {
                     log.refused(&target.name, format!("direct check: {e}"));
@@ -788,14 +1038,15 @@ async fn direct_checks(
                 }
             },
         };
-        let id = ids.fetch_sub(1, Ordering::SeqCst);
+        let id = ids.next_direct();
+        let sent = Instant::now();
         match bounded(STATEMENT_TIMEOUT, "INSERT", client.execute(INSERT, &[&id])).await {
             Ok(_) => {
-                log.accepted(id, &target.name);
+                log.accepted(id, &target.name, sent);
                 session = Some(client);
             }
             Err(e) => {
-                log.refused(&target.name, format!("direct check: {e}"));
+                log.refused(&target.name, format!("direct check of id {id}: {e}"));
                 if e.keeps_connection() {
                     session = Some(client);
                 }

@@ -7,8 +7,11 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use pgwarden_tests::netns::*;
-use pgwarden_tests::{require_root, wait_for, SLOW};
+use pgwarden_tests::netns::{or_skip, sql, ConnectionStorm, NetCluster};
+use pgwarden_tests::writer::{
+    present_ids, Ack, Ids, Writer, WriterOptions, WriterTarget, CREATE_TABLE,
+};
+use pgwarden_tests::{is_running_primary, require_root, wait_for, SLOW};
 
 const DATA: [&str; 3] = ["pg1", "pg2", "pg3"];
 
@@ -35,29 +38,40 @@ fn rel(t: Instant, origin: Instant) -> String {
 /// Starts the cluster; once a primary and two streaming standbys run,
 /// writes go on from outside (every member) and from inside the primary's
 /// namespace. Returns the primary and the two writers.
-fn primary_with_writers(c: &mut NetCluster, started: Instant) -> (String, NetWriter, NetWriter) {
+fn primary_with_writers(c: &mut NetCluster, started: Instant) -> (String, Writer, Writer) {
     c.start_all();
     let old = c.wait_streaming(&DATA, SLOW);
     eprintln!(
         "{old} is the primary after {:.1}s",
         started.elapsed().as_secs_f64()
     );
-    sql(c.node(&old).pg(), CREATE_TABLE).expect("create the writers' table");
+    sql(c.node(&old).pg_addr(), CREATE_TABLE).expect("create the writers' table");
     for n in &c.nodes {
         // Until the table reaches a standby, a write there fails for want
         // of it, which says nothing about the member.
         wait_for(SLOW, "the writers' table on every member", || {
-            let rows = sql(n.pg(), "SELECT to_regclass('writer_ids') IS NOT NULL").ok()?;
+            let rows = sql(n.pg_addr(), "SELECT to_regclass('writer_ids') IS NOT NULL").ok()?;
             (rows == [[Some("t".to_string())]]).then_some(())
         });
     }
     let ids = Ids::shared();
-    let outside = NetWriter::start(c.targets(), OUTSIDE_EVERY, ids.clone());
-    let inside = NetWriter::start_direct_in(
-        &c.node(&old).slot.netns,
-        c.node(&old).target(),
-        INSIDE_EVERY,
-        ids.clone(),
+    let outside = Writer::start_with(
+        c.targets(),
+        WriterOptions {
+            direct_every: OUTSIDE_EVERY,
+            ids: Some(ids.clone()),
+            ..WriterOptions::default()
+        },
+    )
+    .expect("the writer outside");
+    let inside = Writer::start_with(
+        vec![WriterTarget::of(c.node(&old))],
+        WriterOptions {
+            routed: false,
+            direct_every: INSIDE_EVERY,
+            netns: Some(c.slot(&old).netns.clone()),
+            ids: Some(ids.clone()),
+        },
     )
     .expect("the writer inside the primary's namespace");
     wait_for(SLOW, "both writers to write on the primary", || {
@@ -93,7 +107,7 @@ fn given_the_primary_is_cut_off_then_it_fences_before_the_majority_promotes_and_
 
     // When the primary is cut off the network,
     let cut = Instant::now();
-    c.node(&old).partition();
+    c.partition(&old);
     eprintln!("{old} partitioned at {}", rel(cut, started));
 
     // then, seen from inside its namespace, it stops accepting writes and
@@ -143,7 +157,7 @@ fn given_the_primary_is_cut_off_then_it_fences_before_the_majority_promotes_and_
     // When the partition heals, the old primary rejoins as a standby of the
     // new one (by pg_rewind) and replays its writes.
     let healed = Instant::now();
-    c.node(&old).heal();
+    c.heal(&old);
     eprintln!("healed at {}", rel(healed, cut));
     let primary = c.wait_streaming(&DATA, SLOW);
     assert_eq!(
@@ -156,7 +170,7 @@ fn given_the_primary_is_cut_off_then_it_fences_before_the_majority_promotes_and_
         .last_ack(&new)
         .expect("the new primary acknowledged writes")
         .id;
-    let old_pg = c.node(&old).pg();
+    let old_pg = c.node(&old).pg_addr();
     wait_for(
         SLOW,
         "the old primary to replay the new primary's writes",
@@ -168,7 +182,7 @@ fn given_the_primary_is_cut_off_then_it_fences_before_the_majority_promotes_and_
         },
     );
     let stopped = Instant::now();
-    let log = outside.stop().merged(inside.stop());
+    let log = outside.stop_log().merged(inside.stop_log());
     let report = log.report(started, stopped);
     eprintln!("{}", report.summary());
     eprintln!(
@@ -215,7 +229,7 @@ fn given_the_primary_is_cut_off_then_it_fences_before_the_majority_promotes_and_
     // Every write the majority side acknowledged is on the new primary; of
     // the old primary's, only the last ones before the fence may be lost
     // (asynchronous replication): reported, not failed.
-    let new_pg = c.node(&new).pg();
+    let new_pg = c.node(&new).pg_addr();
     let all: Vec<i64> = log.acks.iter().map(|a| a.id).collect();
     let present: HashSet<i64> = wait_for(SLOW, "the acknowledged ids on the new primary", || {
         present_ids(new_pg, &all).ok()
@@ -290,7 +304,7 @@ fn given_a_primary_whose_probe_fails_under_a_connection_storm_when_it_is_cut_off
 
     // Given a primary whose every connection slot is taken and whose agent's
     // own probe is kept out — sessions opened before still write —
-    let storm = ConnectionStorm::start(&c.node(&old).slot.netns, c.node(&old).pg())
+    let storm = ConnectionStorm::start(&c.slot(&old).netns, c.node(&old).pg_addr())
         .expect("the connection storm");
     let blind = wait_for(
         SLOW,
@@ -313,7 +327,7 @@ fn given_a_primary_whose_probe_fails_under_a_connection_storm_when_it_is_cut_off
 
     // when it is cut off from the others,
     let cut = Instant::now();
-    c.node(&old).partition();
+    c.partition(&old);
 
     // then the majority promotes another member,
     let majority: Vec<&str> = DATA.iter().copied().filter(|n| *n != old).collect();
@@ -328,7 +342,7 @@ fn given_a_primary_whose_probe_fails_under_a_connection_storm_when_it_is_cut_off
     });
     std::thread::sleep(SETTLED_PARTITION);
     drop(storm);
-    let log = outside.stop().merged(inside.stop());
+    let log = outside.stop_log().merged(inside.stop_log());
     let report = log.report(started, Instant::now());
     eprintln!("{}", report.summary());
 

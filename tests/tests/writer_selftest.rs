@@ -121,16 +121,8 @@ fn given_no_primary_anywhere_when_the_writer_runs_then_it_records_nothing_and_st
     let frozen = TcpListener::bind("127.0.0.1:0").expect("bind");
     let frozen_port = frozen.local_addr().expect("addr").port();
     let writer = Writer::start(vec![
-        WriterTarget {
-            name: "gone".into(),
-            api_port: free_port(),
-            pg_port: free_port(),
-        },
-        WriterTarget {
-            name: "frozen".into(),
-            api_port: frozen_port,
-            pg_port: free_port(),
-        },
+        WriterTarget::on_loopback("gone", free_port(), free_port()),
+        WriterTarget::on_loopback("frozen", frozen_port, free_port()),
     ]);
     std::thread::sleep(Duration::from_millis(1500));
     let stopping = Instant::now();
