@@ -1,5 +1,18 @@
 //! What the benchmark binaries share: their command line, the clusters
-//! they make, and how they print a figure.
+//! they make, how they print a figure, and the measurements more than one
+//! binary makes (`bench` runs them all).
+//!
+//! - [`failover`]: node death of the primary, then a PostgreSQL-only crash;
+//! - [`switchover`]: the write-unavailable window of `POST /switchover`;
+//! - [`commit`]: pgbench in a `replication.synchronous` mode;
+//! - [`load`]: HTTP load on an endpoint (`wrk`, or in-process);
+//! - [`machine`]: the machine, and a process's memory and CPU from `/proc`.
+
+pub mod commit;
+pub mod failover;
+pub mod load;
+pub mod machine;
+pub mod switchover;
 
 use std::path::Path;
 

@@ -8,13 +8,9 @@
 //! cluster; each run switches over from the current primary to the best
 //! standby.
 
-use std::time::{Duration, Instant};
-
+use pgwarden_tests::bench::switchover::switchovers;
 use pgwarden_tests::bench::{bench_args, print_stats};
-use pgwarden_tests::writer::{Writer, WriterTarget};
 use pgwarden_tests::*;
-
-const DATA: [&str; 3] = ["pg1", "pg2", "pg3"];
 
 fn main() {
     let a = bench_args("switchover-bench", 7, &[]);
@@ -25,73 +21,21 @@ fn main() {
         "switchover benchmark: {} switchovers, ttl {}, loop_wait {}",
         a.runs, a.ttl, a.loop_wait
     );
-    let root = TestDir::new();
-    let mut c = Cluster::new(root.path(), &DATA, |_| false, &a.ttl, &a.loop_wait);
-    c.start_all();
-    let mut primary = c.wait_streaming(&DATA);
-    let writer = Writer::start(c.nodes.iter().map(WriterTarget::of).collect());
-    writer.wait_routed_accept(&primary, Instant::now(), SLOW);
-    let mut moves = Vec::new();
-    for run in 1..=a.runs {
-        std::thread::sleep(Duration::from_secs(2));
-        let node = c.nodes.iter().find(|n| n.name == primary).expect("node");
-        let asked = Instant::now();
-        let answer = node.operate(
-            "POST",
-            "/switchover",
-            &format!(r#"{{"leader": "{primary}"}}"#),
-        );
-        let answered = asked.elapsed().as_secs_f64();
-        if answer.status != 200 {
-            eprintln!("run {run}: the switchover was not done: {answer:?}");
-            std::process::exit(1);
-        }
-        let new = answer.json()["leader"]
-            .as_str()
-            .expect("the new leader's name")
-            .to_string();
-        writer.wait_routed_accept(&new, asked, SLOW);
-        c.wait_streaming(&DATA);
-        println!("run {run}: {primary} -> {new}, answered in {answered:.2} s");
-        moves.push((primary.clone(), new.clone(), asked, answered));
-        primary = new;
-    }
-    let report = writer.stop();
-    let (mut windows, mut answers) = (Vec::new(), Vec::new());
-    for (old, new, asked, answered) in &moves {
-        let Some(first_new) = report.first_accept_after(new, *asked) else {
-            continue;
-        };
-        let last_old = report
-            .accepts
-            .get(old)
-            .and_then(|a| a.iter().rev().find(|t| **t < first_new).copied())
-            .unwrap_or(*asked);
-        windows.push(first_new.saturating_duration_since(last_old).as_secs_f64());
-        answers.push(*answered);
-    }
-    let final_node = c.nodes.iter().find(|n| n.name == primary).expect("node");
-    let missing = report.missing_on(final_node.pg_port);
-    let rewinds: Vec<&str> = c
-        .nodes
-        .iter()
-        .filter(|n| n.log_text().contains("pg_rewind"))
-        .map(|n| n.name.as_str())
-        .collect();
+    let mut s = switchovers(a.runs, &a.ttl, &a.loop_wait);
     println!();
     print_stats(
         "write-unavailable: last old write -> first new (s)",
-        &mut windows,
+        &mut s.windows,
     );
-    print_stats("POST /switchover answered after (s)", &mut answers);
+    print_stats("POST /switchover answered after (s)", &mut s.answers);
     println!(
         "acknowledged writes lost: {} of {}; overlapping writable members: {}; members that ran pg_rewind: {:?}",
-        missing.len(),
-        report.routed_ids().len(),
-        report.overlaps().len(),
-        rewinds
+        s.missing.len(),
+        s.acknowledged,
+        s.overlaps,
+        s.rewinds
     );
-    if !missing.is_empty() || !report.overlaps().is_empty() {
+    if !s.missing.is_empty() || s.overlaps > 0 {
         std::process::exit(1);
     }
 }
