@@ -21,6 +21,8 @@
 //! - [`daemon`]: `pgwarden run`: wires the loop, the API, signals and systemd.
 //! - [`client`]: the CLI's side of the API (`status`, ...).
 //! - [`tls`]: the API's HTTPS server and the TLS every client of it uses.
+//! - [`manual`]: man pages and shell completions from the CLI's definition,
+//!   for the Debian package.
 
 pub mod api;
 pub mod boottime;
@@ -30,6 +32,7 @@ pub mod daemon;
 pub mod demo;
 pub mod ha;
 pub mod lease;
+pub mod manual;
 pub mod notify;
 pub mod patroni_doc;
 pub mod peers;

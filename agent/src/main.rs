@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use pgwarden::client::session::{confirm_on_terminal, ActionError, Connect, Io};
 use pgwarden::client::{self, failover, pause, reinit, reload, restart, switchover};
@@ -74,6 +74,12 @@ enum Cmd {
         #[arg(long)]
         data_dir: PathBuf,
     },
+    /// (internal) Man pages and shell completions for the package (scripts/package).
+    #[command(hide = true)]
+    Generate {
+        #[command(subcommand)]
+        what: Generate,
+    },
     /// Start a local cluster on loopback until Ctrl-C, then remove it.
     Demo {
         /// Number of nodes.
@@ -86,6 +92,25 @@ enum Cmd {
         /// standby) or quorum (no acknowledged write lost on failover).
         #[arg(long, default_value = "off", value_parser = ["off", "on", "quorum"])]
         synchronous: String,
+    },
+}
+
+/// What `pgwarden generate` writes.
+#[derive(Subcommand)]
+enum Generate {
+    /// pgwarden.1 and one page per subcommand (pgwarden-run.1, ...), uncompressed.
+    Man {
+        /// The directory to write them into.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// The completion script of one shell, under the name that shell looks for.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+        /// The directory to write it into.
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -449,6 +474,24 @@ fn real_main(cli: Cli) -> anyhow::Result<i32> {
             };
             Ok(runtime()?.block_on(demo::run(nodes, dir, sync))?)
         }
+        Cmd::Generate { what } => generate(what),
         Cmd::Action(action) => act(action),
     }
+}
+
+/// Writes the man pages or a completion script from this command line's
+/// definition; prints each file written.
+fn generate(what: Generate) -> anyhow::Result<i32> {
+    let written = match what {
+        Generate::Man { out } => pgwarden::manual::write_man_pages(Cli::command(), &out)?,
+        Generate::Completions { shell, out } => vec![pgwarden::manual::write_completions(
+            Cli::command(),
+            shell,
+            &out,
+        )?],
+    };
+    for path in written {
+        println!("{}", path.display());
+    }
+    Ok(0)
 }

@@ -1,23 +1,29 @@
-//! The shipped unit file passes `systemd-analyze verify` without a single
-//! warning, and keeps the settings the agent depends on.
+//! The shipped unit files — `pgwarden.service` and the template
+//! `pgwarden@.service` for hosts with more than one cluster — pass
+//! `systemd-analyze verify` without a single warning, keep the settings the
+//! agent depends on, and differ only where the instance name goes.
+//! (`package.rs` verifies the units the Debian package installs.)
 
 use std::path::Path;
 use std::process::Command;
 
 use pgwarden_tests::pgwarden_bin;
 
-fn unit_text() -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd/pgwarden.service");
+/// Where the repository's units run the agent from (a source install).
+const SOURCE_BIN: &str = "/usr/local/bin/pgwarden";
+
+fn unit_text(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../systemd")
+        .join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-#[test]
-fn the_unit_file_has_the_settings_the_agent_depends_on() {
-    let unit = unit_text();
-    for line in [
+/// The lines every unit must have, `config` being its `--config` argument.
+fn required_lines(config: &str) -> Vec<String> {
+    let mut lines: Vec<String> = [
         "Type=notify",
         "User=postgres",
-        "ExecStart=/usr/local/bin/pgwarden run --config /etc/pgwarden/pgwarden.toml",
         "ExecReload=/bin/kill -HUP $MAINPID",
         "KillMode=process",
         "KillSignal=SIGINT",
@@ -29,33 +35,64 @@ fn the_unit_file_has_the_settings_the_agent_depends_on() {
         "ProtectSystem=full",
         "ProtectHome=yes",
         "PrivateTmp=yes",
-    ] {
+    ]
+    .map(String::from)
+    .to_vec();
+    lines.push(format!("ExecStart={SOURCE_BIN} run --config {config}"));
+    lines
+}
+
+fn assert_has_lines(name: &str, unit: &str, lines: &[String]) {
+    for line in lines {
         assert!(
-            unit.lines().any(|l| l.starts_with(line)),
-            "missing {line:?}"
+            unit.lines().any(|l| l.starts_with(line.as_str())),
+            "{name}: missing {line:?}"
         );
     }
 }
 
 #[test]
-fn systemd_analyze_verify_accepts_the_unit_without_warnings() {
-    // verify checks that ExecStart's binary exists: point it at the build
-    // under test when the unit's own path is not installed; nothing else changes.
-    let unit = unit_text();
-    let dir = tempfile::tempdir().unwrap();
-    let copy = dir.path().join("pgwarden.service");
-    let text = if Path::new("/usr/local/bin/pgwarden").is_file() {
-        unit
-    } else {
-        unit.replace(
-            "/usr/local/bin/pgwarden",
-            &pgwarden_bin().display().to_string(),
-        )
+fn the_unit_file_has_the_settings_the_agent_depends_on() {
+    assert_has_lines(
+        "pgwarden.service",
+        &unit_text("pgwarden.service"),
+        &required_lines("/etc/pgwarden/pgwarden.toml"),
+    );
+}
+
+#[test]
+fn the_template_unit_reads_the_instances_configuration_file() {
+    assert_has_lines(
+        "pgwarden@.service",
+        &unit_text("pgwarden@.service"),
+        &required_lines("/etc/pgwarden/%i.toml"),
+    );
+}
+
+#[test]
+fn the_template_unit_differs_from_the_unit_only_in_the_instance() {
+    // Comments aside, the two may differ in Description and ExecStart only:
+    // a setting changed in one and forgotten in the other fails here.
+    let settings = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| !l.starts_with("Description=") && !l.starts_with("ExecStart="))
+            .map(String::from)
+            .collect()
     };
-    std::fs::write(&copy, text).unwrap();
+    assert_eq!(
+        settings(&unit_text("pgwarden.service")),
+        settings(&unit_text("pgwarden@.service")),
+        "pgwarden.service and pgwarden@.service drifted apart"
+    );
+}
+
+/// Runs `systemd-analyze verify` on `unit_file` (a path); panics with
+/// what it said unless it passed without a word.
+fn verify_quietly(unit_file: &Path) {
     let out = match Command::new("systemd-analyze")
         .arg("verify")
-        .arg(&copy)
+        .arg(unit_file)
         .output()
     {
         Ok(out) => out,
@@ -64,10 +101,40 @@ fn systemd_analyze_verify_accepts_the_unit_without_warnings() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "systemd-analyze verify failed: {stderr}"
+        "systemd-analyze verify {} failed: {stderr}",
+        unit_file.display()
     );
     assert!(
         stderr.trim().is_empty(),
-        "systemd-analyze verify warned: {stderr}"
+        "systemd-analyze verify {} warned: {stderr}",
+        unit_file.display()
     );
+}
+
+/// `unit`'s text pointed at the build under test when the source install's
+/// binary is absent (verify checks that ExecStart's binary exists);
+/// nothing else changes.
+fn runnable(unit: String) -> String {
+    if Path::new(SOURCE_BIN).is_file() {
+        unit
+    } else {
+        unit.replace(SOURCE_BIN, &pgwarden_bin().display().to_string())
+    }
+}
+
+#[test]
+fn systemd_analyze_verify_accepts_the_unit_without_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("pgwarden.service");
+    std::fs::write(&copy, runnable(unit_text("pgwarden.service"))).unwrap();
+    verify_quietly(&copy);
+}
+
+#[test]
+fn systemd_analyze_verify_accepts_an_instance_of_the_template_without_warnings() {
+    // An instance, so that %i is expanded and ExecStart checked as it runs.
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("pgwarden@sales.service");
+    std::fs::write(&copy, runnable(unit_text("pgwarden@.service"))).unwrap();
+    verify_quietly(&copy);
 }
