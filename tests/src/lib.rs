@@ -16,6 +16,7 @@
 //! - [`tls`]: certificates and an HTTPS client for TLS clusters.
 
 pub mod bench;
+pub mod chaos;
 pub mod netns;
 pub mod slots;
 pub mod tls;

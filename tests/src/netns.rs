@@ -375,6 +375,19 @@ impl NetCluster {
     /// whole test subnet in with the superuser's password, for the test's
     /// own connections). Errors when the network cannot be built.
     pub fn new(names: &[&str], ttl: &str, loop_wait: &str) -> Result<NetCluster, String> {
+        NetCluster::build(names, &[], ttl, loop_wait, |_| {})
+    }
+
+    /// [`NetCluster::new`] with `witnesses` among `names` (agents without
+    /// PostgreSQL), each node passed to `configure` (replication mode, say)
+    /// before the configurations are written.
+    pub fn build(
+        names: &[&str],
+        witnesses: &[&str],
+        ttl: &str,
+        loop_wait: &str,
+        configure: impl Fn(&mut Node),
+    ) -> Result<NetCluster, String> {
         let slots = crate::slots::for_this_test(names.len());
         let dir = TestDir::new();
         let mut net = Network::create()?;
@@ -395,10 +408,14 @@ impl NetCluster {
             node.extra_parameters = vec!["max_connections = 30".into()];
             node.ttl = ttl.to_string();
             node.loop_wait = loop_wait.to_string();
+            configure(&mut node);
             nodes.push(node);
             places.push(slot);
         }
-        let members: Vec<MemberEntry> = nodes.iter().map(|n| MemberEntry::of(n, false)).collect();
+        let members: Vec<MemberEntry> = nodes
+            .iter()
+            .map(|n| MemberEntry::of(n, witnesses.contains(&n.name.as_str())))
+            .collect();
         for node in &mut nodes {
             node.write_members(&members);
         }
@@ -456,6 +473,20 @@ impl NetCluster {
         let mut out = String::new();
         for n in &self.nodes {
             let _ = writeln!(out, "--- {} ---\n{}", n.name, n.log_text());
+        }
+        out
+    }
+
+    /// The last `lines` lines of every agent's current log.
+    pub fn logs_tail(&self, lines: usize) -> String {
+        let mut out = String::new();
+        for n in &self.nodes {
+            let text = n.log_text();
+            let all: Vec<&str> = text.lines().collect();
+            let _ = writeln!(out, "--- {} (last {lines} lines) ---", n.name);
+            for line in &all[all.len().saturating_sub(lines)..] {
+                let _ = writeln!(out, "{line}");
+            }
         }
         out
     }
