@@ -14,7 +14,11 @@ use pgwarden::{config, daemon, demo};
 /// A node-local agent that keeps a few PostgreSQL servers a replicated,
 /// self-healing cluster.
 #[derive(Parser)]
-#[command(name = "pgwarden", version, about)]
+#[command(
+    name = "pgwarden",
+    version,
+    about = "A node-local agent that turns a few PostgreSQL hosts into a replicated, self-healing cluster"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
