@@ -35,6 +35,11 @@ use crate::{is_running_primary, is_streaming_replica, process_alive};
 use check::{DataDirs, Prober};
 use schedule::{Fault, Shape, Target};
 
+/// A status document counts for convergence only when its HA loop
+/// completed this long after the fault ended: the loop that completed
+/// then began after it (loops take well under this on 2 cores).
+const FRESH_AFTER: Duration = Duration::from_millis(500);
+
 /// How a run goes.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -362,11 +367,25 @@ impl Run {
     }
 
     /// The primary, when the cluster is one running primary and every
-    /// other data member a streaming replica, and every agent answers.
-    fn converged(&self) -> Option<String> {
+    /// other data member a streaming replica, and every agent answers, as
+    /// seen by HA loops that ran after `since` (a status document is the
+    /// last loop's observation: right after a crash it still shows the
+    /// PostgreSQL that was) and about the postmaster that runs now.
+    fn converged(&self, since: Instant) -> Option<String> {
+        let fresh = |doc: &serde_json::Value| {
+            doc["agent"]["loop_last_ms_ago"]
+                .as_u64()
+                .and_then(|ms| Instant::now().checked_sub(Duration::from_millis(ms)))
+                .is_some_and(|completed| completed > since + FRESH_AFTER)
+        };
         let mut primary = None;
         for name in &self.data {
-            let doc = self.c.node(name).status()?;
+            let node = self.c.node(name);
+            let doc = node.status().filter(fresh)?;
+            let pid = doc["postgres"]["pid"].as_i64();
+            if pid.is_none() || pid != node.postmaster_pid().map(i64::from) {
+                return None;
+            }
             if is_running_primary(&doc) {
                 if primary.is_some() {
                     return None;
@@ -377,16 +396,17 @@ impl Run {
             }
         }
         for w in &self.witnesses {
-            self.c.node(w).status()?;
+            self.c.node(w).status().filter(fresh)?;
         }
         primary
     }
 
-    /// Waits for [`Run::converged`] up to the bound; how long it took.
-    fn wait_converged(&mut self) -> Result<Duration, String> {
-        let began = Instant::now();
+    /// Waits for [`Run::converged`] since `since` up to the bound; how
+    /// long it took from `since`.
+    fn wait_converged(&mut self, since: Instant) -> Result<Duration, String> {
+        let began = since;
         loop {
-            if let Some(p) = self.converged() {
+            if let Some(p) = self.converged(since) {
                 self.primary = p;
                 return Ok(began.elapsed());
             }
@@ -456,7 +476,7 @@ impl Run {
         let mut broken = Vec::new();
         // The previous fault left a converged cluster; make sure (an
         // operator action's effects may still be under way).
-        if let Err(e) = self.wait_converged() {
+        if let Err(e) = self.wait_converged(Instant::now()) {
             return vec![format!("before the fault: {e}")];
         }
         let before = self.primary.clone();
@@ -497,12 +517,13 @@ impl Run {
         // before it did would measure nothing.
         if matches!(fault, Fault::Switchover { .. }) && !refused {
             let deadline = Instant::now() + self.options.converge_within;
-            while self.converged().as_deref() == Some(before.as_str()) && Instant::now() < deadline
+            while self.converged(ended).as_deref() == Some(before.as_str())
+                && Instant::now() < deadline
             {
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
-        match self.wait_converged() {
+        match self.wait_converged(ended) {
             Ok(took) => report.convergence.push(took),
             Err(e) => broken.push(e),
         }
@@ -712,7 +733,7 @@ impl Run {
     /// After the last fault: every write acknowledged (and present after
     /// its own fault) is still on the primary.
     fn final_check(&mut self, report: &mut Report) -> Result<(), String> {
-        self.wait_converged()?;
+        self.wait_converged(Instant::now())?;
         let pg = self.c.node(&self.primary).pg_addr();
         let mut missing = 0u64;
         for chunk in self.acked_ids.chunks(50_000) {
