@@ -195,6 +195,9 @@ pub struct Runner<L: LeaseClient> {
     /// This standby just won the lease: its next loop comes soon, to
     /// compare positions observed since ([`Memory::held_since`]).
     compare_again: bool,
+    /// The fence under way is the hand-over a crash loop asked for
+    /// ([`CrashLoop::handed_over`]): once done, the crash count starts over.
+    crash_handover: bool,
     /// Members to wake once this iteration's view is published.
     wake: Vec<String>,
 }
@@ -263,6 +266,7 @@ impl<L: LeaseClient> Runner<L> {
             hurry: false,
             sync_plan: None,
             compare_again: false,
+            crash_handover: false,
             wake: Vec::new(),
         }
     }
@@ -499,6 +503,7 @@ impl<L: LeaseClient> Runner<L> {
             }
             return (observed, status);
         }
+        self.crash_handover = situation.crash_loop.handed_over(action);
         let job_action = action.clone();
         let mut handle = tokio::spawn(async move {
             let mut local = local.lock_owned().await;
@@ -591,6 +596,13 @@ impl<L: LeaseClient> Runner<L> {
                 self.memory.fence = None;
             }
             _ => {}
+        }
+        if result.is_ok() && std::mem::take(&mut self.crash_handover) {
+            tracing::info!(
+                "handed over after {} crashes of PostgreSQL in a row: the count starts over",
+                self.memory.crash.failures()
+            );
+            self.memory.crash.reset();
         }
         if result.is_ok() && matches!(action, Action::Rewind { .. } | Action::Clone { .. }) {
             // The directory is its source's now, `pgwarden.state` too. The

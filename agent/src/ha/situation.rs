@@ -348,6 +348,24 @@ pub enum CrashLoop {
     },
 }
 
+impl CrashLoop {
+    /// Whether a step-down that `action` completed was the hand-over this
+    /// crash loop asked for, after which the crash count starts over.
+    ///
+    /// Without that, a member that handed over and then won the lease
+    /// again (it was the only one with the newest WAL, so nobody else
+    /// could) saw the same count when it promoted, stepped down again, and
+    /// did so every loop, a new timeline each second, until the crashes
+    /// were forgotten after a minute of running, which a PostgreSQL
+    /// restarted every second never reaches (the chaos run, seed 2, fault
+    /// 26). The count stood for "this primary keeps crashing"; the hand-over
+    /// is the remedy, and a new primary crashing again starts a new count.
+    pub fn handed_over(&self, action: &super::decide::Action) -> bool {
+        matches!(self, CrashLoop::GiveUp { .. })
+            && matches!(action, super::decide::Action::Fence { .. })
+    }
+}
+
 /// Everything a decision depends on but the lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Situation {
