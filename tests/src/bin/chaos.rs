@@ -100,8 +100,37 @@ fn parse() -> Options {
     o
 }
 
+extern "C" fn on_signal(_: nix::libc::c_int) {
+    pgwarden_tests::chaos::request_stop();
+}
+
+/// SIGINT and SIGTERM end the run after the fault under way, so that the
+/// cluster, its namespaces and its files are cleaned up and the summary
+/// printed. (A handler, not a blocked mask: the agents inherit the mask,
+/// and they must still take SIGTERM.)
+fn stop_on_signals() {
+    let action = nix::sys::signal::SigAction::new(
+        nix::sys::signal::SigHandler::Handler(on_signal),
+        nix::sys::signal::SaFlags::SA_RESTART,
+        nix::sys::signal::SigSet::empty(),
+    );
+    for sig in [
+        nix::sys::signal::Signal::SIGINT,
+        nix::sys::signal::Signal::SIGTERM,
+    ] {
+        // SAFETY: the handler only stores to an atomic, which is
+        // async-signal-safe.
+        if let Err(e) = unsafe { nix::sys::signal::sigaction(sig, &action) } {
+            eprintln!(
+                "chaos: cannot handle {sig}: {e} (an interrupted run leaves its cluster behind)"
+            );
+        }
+    }
+}
+
 fn main() {
     let options = parse();
+    stop_on_signals();
     if !nix::unistd::Uid::effective().is_root() {
         eprintln!("chaos: run as root (network namespaces, nftables, PostgreSQL as postgres)");
         std::process::exit(2);

@@ -40,6 +40,19 @@ use schedule::{Fault, Shape, Target};
 /// then began after it (loops take well under this on 2 cores).
 const FRESH_AFTER: Duration = Duration::from_millis(500);
 
+/// Set by [`request_stop`] (the command's SIGINT/SIGTERM handler): the
+/// run ends after the fault under way, cleans up and reports.
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Asks a run to end after the fault under way. Async-signal-safe.
+pub fn request_stop() {
+    STOP.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn stop_requested() -> bool {
+    STOP.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// How a run goes.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -243,6 +256,12 @@ pub fn run(options: &Options) -> Result<Report, String> {
     };
     let mut run = Run::start(options)?;
     for (index, fault) in schedule.iter().enumerate() {
+        if stop_requested() {
+            report
+                .notes
+                .push(format!("stopped by a signal after {index} faults"));
+            break;
+        }
         let outcome = catch_unwind(AssertUnwindSafe(|| run.fault(fault, &mut report)));
         let broken = match outcome {
             Ok(broken) => broken,
