@@ -405,6 +405,15 @@ fn decide_stopped(s: &Situation, lease: &Lease) -> Action {
         }
         _ => {}
     }
+    if s.standby_signal && s.rewind_needed {
+        // Once a primary's: rewound against a live leader before it runs
+        // again, or started as a standby (no upstream: it only shows its
+        // position) when there is none.
+        return match leader_source(s, lease) {
+            Some(source) if leader_alive(s, lease) && !lease.mine => Action::Rewind { source },
+            _ => Action::Start { as_standby: true },
+        };
+    }
     if s.standby_signal {
         return Action::Start { as_standby: true };
     }
@@ -468,7 +477,9 @@ fn decide_standby(s: &Situation, lease: &Lease) -> Action {
         };
     }
     match (leader(s, lease), leader_source(s, lease)) {
-        (Some(_), Some(source)) if s.timeline_diverged => Action::Rewind { source },
+        (Some(_), Some(source)) if s.timeline_diverged || s.rewind_needed => {
+            Action::Rewind { source }
+        }
         (Some(_), Some(source)) => Action::Follow {
             source: stream_source(s, lease).unwrap_or(source),
         },
@@ -550,6 +561,7 @@ mod tests {
             promoting: false,
             role_ensured: true,
             timeline_diverged: false,
+            rewind_needed: false,
             fenced_in_term: None,
             writable_in_term: Some(4),
             handover: None,
@@ -756,6 +768,18 @@ mod tests {
                 Action::Rewind { source: pg2() },
             ),
             (
+                "a former primary already started as a standby is still rewound before it runs under a leader",
+                Situation { rewind_needed: true, ..with_pg2(stopped(standby())) },
+                by_pg2(),
+                Action::Rewind { source: pg2() },
+            ),
+            (
+                "a former primary started as a standby, with no leader, starts as a standby to show its position",
+                Situation { rewind_needed: true, ..stopped(standby()) },
+                none(),
+                Action::Start { as_standby: true },
+            ),
+            (
                 "a former primary without a leader runs as a standby to become a candidate",
                 stopped(primary()),
                 none(),
@@ -811,6 +835,12 @@ mod tests {
             (
                 "a standby whose timeline diverged is rewound",
                 Situation { timeline_diverged: true, ..with_pg2(standby()) },
+                by_pg2(),
+                Action::Rewind { source: pg2() },
+            ),
+            (
+                "a running former primary is rewound before it follows, even when PostgreSQL sees no divergence",
+                Situation { rewind_needed: true, ..with_pg2(standby()) },
                 by_pg2(),
                 Action::Rewind { source: pg2() },
             ),

@@ -94,6 +94,24 @@ pub enum PostmasterState {
     },
 }
 
+/// In a data directory: this primary's directory was started as a
+/// standby and has not been rewound against a leader since; it is rewound
+/// (a no-op when it did not diverge) before it follows anyone.
+pub const REWIND_MARKER: &str = "pgwarden.rewind-before-following";
+
+const REWIND_MARKER_TEXT: &str = "This directory ran as a primary and was started as a standby; \
+pgwarden runs pg_rewind against the leader before it follows one (removed after a rewind).\n";
+
+/// Removes [`REWIND_MARKER`] (absent is fine).
+fn remove_rewind_marker(data_dir: &std::path::Path) -> Result<(), FileError> {
+    let path = data_dir.join(REWIND_MARKER);
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(FileError { path, source }),
+    }
+}
+
 /// What the executor found this iteration: plain data.
 #[derive(Debug, Clone)]
 pub struct Observed {
@@ -101,6 +119,9 @@ pub struct Observed {
     pub data: DataDirState,
     /// `standby.signal` exists.
     pub standby_signal: bool,
+    /// [`REWIND_MARKER`] exists: a primary's directory started as a
+    /// standby, not rewound against a leader since.
+    pub rewind_needed: bool,
     /// The postmaster.
     pub postmaster: PostmasterState,
     /// A promotion this agent asked for may still be under way.
@@ -331,6 +352,7 @@ impl LocalPostgres {
         }
         self.unreadable_logged = unreadable;
         let standby_signal = data_dir.join("standby.signal").exists();
+        let rewind_needed = data_dir.join(REWIND_MARKER).exists();
         let mut exited = None;
         if let Some(pm) = &mut self.postmaster {
             if let Some(exit) = pm.poll_exit() {
@@ -397,6 +419,7 @@ impl LocalPostgres {
         Observed {
             data,
             standby_signal,
+            rewind_needed,
             postmaster,
             promotion_pending,
             observation,
@@ -632,12 +655,27 @@ impl LocalPostgres {
         self.write_managed_files()?;
         let signal = data_dir.join("standby.signal");
         if as_standby && !signal.exists() {
+            // A primary's directory (crashed, fenced, or only stopped)
+            // becoming a standby: its WAL may go past the point where the
+            // next leader's timeline forked, and PostgreSQL does not always
+            // see that (after a crash it replays the leader's WAL over its
+            // own pages: "will not overwrite a used ItemId", the chaos run,
+            // seed 1003). The marker has it rewound before it follows.
+            files::write_atomic(
+                &data_dir.join(REWIND_MARKER),
+                REWIND_MARKER_TEXT.as_bytes(),
+                0o600,
+                &self.runas,
+            )?;
             files::write_atomic(&signal, b"", 0o600, &self.runas)?;
         } else if !as_standby && signal.exists() {
             std::fs::remove_file(&signal).map_err(|source| FileError {
                 path: signal.clone(),
                 source,
             })?;
+        }
+        if !as_standby {
+            remove_rewind_marker(&data_dir)?;
         }
         let pm = Postmaster::spawn(&self.bins, &self.runas, &data_dir)?;
         tracing::info!(
@@ -704,6 +742,9 @@ impl LocalPostgres {
         if let Some(pid) = self.pid() {
             self.note_promotion(Some(pid))?;
         }
+        // A primary's directory needs no rewind marker; left there, clones
+        // and rewinds from it would copy it.
+        remove_rewind_marker(&self.cfg.node.data_dir)?;
         // Within the probe's timeout; if it takes longer, the next loop sees
         // it still promoting and asks again (the guard is armed already).
         self.probe
@@ -777,6 +818,7 @@ impl LocalPostgres {
                     .to_string();
                 tracing::info!("pg_rewind: {summary}");
                 files::write_atomic(&data_dir.join("standby.signal"), b"", 0o600, &self.runas)?;
+                remove_rewind_marker(&data_dir)?;
                 // pg_rewind copied the source's configuration files.
                 self.write_managed_files()?;
                 self.record(
@@ -1026,6 +1068,7 @@ impl LocalPostgres {
         }
         // The copy carries the source's managed files: make them this member's.
         files::write_atomic(&data_dir.join("standby.signal"), b"", 0o600, &self.runas)?;
+        remove_rewind_marker(&data_dir)?;
         self.write_managed_files()?;
         std::fs::remove_file(&marker).map_err(|source| FileError {
             path: marker.clone(),
@@ -1167,8 +1210,11 @@ impl LocalPostgres {
     /// present) include where it streams from. Returns whether anything changed.
     fn write_managed_files(&self) -> Result<bool, ExecError> {
         let data_dir = &self.cfg.node.data_dir;
+        // A directory to be rewound streams from nobody until it is: it
+        // only shows its position (see `REWIND_MARKER`).
+        let streams = !data_dir.join(REWIND_MARKER).exists();
         let standby = if data_dir.join("standby.signal").exists() {
-            match &self.follow {
+            match self.follow.as_ref().filter(|_| streams) {
                 Some(source) => {
                     self.write_passfile()?;
                     Some(pgconf::standby_parameters(

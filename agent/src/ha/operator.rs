@@ -348,6 +348,7 @@ mod tests {
             position: at(1000),
             role_ensured: true,
             timeline_diverged: false,
+            rewind_needed: false,
             fenced_in_term: None,
             writable_in_term: Some(3),
             handover: None,

@@ -158,6 +158,7 @@ mod tests {
             position: at(0x3000000),
             role_ensured: false,
             timeline_diverged: false,
+            rewind_needed: false,
             fenced_in_term: None,
             writable_in_term: None,
             handover: None,

@@ -889,6 +889,7 @@ impl<L: LeaseClient> Runner<L> {
                 o.receiver_problem,
                 Some(ReceiverProblem::TimelineDiverged { .. })
             ),
+            rewind_needed: o.rewind_needed,
             crashes_in_a_row: self.memory.crash.failures(),
             role_ensured: o.role_ensured,
             fenced_in_term: self.memory.fence.as_ref().map(|(t, _)| *t),
@@ -1372,6 +1373,7 @@ fn witness_local() -> Local {
         position: None,
         system_identifier: None,
         timeline_diverged: false,
+        rewind_needed: false,
         crashes_in_a_row: 0,
         role_ensured: false,
         fenced_in_term: None,

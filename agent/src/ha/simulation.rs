@@ -186,6 +186,11 @@ pub(crate) enum Fault {
     /// at every promotion until a minute of running that it never reaches
     /// (found by the chaos run, seed 2, fault 26).
     CrashCountKept,
+    /// (j) The rewind marker is not seen: a primary's directory, started
+    /// as a standby after a crash, streams from the new leader without a
+    /// rewind and replays its WAL over pages past the fork point (found by
+    /// the chaos run, seed 1003, fault 238).
+    RewindMarkerIgnored,
 }
 
 const MS: u64 = 1_000_000;
@@ -393,6 +398,12 @@ struct Pg {
     promotion_requested: Option<u64>,
     /// A former data directory lies renamed aside beside this one.
     renamed_aside: bool,
+    /// `executor::REWIND_MARKER`: a primary's directory started as a
+    /// standby and not rewound since. PostgreSQL cannot be trusted to see
+    /// that its WAL went past a leader's fork point (after a crash it
+    /// replays the leader's WAL over its own pages): following a leader
+    /// that way is a broken invariant, not a divergence it reports.
+    rewind_needed: bool,
 }
 
 impl Pg {
@@ -410,6 +421,7 @@ impl Pg {
             remembered_leader: None,
             promotion_requested: None,
             renamed_aside: false,
+            rewind_needed: false,
         }
     }
 
@@ -525,6 +537,7 @@ struct Exec {
 struct Observed {
     data: DataDirState,
     standby_signal: bool,
+    rewind_needed: bool,
     postmaster: PostmasterState,
     answer: Option<Answer>,
     diverged: bool,
@@ -1103,6 +1116,10 @@ enum Broken {
     FenceUndone,
     /// A connected majority made no primary in time.
     Liveness,
+    /// A former primary's directory followed a leader whose timeline
+    /// forked off before the end of its own WAL, without a rewind:
+    /// PostgreSQL replays the leader's WAL over pages it does not match.
+    ReplayedOverDivergence,
     /// A member handed over for its crash loop twice with no crash in
     /// between: it won the lease back and stepped down again, a new
     /// timeline each time, without end.
@@ -1802,6 +1819,8 @@ impl Sim {
             promoting,
             data: pg.data,
             standby_signal: pg.standby_signal,
+            // The planted bug (j): the runner does not see the marker.
+            rewind_needed: pg.rewind_needed && self.fault != Fault::RewindMarkerIgnored,
             postmaster,
             diverged: pg.diverged && answer.as_ref().is_some_and(|a| a.in_recovery),
             role_ensured: exec.role_ensured,
@@ -1866,6 +1885,7 @@ impl Sim {
             position: o.answer.as_ref().map(|a| a.position),
             system_identifier: o.system_identifier.clone(),
             timeline_diverged: o.diverged,
+            rewind_needed: o.rewind_needed,
             crashes_in_a_row: memory.crash.failures(),
             role_ensured: o.role_ensured,
             fenced_in_term: memory.fence.as_ref().map(|(t, _)| *t),
@@ -2780,7 +2800,13 @@ impl Sim {
                 let gen = self.new_id();
                 let follow = self.nodes[i].agent.exec.follow;
                 let now = self.local(i);
+                let marker_seen = self.fault != Fault::RewindMarkerIgnored;
                 if let Some(pg) = self.nodes[i].pg.as_mut() {
+                    if as_standby && !pg.standby_signal {
+                        pg.rewind_needed = true;
+                    } else if !as_standby {
+                        pg.rewind_needed = false;
+                    }
                     pg.standby_signal = as_standby;
                     pg.postmaster = Some(Postmaster {
                         gen,
@@ -2788,7 +2814,8 @@ impl Sim {
                         in_recovery: as_standby,
                     });
                     if as_standby {
-                        pg.upstream = follow;
+                        // `write_managed_files`: no upstream until rewound.
+                        pg.upstream = follow.filter(|_| !(pg.rewind_needed && marker_seen));
                     }
                     pg.diverged = false;
                 }
@@ -3010,6 +3037,7 @@ impl Sim {
                     let pg = self.pg_mut(i);
                     pg.history.push(id);
                     pg.standby_signal = false;
+                    pg.rewind_needed = false;
                     pg.upstream = None;
                     pg.diverged = false;
                     if let Some(p) = pg.postmaster.as_mut() {
@@ -3084,6 +3112,7 @@ impl Sim {
                 pg.lsn = src.lsn;
                 pg.system = src.system;
                 pg.standby_signal = true;
+                pg.rewind_needed = false;
                 pg.upstream = Some(source);
                 pg.diverged = false;
                 pg.remembered_leader = src.remembered_leader;
@@ -3116,6 +3145,7 @@ impl Sim {
                 pg.lsn = src.lsn;
                 pg.system = src.system;
                 pg.standby_signal = true;
+                pg.rewind_needed = false;
                 pg.upstream = Some(source);
                 pg.diverged = false;
                 pg.remembered_leader = src.remembered_leader;
@@ -3623,12 +3653,15 @@ impl Sim {
         let theirs = history.last().map_or(0, |&t| timelines[t].number);
         let was_diverged = pg.diverged;
         let mut silent = false;
+        let unrewound = pg.rewind_needed;
+        let mut replayed_over = false;
         match history.iter().position(|&t| timelines[t].number == number) {
             Some(k) => {
                 let end = history
                     .get(k + 1)
                     .map_or(u64::MAX, |&next| timelines[next].fork);
                 if pg.lsn > end {
+                    replayed_over = unrewound;
                     pg.diverged = true;
                 } else if k + 1 < history.len() || lsn > pg.lsn {
                     // Its WAL is a prefix of the upstream's only when the
@@ -3641,7 +3674,19 @@ impl Sim {
             }
             // An upstream on an older timeline: it waits (not diverged).
             None if number > theirs => {}
-            None => pg.diverged = true,
+            None => {
+                replayed_over = unrewound;
+                pg.diverged = true;
+            }
+        }
+        if replayed_over && self.broken.is_none() {
+            self.broken = Some((
+                Broken::ReplayedOverDivergence,
+                format!(
+                    "{} (a primary's directory never rewound) streams from {} past the point where their histories fork",
+                    self.names[to], self.names[from]
+                ),
+            ));
         }
         if self.nodes[from].pg.as_ref().is_some_and(Pg::writable) {
             self.acknowledge(from);
@@ -4442,6 +4487,7 @@ fn witness_local() -> Local {
         position: None,
         system_identifier: None,
         timeline_diverged: false,
+        rewind_needed: false,
         crashes_in_a_row: 0,
         role_ensured: false,
         fenced_in_term: None,
@@ -4792,6 +4838,12 @@ fn given_a_standby_that_promotes_on_positions_compared_before_it_won_the_lease_t
 fn given_a_runner_that_keeps_the_crash_count_after_handing_over_then_a_member_hands_over_again_without_a_crash(
 ) {
     assert_caught(Fault::CrashCountKept, 2_000);
+}
+
+#[test]
+fn given_a_runner_that_ignores_the_rewind_marker_then_a_former_primary_replays_a_leader_over_its_divergence(
+) {
+    assert_caught(Fault::RewindMarkerIgnored, 2_000);
 }
 
 #[test]

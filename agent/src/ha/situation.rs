@@ -52,6 +52,9 @@ pub struct Local {
     pub system_identifier: Option<String>,
     /// This standby's timeline forked off its upstream's.
     pub timeline_diverged: bool,
+    /// A primary's directory started as a standby and not rewound since
+    /// (`executor::REWIND_MARKER`).
+    pub rewind_needed: bool,
     /// Crashes of the postmaster in a row.
     pub crashes_in_a_row: u32,
     /// The replication role and slots were ensured since PostgreSQL last
@@ -398,6 +401,9 @@ pub struct Situation {
     pub role_ensured: bool,
     /// This standby's timeline diverged from its upstream's.
     pub timeline_diverged: bool,
+    /// This directory ran as a primary and was not rewound since it became
+    /// a standby: rewound before it follows a leader.
+    pub rewind_needed: bool,
     /// Fenced in this term: not writable again before a new one.
     pub fenced_in_term: Option<u64>,
     /// The term in which PostgreSQL here was last writable.
@@ -514,6 +520,7 @@ pub fn situation(local: &Local, peers: &[PeerReport], settings: &Settings) -> Si
         position: local.position,
         role_ensured: local.role_ensured,
         timeline_diverged: local.timeline_diverged,
+        rewind_needed: local.rewind_needed,
         fenced_in_term: local.fenced_in_term,
         writable_in_term: local.writable_in_term,
         handover: local.handover.clone(),
@@ -871,6 +878,7 @@ mod tests {
             position: at(lsn),
             system_identifier: Some("7311".into()),
             timeline_diverged: false,
+            rewind_needed: false,
             crashes_in_a_row: 0,
             role_ensured: false,
             fenced_in_term: None,
