@@ -112,6 +112,24 @@ fn remove_rewind_marker(data_dir: &std::path::Path) -> Result<(), FileError> {
     }
 }
 
+/// A standby without a running WAL receiver: its timeline from its
+/// history files at its position, not the last restartpoint's, which may
+/// be many timelines old (see [`crate::pg::history`]).
+fn with_replay_timeline(mut obs: Observation, data_dir: &std::path::Path) -> Observation {
+    let receiving = obs
+        .wal_receiver
+        .as_ref()
+        .is_some_and(|r| r.received_tli.is_some());
+    if obs.in_recovery && !receiving {
+        if let Some(lsn) = obs.position().map(|p| p.lsn) {
+            if let Some(tli) = crate::pg::history::replay_timeline(data_dir, lsn) {
+                obs.timeline = Some(tli);
+            }
+        }
+    }
+    obs
+}
+
 /// What the executor found this iteration: plain data.
 #[derive(Debug, Clone)]
 pub struct Observed {
@@ -393,7 +411,7 @@ impl LocalPostgres {
                 let port = files_port(&data_dir).unwrap_or(self.cfg.postgresql.port);
                 self.probe.reset_port_if_changed(port);
                 match self.probe.observe().await {
-                    Ok(obs) => observation = Some(obs),
+                    Ok(obs) => observation = Some(with_replay_timeline(obs, &data_dir)),
                     Err(e) => {
                         tracing::debug!("probe: {e}");
                         probe_error = Some(e.to_string());

@@ -19,6 +19,7 @@ pub mod ctl;
 pub mod diagnose;
 pub mod fence_guard;
 pub mod files;
+pub mod history;
 pub mod lsn;
 pub mod postmaster;
 pub mod probe;

@@ -46,7 +46,8 @@ pub struct Observation {
     /// `pg_control_system().system_identifier`.
     pub system_identifier: String,
     /// The timeline: of the current WAL file on a primary, of the receiver
-    /// (or the last checkpoint) on a standby.
+    /// (or the last checkpoint) on a standby; the executor replaces the
+    /// last checkpoint's by the replay position's (`pg::history`).
     pub timeline: Option<u32>,
     /// `pg_current_wal_lsn()` (primary only).
     pub current_lsn: Option<Lsn>,

@@ -567,9 +567,6 @@ impl Run {
                 b_first.saturating_duration_since(began).as_secs_f64(),
             ));
         }
-        if !broken.is_empty() {
-            report.detail = writes.summary();
-        }
         let ids: Vec<i64> = writes.acked.iter().map(|(id, _, _)| *id).collect();
         report.acked += ids.len() as u64;
         if self.primary != before {
@@ -598,6 +595,9 @@ impl Run {
                 }
                 Err(e) => broken.push(format!("reading the acknowledged ids: {e}")),
             }
+        }
+        if !broken.is_empty() {
+            report.detail = writes.summary();
         }
         broken.extend(self.dirs.check(&self.c.nodes));
         broken.extend(check::panics(&self.c.nodes));
