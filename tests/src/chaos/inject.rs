@@ -231,42 +231,28 @@ pub fn lossy(slot: &Slot, percent: u8, length: Duration) -> Result<Outcome, Stri
     Ok(Outcome::default())
 }
 
+/// `tc qdisc <verb> dev <dev> root <spec...>` inside `slot`'s namespace.
+fn qdisc(slot: &Slot, verb: &str, dev: &str, spec: &[&str]) -> Result<(), String> {
+    let mut args = vec![
+        "netns",
+        "exec",
+        &slot.netns,
+        "tc",
+        "qdisc",
+        verb,
+        "dev",
+        dev,
+        "root",
+    ];
+    args.extend_from_slice(spec);
+    run("ip", &args, None)
+}
+
 /// Whether this kernel has the netem qdisc; asked once per run (a kernel
 /// without `sch_netem` answers "Specified qdisc kind is unknown").
 pub fn netem_available(slot: &Slot) -> bool {
-    let tried = run(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            &slot.netns,
-            "tc",
-            "qdisc",
-            "add",
-            "dev",
-            "lo",
-            "root",
-            "netem",
-            "delay",
-            "1ms",
-        ],
-        None,
-    );
-    let _ = run(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            &slot.netns,
-            "tc",
-            "qdisc",
-            "del",
-            "dev",
-            "lo",
-            "root",
-        ],
-        None,
-    );
+    let tried = qdisc(slot, "add", "lo", &["netem", "delay", "1ms"]);
+    let _ = qdisc(slot, "del", "lo", &[]);
     tried.is_ok()
 }
 
@@ -280,41 +266,25 @@ pub fn slow(
     netem: bool,
 ) -> Result<Outcome, String> {
     let ms = format!("{}ms", delay.as_millis());
-    let mut args = vec![
-        "netns",
-        "exec",
-        &slot.netns,
-        "tc",
-        "qdisc",
-        "add",
-        "dev",
-        &slot.link,
-        "root",
-    ];
-    let note = if netem {
-        args.extend(["netem", "delay", &ms]);
-        None
+    let (spec, note) = if netem {
+        (vec!["netem", "delay", ms.as_str()], None)
     } else {
-        args.extend(["tbf", "rate", "256kbit", "burst", "16kbit", "latency", &ms]);
-        Some("no netem in this kernel: tbf at 256 kbit/s instead".to_string())
+        (
+            vec![
+                "tbf",
+                "rate",
+                "256kbit",
+                "burst",
+                "16kbit",
+                "latency",
+                ms.as_str(),
+            ],
+            Some("no netem in this kernel: tbf at 256 kbit/s instead".to_string()),
+        )
     };
-    run("ip", &args, None)?;
+    qdisc(slot, "add", &slot.link, &spec)?;
     sleep(length);
-    run(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            &slot.netns,
-            "tc",
-            "qdisc",
-            "del",
-            "dev",
-            &slot.link,
-            "root",
-        ],
-        None,
-    )?;
+    qdisc(slot, "del", &slot.link, &[])?;
     Ok(Outcome {
         note,
         refused: false,
