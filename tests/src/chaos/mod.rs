@@ -573,7 +573,7 @@ impl Run {
             report.failovers += 1;
         }
         if broken.is_empty() {
-            match present_ids(self.c.node(&self.primary).pg_addr(), &ids) {
+            match self.present_on_primary(&ids) {
                 Ok(present) => {
                     let missing: Vec<i64> = ids
                         .iter()
@@ -624,6 +624,23 @@ impl Run {
             );
         }
         broken
+    }
+
+    /// Which of `ids` the primary has. The primary may change once more
+    /// right after the cluster converged (a member whose PostgreSQL
+    /// crashed three times in a minute hands over as soon as a standby can
+    /// take over): then the cluster converges again and the new primary is
+    /// asked, up to three times.
+    fn present_on_primary(&mut self, ids: &[i64]) -> Result<HashSet<i64>, String> {
+        let mut last = String::new();
+        for _ in 0..3 {
+            match present_ids(self.c.node(&self.primary).pg_addr(), ids) {
+                Ok(present) => return Ok(present),
+                Err(e) => last = format!("{} (on {})", e, self.primary),
+            }
+            self.wait_converged(Instant::now())?;
+        }
+        Err(last)
     }
 
     /// Waits until the routed writer has a write acknowledged after `t`
@@ -753,10 +770,10 @@ impl Run {
     /// its own fault) is still on the primary.
     fn final_check(&mut self, report: &mut Report) -> Result<(), String> {
         self.wait_converged(Instant::now())?;
-        let pg = self.c.node(&self.primary).pg_addr();
         let mut missing = 0u64;
-        for chunk in self.acked_ids.chunks(50_000) {
-            let present = present_ids(pg, chunk)?;
+        let acked = std::mem::take(&mut self.acked_ids);
+        for chunk in acked.chunks(50_000) {
+            let present = self.present_on_primary(chunk)?;
             missing += chunk.iter().filter(|i| !present.contains(i)).count() as u64;
         }
         report.lost_later = missing;
